@@ -1,0 +1,1 @@
+//! Similarity measures (CKA, CCA family, Procrustes) from the same statistics.

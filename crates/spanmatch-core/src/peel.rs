@@ -1,0 +1,190 @@
+//! Incremental peeling: remove the neuron farthest from the other side's span, one at a time.
+
+use crate::span::SpanTracker;
+use crate::MatchProblem;
+use serde::{Deserialize, Serialize};
+
+/// Which network a neuron belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Side {
+    /// Net A (the first file / the X matrix).
+    A,
+    /// Net B (the second file / the Y matrix).
+    B,
+}
+
+/// The incremental engine: a set of neurons of A and of B, each neuron's current sine to the
+/// other side's span, and removals in O((n1 + n2) · rank) each.
+///
+/// Indices given to and returned by a `Peeler` are neuron indices of the layer (into A or B).
+#[derive(Debug, Clone)]
+pub struct Peeler {
+    ids_a: Vec<usize>,
+    ids_b: Vec<usize>,
+    /// Span of A's members; its probes are B's members.
+    span_a: SpanTracker,
+    /// Span of B's members; its probes are A's members.
+    span_b: SpanTracker,
+    eps_floor: f64,
+}
+
+impl Peeler {
+    /// A peeler over the given neurons (indices into A and B; they must be live and distinct).
+    pub fn new(problem: &MatchProblem, members_a: &[usize], members_b: &[usize]) -> Self {
+        let tol = problem.tol().sine;
+        let (ia, ib) = (members_a.to_vec(), members_b.to_vec());
+        let na: Vec<f64> = ia
+            .iter()
+            .map(|&i| problem.dot(Side::A, i, Side::A, i))
+            .collect();
+        let nb: Vec<f64> = ib
+            .iter()
+            .map(|&j| problem.dot(Side::B, j, Side::B, j))
+            .collect();
+        let span_a = SpanTracker::new(
+            ia.len(),
+            nb,
+            |i, j| problem.dot(Side::A, ia[i], Side::A, ia[j]),
+            |i, p| problem.dot(Side::A, ia[i], Side::B, ib[p]),
+            tol,
+        );
+        let span_b = SpanTracker::new(
+            ib.len(),
+            na,
+            |i, j| problem.dot(Side::B, ib[i], Side::B, ib[j]),
+            |i, p| problem.dot(Side::B, ib[i], Side::A, ia[p]),
+            tol,
+        );
+        Self {
+            ids_a: ia,
+            ids_b: ib,
+            span_a,
+            span_b,
+            eps_floor: tol,
+        }
+    }
+
+    /// The neurons still present on `side`, in increasing index order.
+    pub fn members(&self, side: Side) -> Vec<usize> {
+        let mut v: Vec<usize> = match side {
+            Side::A => (0..self.ids_a.len())
+                .filter(|&i| self.span_a.member_alive(i))
+                .map(|i| self.ids_a[i])
+                .collect(),
+            Side::B => (0..self.ids_b.len())
+                .filter(|&i| self.span_b.member_alive(i))
+                .map(|i| self.ids_b[i])
+                .collect(),
+        };
+        v.sort_unstable();
+        v
+    }
+
+    /// Number of neurons still present on both sides together.
+    pub fn len(&self) -> usize {
+        self.local_alive(Side::A).count() + self.local_alive(Side::B).count()
+    }
+
+    /// Whether no neuron is left.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn local_alive(&self, side: Side) -> impl Iterator<Item = usize> + '_ {
+        let (n, tracker) = match side {
+            Side::A => (self.ids_a.len(), &self.span_a),
+            Side::B => (self.ids_b.len(), &self.span_b),
+        };
+        (0..n).filter(move |&i| tracker.member_alive(i))
+    }
+
+    /// Current sine of a present neuron to the other side's current span, or `None` if the
+    /// neuron is not present.
+    pub fn sine(&self, side: Side, neuron: usize) -> Option<f64> {
+        let local = self.local_index(side, neuron)?;
+        Some(self.local_sine(side, local))
+    }
+
+    fn local_index(&self, side: Side, neuron: usize) -> Option<usize> {
+        let (ids, tracker) = match side {
+            Side::A => (&self.ids_a, &self.span_a),
+            Side::B => (&self.ids_b, &self.span_b),
+        };
+        let l = ids.iter().position(|&i| i == neuron)?;
+        tracker.member_alive(l).then_some(l)
+    }
+
+    fn local_sine(&self, side: Side, local: usize) -> f64 {
+        match side {
+            Side::A => self.span_b.sin2(local).sqrt(),
+            Side::B => self.span_a.sin2(local).sqrt(),
+        }
+    }
+
+    /// The present neuron with the largest sine (ties: side A first, then the lower position in
+    /// the member list), with that sine.
+    pub fn farthest(&self) -> Option<(Side, usize, f64)> {
+        let mut best: Option<(Side, usize, f64)> = None;
+        for side in [Side::A, Side::B] {
+            for l in self.local_alive(side) {
+                let s = self.local_sine(side, l);
+                if best.is_none_or(|(_, _, b)| s > b) {
+                    best = Some((side, l, s));
+                }
+            }
+        }
+        best.map(|(side, l, s)| (side, self.id(side, l), s))
+    }
+
+    fn id(&self, side: Side, local: usize) -> usize {
+        match side {
+            Side::A => self.ids_a[local],
+            Side::B => self.ids_b[local],
+        }
+    }
+
+    /// Removes a present neuron; the other side's sines are updated. Returns false if the neuron
+    /// was not present.
+    pub fn remove(&mut self, side: Side, neuron: usize) -> bool {
+        let Some(l) = self.local_index(side, neuron) else {
+            return false;
+        };
+        self.remove_local(side, l);
+        true
+    }
+
+    fn remove_local(&mut self, side: Side, l: usize) {
+        match side {
+            Side::A => {
+                self.span_a.remove_member(l);
+                self.span_b.remove_probe(l);
+            }
+            Side::B => {
+                self.span_b.remove_member(l);
+                self.span_a.remove_probe(l);
+            }
+        }
+    }
+
+    /// Removes neurons farthest first while the largest sine exceeds `max(eps, sine tolerance)`.
+    /// What remains is the maximum match at `eps` of the neurons the peeler started with.
+    pub fn peel_until(&mut self, eps: f64) {
+        let limit = eps.max(self.eps_floor);
+        while let Some((side, neuron, s)) = self.farthest() {
+            if s <= limit {
+                break;
+            }
+            self.remove(side, neuron);
+        }
+    }
+
+    /// Peels every neuron, farthest first, and returns the removal sequence.
+    pub fn peel_all(mut self) -> Vec<(Side, usize, f64)> {
+        let mut steps = Vec::with_capacity(self.span_a.probe_count() + self.span_b.probe_count());
+        while let Some((side, neuron, s)) = self.farthest() {
+            steps.push((side, neuron, s));
+            self.remove(side, neuron);
+        }
+        steps
+    }
+}

@@ -1,0 +1,258 @@
+//! Streamed sufficient statistics of two activation matrices.
+
+use crate::gram_kernel::syrk_lower;
+use crate::CoreError;
+use faer::Mat;
+
+/// Accumulates, one row block at a time, everything spanmatch needs from two activation matrices
+/// X (net A, `n1` neurons) and Y (net B, `n2` neurons) observed on the same inputs.
+///
+/// Rows are samples (an image, or an image-position pair for a convolutional layer); columns are
+/// neurons. Kept, in f64: the joint Gram matrix of `[X | Y]` (lower triangle), the column sums,
+/// the row count, and the row-norm moments used by the debiased CKA estimator. Memory is
+/// O((n1 + n2)^2) regardless of the number of rows.
+#[derive(Debug, Clone)]
+pub struct GramAccumulator {
+    n1: usize,
+    n2: usize,
+    gram: Vec<f64>,
+    sums: Vec<f64>,
+    rows: u64,
+    moments: RowNormMoments,
+    scratch: Vec<f64>,
+}
+
+/// Moments of the per-row squared norms `a_i = ||x_i||²`, `b_i = ||y_i||²` (rows of X and Y).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RowNormMoments {
+    /// `Σ_i a_i m_i`, where `m_i = [x_i | y_i]` (length n1 + n2).
+    pub weighted_by_a: Vec<f64>,
+    /// `Σ_i b_i m_i` (length n1 + n2).
+    pub weighted_by_b: Vec<f64>,
+    /// `Σ_i a_i²`.
+    pub aa: f64,
+    /// `Σ_i a_i b_i`.
+    pub ab: f64,
+    /// `Σ_i b_i²`.
+    pub bb: f64,
+}
+
+impl GramAccumulator {
+    /// An empty accumulator for `n1` neurons of net A and `n2` neurons of net B.
+    pub fn new(n1: usize, n2: usize) -> Self {
+        let n = n1 + n2;
+        Self {
+            n1,
+            n2,
+            gram: vec![0.0; n * n],
+            sums: vec![0.0; n],
+            rows: 0,
+            moments: RowNormMoments {
+                weighted_by_a: vec![0.0; n],
+                weighted_by_b: vec![0.0; n],
+                ..RowNormMoments::default()
+            },
+            scratch: Vec::new(),
+        }
+    }
+
+    /// Neurons of net A.
+    pub fn n1(&self) -> usize {
+        self.n1
+    }
+
+    /// Neurons of net B.
+    pub fn n2(&self) -> usize {
+        self.n2
+    }
+
+    /// Rows accumulated so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Adds a joint row block: `block` holds whole rows of `n1 + n2` values, row-major, each row
+    /// being `[x_i | y_i]`.
+    pub fn push_joint(&mut self, block: &[f64]) -> Result<(), CoreError> {
+        let n = self.n1 + self.n2;
+        if n == 0 || block.len() % n != 0 {
+            return Err(CoreError::BlockShape {
+                got: block.len(),
+                expected: n,
+            });
+        }
+        let rows = block.len() / n;
+        syrk_lower(&mut self.gram, block, n, rows);
+        self.add_first_order(block, rows);
+        self.rows += rows as u64;
+        Ok(())
+    }
+
+    /// Adds a row block given as separate blocks of X (`rows x n1`) and Y (`rows x n2`), both
+    /// row-major f64.
+    pub fn push_pair(&mut self, x: &[f64], y: &[f64]) -> Result<(), CoreError> {
+        self.push_pair_with(x, y, |v| v)
+    }
+
+    /// Like [`push_pair`](Self::push_pair), for f32 blocks (converted to f64 before any product).
+    pub fn push_pair_f32(&mut self, x: &[f32], y: &[f32]) -> Result<(), CoreError> {
+        self.push_pair_with(x, y, f64::from)
+    }
+
+    fn push_pair_with<T: Copy>(
+        &mut self,
+        x: &[T],
+        y: &[T],
+        to_f64: impl Fn(T) -> f64,
+    ) -> Result<(), CoreError> {
+        let (n1, n2) = (self.n1, self.n2);
+        let rows_of = |len: usize, width: usize| -> Result<usize, CoreError> {
+            if width == 0 || len % width != 0 {
+                Err(CoreError::BlockShape {
+                    got: len,
+                    expected: width,
+                })
+            } else {
+                Ok(len / width)
+            }
+        };
+        let (rows_a, rows_b) = (rows_of(x.len(), n1)?, rows_of(y.len(), n2)?);
+        if rows_a != rows_b {
+            return Err(CoreError::RowMismatch { rows_a, rows_b });
+        }
+        let mut joint = std::mem::take(&mut self.scratch);
+        joint.clear();
+        joint.reserve(rows_a * (n1 + n2));
+        for (xr, yr) in x.chunks_exact(n1).zip(y.chunks_exact(n2)) {
+            joint.extend(xr.iter().map(|&v| to_f64(v)));
+            joint.extend(yr.iter().map(|&v| to_f64(v)));
+        }
+        let result = self.push_joint(&joint);
+        self.scratch = joint;
+        result
+    }
+
+    fn add_first_order(&mut self, block: &[f64], rows: usize) {
+        let n = self.n1 + self.n2;
+        let m = &mut self.moments;
+        for row in block.chunks_exact(n).take(rows) {
+            let (xr, yr) = row.split_at(self.n1);
+            let a: f64 = xr.iter().map(|v| v * v).sum();
+            let b: f64 = yr.iter().map(|v| v * v).sum();
+            m.aa += a * a;
+            m.ab += a * b;
+            m.bb += b * b;
+            for (((s, wa), wb), &v) in self
+                .sums
+                .iter_mut()
+                .zip(m.weighted_by_a.iter_mut())
+                .zip(m.weighted_by_b.iter_mut())
+                .zip(row)
+            {
+                *s += v;
+                *wa += a * v;
+                *wb += b * v;
+            }
+        }
+    }
+
+    /// Adds the statistics of another accumulator fed with a disjoint set of rows. The result is
+    /// the same as one accumulator fed with both sets (up to floating-point summation order).
+    pub fn merge(&mut self, other: &GramAccumulator) -> Result<(), CoreError> {
+        if (self.n1, self.n2) != (other.n1, other.n2) {
+            return Err(CoreError::MergeShape {
+                a: (self.n1, self.n2),
+                b: (other.n1, other.n2),
+            });
+        }
+        let add = |dst: &mut [f64], src: &[f64]| dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
+        add(&mut self.gram, &other.gram);
+        add(&mut self.sums, &other.sums);
+        add(
+            &mut self.moments.weighted_by_a,
+            &other.moments.weighted_by_a,
+        );
+        add(
+            &mut self.moments.weighted_by_b,
+            &other.moments.weighted_by_b,
+        );
+        self.moments.aa += other.moments.aa;
+        self.moments.ab += other.moments.ab;
+        self.moments.bb += other.moments.bb;
+        self.rows += other.rows;
+        Ok(())
+    }
+
+    /// The finished statistics (the Gram matrix made symmetric).
+    pub fn finish(&self) -> JointStats {
+        let n = self.n1 + self.n2;
+        let gram = Mat::from_fn(n, n, |i, j| {
+            if i >= j {
+                self.gram[i + j * n]
+            } else {
+                self.gram[j + i * n]
+            }
+        });
+        JointStats {
+            n1: self.n1,
+            n2: self.n2,
+            rows: self.rows,
+            gram,
+            sums: self.sums.clone(),
+            moments: self.moments.clone(),
+        }
+    }
+}
+
+/// Finished statistics of a layer pair: the input of every computation of the core.
+#[derive(Debug, Clone)]
+pub struct JointStats {
+    /// Neurons of net A (the first `n1` rows/columns of `gram`).
+    pub n1: usize,
+    /// Neurons of net B (the last `n2` rows/columns of `gram`).
+    pub n2: usize,
+    /// Number of rows (samples) accumulated.
+    pub rows: u64,
+    /// The symmetric `(n1 + n2) x (n1 + n2)` Gram matrix of `[X | Y]` (uncentred).
+    pub gram: Mat<f64>,
+    /// Column sums of `[X | Y]`.
+    pub sums: Vec<f64>,
+    /// Row-norm moments (for the debiased CKA estimator).
+    pub moments: RowNormMoments,
+}
+
+impl JointStats {
+    /// Builds the statistics of two whole matrices at once (`x`: `rows x n1`, `y`: `rows x n2`,
+    /// row-major). Convenient for small data and tests.
+    pub fn from_matrices(x: &[f64], y: &[f64], n1: usize, n2: usize) -> Result<Self, CoreError> {
+        let mut acc = GramAccumulator::new(n1, n2);
+        acc.push_pair(x, y)?;
+        Ok(acc.finish())
+    }
+
+    /// Fails with [`CoreError::NonFinite`] if any statistic is NaN or infinite.
+    pub fn check_finite(&self) -> Result<(), CoreError> {
+        let m = &self.moments;
+        let finite = self.gram.col_iter().all(|c| c.iter().all(|v| v.is_finite()))
+            && self.sums.iter().all(|v| v.is_finite())
+            && m.weighted_by_a.iter().all(|v| v.is_finite())
+            && m.weighted_by_b.iter().all(|v| v.is_finite())
+            && m.aa.is_finite()
+            && m.ab.is_finite()
+            && m.bb.is_finite();
+        if finite {
+            Ok(())
+        } else {
+            Err(CoreError::NonFinite)
+        }
+    }
+
+    /// The Gram matrix of the column-centred data, `Gram - s sᵀ / rows`.
+    pub fn centered_gram(&self) -> Mat<f64> {
+        let n = self.n1 + self.n2;
+        let d = self.rows.max(1) as f64;
+        Mat::from_fn(n, n, |i, j| {
+            self.gram[(i, j)] - self.sums[i] * self.sums[j] / d
+        })
+    }
+}

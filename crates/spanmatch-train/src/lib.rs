@@ -1,0 +1,28 @@
+//! Datasets, models, seeded training and streamed activation extraction for spanmatch.
+//!
+//! * [`data`]: MNIST / Fashion-MNIST (IDX) and CIFAR-10 (binary) loaders, search order,
+//!   download + SHA-256 verification, normalisation and seeded augmentation.
+//! * [`model`]: framework-free architecture descriptions (VGG, plain nets, MLP) and the names
+//!   of their ReLU layers.
+//! * [`net`]: the framework binding (burn 0.22, Flex CPU backend); the only module using burn.
+//! * [`train`](mod@train): seeded SGD training with checkpoints/resume and evaluation.
+//! * [`extract`](mod@extract): streaming post-ReLU activations of one or several nets to an
+//!   [`ActivationSink`], including an incremental `.npz` writer.
+//! * [`cli`]: clap argument structs and `run_*` entry points for the `spanmatch` binary.
+
+#![warn(missing_docs)]
+
+pub mod data;
+pub mod model;
+pub mod net;
+pub mod rng;
+pub mod bench;
+pub mod cli;
+pub mod extract;
+pub mod train;
+
+pub use bench::{bench_training, BenchResult};
+pub use cli::{run_bench, run_extract, run_train, BenchArgs, ExtractArgs, TrainArgs};
+pub use extract::{extract, ActivationSink, CollectSink, NpzWriter};
+pub use model::{layer_names, LayerInfo, ModelConfig};
+pub use train::{evaluate, load_checkpoint, train, train_on, TrainConfig, TrainOptions, TrainedNet};
