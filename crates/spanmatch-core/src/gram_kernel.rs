@@ -40,7 +40,7 @@ mod imp {
         );
     }
 
-    pub(super) fn syrk_lower(gram: &mut [f64], block: &[f64], n: usize, rows: usize) {
+    pub(super) fn syrk_lower(gram: &mut [f64], block: &[f64], n: usize, _rows: usize) {
         // Row-major rows x n is column-major n x rows: C += A Aᵀ with A = that n x rows matrix.
         // Split very tall blocks so that the dimensions fit in a C int.
         let max_rows = (c_int::MAX as usize / n.max(1)).max(1);

@@ -27,7 +27,6 @@ mod peel;
 mod problem;
 mod profile;
 pub mod rng;
-pub mod sampling;
 pub mod simple;
 mod span;
 mod stats;

@@ -4,6 +4,9 @@ use crate::span::SpanTracker;
 use crate::MatchProblem;
 use serde::{Deserialize, Serialize};
 
+/// Below this many allocated neurons (both sides) the peeler never compacts its arrays.
+const COMPACT_MIN: usize = 64;
+
 /// Which network a neuron belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Side {
@@ -17,7 +20,7 @@ pub enum Side {
 /// other side's span, and removals in O((n1 + n2) · rank) each.
 ///
 /// Indices given to and returned by a `Peeler` are neuron indices of the layer (into A or B).
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Peeler {
     ids_a: Vec<usize>,
     ids_b: Vec<usize>,
@@ -26,6 +29,27 @@ pub struct Peeler {
     /// Span of B's members; its probes are A's members.
     span_b: SpanTracker,
     eps_floor: f64,
+}
+
+impl Clone for Peeler {
+    fn clone(&self) -> Self {
+        Self {
+            ids_a: self.ids_a.clone(),
+            ids_b: self.ids_b.clone(),
+            span_a: self.span_a.clone(),
+            span_b: self.span_b.clone(),
+            eps_floor: self.eps_floor,
+        }
+    }
+
+    /// Reuses this peeler's allocations.
+    fn clone_from(&mut self, src: &Self) {
+        self.ids_a.clone_from(&src.ids_a);
+        self.ids_b.clone_from(&src.ids_b);
+        self.span_a.clone_from(&src.span_a);
+        self.span_b.clone_from(&src.span_b);
+        self.eps_floor = src.eps_floor;
+    }
 }
 
 impl Peeler {
@@ -164,6 +188,31 @@ impl Peeler {
                 self.span_a.remove_probe(l);
             }
         }
+        let present = self.span_a.alive_members() + self.span_b.alive_members();
+        let allocated = self.span_a.allocated();
+        if allocated >= COMPACT_MIN && present * 4 < allocated * 3 {
+            self.compact();
+        }
+    }
+
+    /// Drops removed neurons from the internal arrays and shrinks the coordinate space to the
+    /// current spans, so that later steps and clones cost in proportion to what is left.
+    fn compact(&mut self) {
+        let keep_a: Vec<usize> = self.local_alive(Side::A).collect();
+        let keep_b: Vec<usize> = self.local_alive(Side::B).collect();
+        self.span_a.compact(&keep_a, &keep_b);
+        self.span_b.compact(&keep_b, &keep_a);
+        self.ids_a = keep_a.iter().map(|&l| self.ids_a[l]).collect();
+        self.ids_b = keep_b.iter().map(|&l| self.ids_b[l]).collect();
+    }
+
+    /// Dimension of the span of the present neurons of `side` (numerical rank at the sine
+    /// tolerance).
+    pub fn rank(&self, side: Side) -> usize {
+        match side {
+            Side::A => self.span_a.rank(),
+            Side::B => self.span_b.rank(),
+        }
     }
 
     /// Removes neurons farthest first while the largest sine exceeds `max(eps, sine tolerance)`.
@@ -176,6 +225,33 @@ impl Peeler {
             }
             self.remove(side, neuron);
         }
+    }
+
+    /// Like [`peel_until`](Self::peel_until), but stops and returns `false` as soon as `keep`
+    /// would be removed; returns `true` when `keep` is in the maximum match at `eps` of what the
+    /// peeler held (which it then holds).
+    pub fn peel_until_keeping(&mut self, eps: f64, keep: (Side, usize)) -> bool {
+        let limit = eps.max(self.eps_floor);
+        while let Some((side, neuron, s)) = self.farthest() {
+            if s <= limit {
+                break;
+            }
+            if (side, neuron) == keep {
+                return false;
+            }
+            self.remove(side, neuron);
+        }
+        self.contains(keep.0, keep.1)
+    }
+
+    /// Whether a neuron is present.
+    pub fn contains(&self, side: Side, neuron: usize) -> bool {
+        self.local_index(side, neuron).is_some()
+    }
+
+    /// The largest sine of a present neuron (0 when empty).
+    pub fn max_sine(&self) -> f64 {
+        self.farthest().map_or(0.0, |(_, _, s)| s)
     }
 
     /// Peels every neuron, farthest first, and returns the removal sequence.

@@ -11,8 +11,10 @@
 //! normalised dual; then every probe's squared sine grows by `<p, w>² / ||p||²`. Each removal
 //! costs O(rank · (members + probes)).
 
+use faer::Mat;
+
 /// Span of a set of members and the sines of a set of probes to it.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub(crate) struct SpanTracker {
     /// Dimension of the coordinate space (rank of the initial span).
     dim: usize,
@@ -30,6 +32,43 @@ pub(crate) struct SpanTracker {
     probe_sin2: Vec<f64>,
     probe_alive: Vec<bool>,
     sine_tol: f64,
+}
+
+impl Clone for SpanTracker {
+    fn clone(&self) -> Self {
+        let mut c = Self {
+            dim: 0,
+            coords: Vec::new(),
+            duals: Vec::new(),
+            member_norm2: Vec::new(),
+            is_basis: Vec::new(),
+            member_alive: Vec::new(),
+            alive_members: 0,
+            probes: Vec::new(),
+            probe_norm2: Vec::new(),
+            probe_sin2: Vec::new(),
+            probe_alive: Vec::new(),
+            sine_tol: self.sine_tol,
+        };
+        c.clone_from(self);
+        c
+    }
+
+    /// Reuses this tracker's allocations (trial removals clone a tracker many times).
+    fn clone_from(&mut self, src: &Self) {
+        self.dim = src.dim;
+        self.coords.clone_from(&src.coords);
+        self.duals.clone_from(&src.duals);
+        self.member_norm2.clone_from(&src.member_norm2);
+        self.is_basis.clone_from(&src.is_basis);
+        self.member_alive.clone_from(&src.member_alive);
+        self.alive_members = src.alive_members;
+        self.probes.clone_from(&src.probes);
+        self.probe_norm2.clone_from(&src.probe_norm2);
+        self.probe_sin2.clone_from(&src.probe_sin2);
+        self.probe_alive.clone_from(&src.probe_alive);
+        self.sine_tol = src.sine_tol;
+    }
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {
@@ -71,10 +110,10 @@ impl SpanTracker {
         let tol2 = sine_tol * sine_tol;
 
         // Pivoted Cholesky with relative-residual pivoting: scale invariant, stops at the rank.
-        // rows[t] holds coordinate t of every member (row-major during the build).
+        // partial[j] holds the coordinates of member j on the basis vectors chosen so far.
         let mut resid = member_norm2.clone();
         let mut pivots: Vec<usize> = Vec::new();
-        let mut rows: Vec<Vec<f64>> = Vec::new();
+        let mut partial: Vec<Vec<f64>> = vec![Vec::new(); m];
         let mut chosen = vec![false; m];
         loop {
             let mut best = None;
@@ -90,36 +129,30 @@ impl SpanTracker {
                 }
             }
             let Some(p) = best else { break };
-            let t = rows.len();
             let diag = resid[p].sqrt();
-            let mut row = vec![0.0; m];
-            row[p] = diag;
+            let pcol = std::mem::take(&mut partial[p]);
             for j in 0..m {
                 if chosen[j] || j == p {
                     continue;
                 }
-                let mut v = g_mm(j, p);
-                for prev in rows.iter().take(t) {
-                    v -= prev[j] * prev[p];
-                }
-                v /= diag;
-                row[j] = v;
+                let v = (g_mm(j, p) - dot(&partial[j], &pcol)) / diag;
+                partial[j].push(v);
                 resid[j] -= v * v;
             }
+            partial[p] = pcol;
+            partial[p].push(diag);
             chosen[p] = true;
             resid[p] = 0.0;
             pivots.push(p);
-            rows.push(row);
         }
         let dim = pivots.len();
 
-        // Member coordinates, column-major.
+        // Member coordinates, column-major (coordinates after a member's own pivot are zero).
         let mut coords = vec![0.0; dim * m];
-        for (t, row) in rows.iter().enumerate() {
-            for j in 0..m {
-                coords[j * dim + t] = row[j];
-            }
+        for (j, col) in partial.iter().enumerate() {
+            coords[j * dim..j * dim + col.len()].copy_from_slice(col);
         }
+        drop(partial);
 
         // Duals of the basis members: D = L^{-T} with L[s][t] = coords of pivot t, coordinate s.
         let mut duals = vec![0.0; dim * m];
@@ -195,6 +228,70 @@ impl SpanTracker {
     /// Whether member `i` is still in the span set.
     pub(crate) fn member_alive(&self, i: usize) -> bool {
         self.member_alive[i]
+    }
+
+    /// Number of live members.
+    pub(crate) fn alive_members(&self) -> usize {
+        self.alive_members
+    }
+
+    /// Dimension of the current span (number of basis members still present).
+    pub(crate) fn rank(&self) -> usize {
+        (0..self.is_basis.len())
+            .filter(|&i| self.member_alive[i] && self.is_basis[i])
+            .count()
+    }
+
+    /// Allocated members and probes (present or not).
+    pub(crate) fn allocated(&self) -> usize {
+        self.member_alive.len() + self.probe_alive.len()
+    }
+
+    /// Keeps only the given members and probes (in that order, all present) and re-expresses
+    /// every vector in an orthonormal basis of the current span, whose dimension is the number
+    /// of basis members left. Sines are unchanged; later removals cost less.
+    pub(crate) fn compact(&mut self, keep_members: &[usize], keep_probes: &[usize]) {
+        let old = self.dim;
+        let basis: Vec<usize> = keep_members
+            .iter()
+            .copied()
+            .filter(|&i| self.is_basis[i])
+            .collect();
+        let k = basis.len();
+        // Orthonormal basis of the current span: Householder QR of the basis members' coordinates.
+        let q = if k > 0 {
+            let cb = Mat::from_fn(old, k, |r, c| self.coords[basis[c] * old + r]);
+            cb.qr().compute_thin_Q()
+        } else {
+            Mat::zeros(old, 0)
+        };
+        let project = |src: &[f64], ids: &[usize]| -> Vec<f64> {
+            let mut out = vec![0.0; k * ids.len()];
+            if k == 0 || ids.is_empty() {
+                return out;
+            }
+            let x = Mat::from_fn(old, ids.len(), |r, c| src[ids[c] * old + r]);
+            let y = q.transpose() * &x;
+            for c in 0..ids.len() {
+                for r in 0..k {
+                    out[c * k + r] = y[(r, c)];
+                }
+            }
+            out
+        };
+        self.coords = project(&self.coords, keep_members);
+        self.duals = project(&self.duals, keep_members);
+        self.probes = project(&self.probes, keep_probes);
+        self.dim = k;
+        let pick_f = |v: &[f64], ids: &[usize]| ids.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+        let pick_b = |v: &[bool], ids: &[usize]| ids.iter().map(|&i| v[i]).collect::<Vec<bool>>();
+        self.member_norm2 = pick_f(&self.member_norm2, keep_members);
+        self.is_basis = pick_b(&self.is_basis, keep_members);
+        self.member_alive = vec![true; keep_members.len()];
+        self.alive_members = keep_members.len();
+        self.probe_norm2 = pick_f(&self.probe_norm2, keep_probes);
+        self.probe_sin2 = pick_f(&self.probe_sin2, keep_probes);
+        self.probe_alive = vec![true; keep_probes.len()];
     }
 
     /// Removes member `i` from the span set and updates the probes' sines.

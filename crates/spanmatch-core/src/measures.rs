@@ -1,1 +1,0 @@
-//! Similarity measures (CKA, CCA family, Procrustes) from the same statistics.

@@ -1,1 +1,0 @@
-//! Sampled-coordinate compatibility protocol.
