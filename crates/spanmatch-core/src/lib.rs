@@ -26,6 +26,7 @@ pub mod measures;
 mod peel;
 mod problem;
 mod profile;
+pub mod reference;
 pub mod rng;
 pub mod simple;
 mod span;

@@ -96,39 +96,8 @@ fn planted_blocks_with_noise_at_eps_point_one() {
     assert_eq!(got, blocks);
 }
 
-/// Reference v-minimal match: the reference max match recomputed from scratch at every step.
 fn reference_v_minimal(x: &Acts, y: &Acts, eps: f64, v: (Side, usize)) -> (Vec<usize>, Vec<usize>) {
-    let sub = |m: &Acts, cols: &[usize]| faer::Mat::from_fn(m.nrows(), cols.len(), |i, k| m[(i, cols[k])]);
-    let restricted = |sa: &[usize], sb: &[usize]| -> (Vec<usize>, Vec<usize>) {
-        let (ra, rb) = reference_max_match(&sub(x, sa), &sub(y, sb), eps);
-        (ra.iter().map(|&k| sa[k]).collect(), rb.iter().map(|&k| sb[k]).collect())
-    };
-    let (mut sa, mut sb) = reference_max_match(x, y, eps);
-    let order: Vec<(Side, usize)> = sa
-        .iter()
-        .map(|&i| (Side::A, i))
-        .chain(sb.iter().map(|&j| (Side::B, j)))
-        .collect();
-    for u in order {
-        if u == v {
-            continue;
-        }
-        let (ta, tb): (Vec<usize>, Vec<usize>) = match u.0 {
-            Side::A if sa.contains(&u.1) => (sa.iter().copied().filter(|&i| i != u.1).collect(), sb.clone()),
-            Side::B if sb.contains(&u.1) => (sa.clone(), sb.iter().copied().filter(|&j| j != u.1).collect()),
-            _ => continue,
-        };
-        let (na, nb) = restricted(&ta, &tb);
-        let keeps = match v.0 {
-            Side::A => na.contains(&v.1),
-            Side::B => nb.contains(&v.1),
-        };
-        if keeps {
-            sa = na;
-            sb = nb;
-        }
-    }
-    (sa, sb)
+    spanmatch_core::reference::v_minimal(x, y, eps, v)
 }
 
 #[test]

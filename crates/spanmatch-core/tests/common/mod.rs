@@ -1,10 +1,9 @@
 //! Test support: data generators and a straightforward reference implementation of the maximum
 //! match on the full activation matrices (iterated least-squares projections, as in method.md).
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use faer::Mat;
 use spanmatch_core::rng::SplitMix64;
-use spanmatch_core::tolerance::{DEAD_NORM_TOL, SINE_TOL};
 
 /// A dense activation matrix: `rows x cols`, stored as a faer matrix (rows are samples).
 pub type Acts = Mat<f64>;
@@ -74,69 +73,11 @@ pub fn planted(
     (hcat(&[&sa, &oa]), hcat(&[&sb, &ob]))
 }
 
-fn col_norm(m: &Acts, j: usize) -> f64 {
-    m.col(j).norm_l2()
-}
+pub use spanmatch_core::reference::live_columns;
 
-/// Orthonormal basis of the span of the given columns (columns normalised first, singular
-/// values below `1e-8` of the largest dropped).
-fn span_basis(m: &Acts, cols: &[usize]) -> Acts {
-    let rows = m.nrows();
-    if cols.is_empty() {
-        return Mat::zeros(rows, 0);
-    }
-    let sub = Mat::from_fn(rows, cols.len(), |i, k| m[(i, cols[k])] / col_norm(m, cols[k]));
-    let svd = sub.thin_svd().expect("svd");
-    let s = svd.S().column_vector();
-    let smax = (0..s.nrows()).map(|i| s[i]).fold(0.0, f64::max);
-    let keep: Vec<usize> = (0..s.nrows()).filter(|&i| s[i] > 1e-8 * smax).collect();
-    let u = svd.U();
-    Mat::from_fn(rows, keep.len(), |i, k| u[(i, keep[k])])
-}
-
-/// Sine of the angle between column `j` of `m` and the span of the orthonormal `basis`.
-fn sine_to(m: &Acts, j: usize, basis: &Acts) -> f64 {
-    let x = m.col(j);
-    let nx = x.norm_l2();
-    let coef = basis.transpose() * x;
-    let proj = basis * &coef;
-    let mut r2 = 0.0;
-    for i in 0..m.nrows() {
-        let d = x[i] - proj[i];
-        r2 += d * d;
-    }
-    r2.sqrt() / nx
-}
-
-/// Live columns of a layer pair (norm above the dead tolerance, relative to the largest norm of
-/// both layers).
-pub fn live_columns(x: &Acts, y: &Acts) -> (Vec<usize>, Vec<usize>) {
-    let nx: Vec<f64> = (0..x.ncols()).map(|j| col_norm(x, j)).collect();
-    let ny: Vec<f64> = (0..y.ncols()).map(|j| col_norm(y, j)).collect();
-    let max = nx.iter().chain(&ny).cloned().fold(0.0, f64::max);
-    let cut = DEAD_NORM_TOL * max;
-    (
-        (0..x.ncols()).filter(|&j| nx[j] > cut).collect(),
-        (0..y.ncols()).filter(|&j| ny[j] > cut).collect(),
-    )
-}
-
-/// Reference maximum match of the live neurons at `eps`: repeat, drop every neuron whose sine to
-/// the other side's span exceeds `max(eps, SINE_TOL)`, until nothing changes.
+/// Reference maximum match of the live neurons (see `spanmatch_core::reference`).
 pub fn reference_max_match(x: &Acts, y: &Acts, eps: f64) -> (Vec<usize>, Vec<usize>) {
-    let (mut a, mut b) = live_columns(x, y);
-    let limit = eps.max(SINE_TOL);
-    loop {
-        let by = span_basis(y, &b);
-        let a2: Vec<usize> = a.iter().copied().filter(|&j| sine_to(x, j, &by) <= limit).collect();
-        let bx = span_basis(x, &a2);
-        let b2: Vec<usize> = b.iter().copied().filter(|&j| sine_to(y, j, &bx) <= limit).collect();
-        if a2.len() == a.len() && b2.len() == b.len() {
-            return (a2, b2);
-        }
-        a = a2;
-        b = b2;
-    }
+    spanmatch_core::reference::max_match(x, y, eps)
 }
 
 /// The engine's statistics of a layer pair, accumulated in blocks of `block` rows.
