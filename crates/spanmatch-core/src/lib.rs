@@ -37,5 +37,5 @@ pub use error::CoreError;
 pub use peel::{Peeler, Side};
 pub use problem::{DeadPolicy, MatchOptions, MatchProblem};
 pub use profile::{MaxMatch, PeelStep, Profile};
-pub use stats::{GramAccumulator, JointStats};
+pub use stats::{GramAccumulator, JointStats, RowNormMoments};
 pub use tolerance::Tolerances;

@@ -15,6 +15,7 @@ use crate::rng::SplitMix64;
 use crate::tolerance::check_epsilon;
 use crate::{CoreError, DeadPolicy, MatchProblem, Peeler, Side};
 use serde::Serialize;
+use rayon::prelude::*;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
@@ -171,34 +172,45 @@ pub fn simple_matches(
     let mut index: HashMap<(Vec<usize>, Vec<usize>), usize> = HashMap::new();
     let mut done = 0;
     let mut complete = true;
+    // Neurons are processed in parallel in small batches; results are merged in neuron order, so
+    // the output does not depend on the number of threads, and an interruption loses at most
+    // one batch.
+    let batch = 4 * rayon::current_num_threads().max(1);
     'outer: for order in &orders {
-        for &v in &members {
-            let key = if is_dead(problem, v) {
-                split(&[v])
-            } else {
-                v_minimal(&full, v, eps, order)
-            };
-            match index.get(&key) {
-                Some(&k) => {
-                    found[k].count += 1;
-                    if !found[k].witnesses.contains(&v) {
-                        found[k].witnesses.push(v);
+        for chunk in members.chunks(batch) {
+            let results: Vec<(Vec<usize>, Vec<usize>)> = chunk
+                .par_iter()
+                .map(|&v| {
+                    if is_dead(problem, v) {
+                        split(&[v])
+                    } else {
+                        v_minimal(&full, v, eps, order)
+                    }
+                })
+                .collect();
+            for (&v, key) in chunk.iter().zip(results) {
+                match index.get(&key) {
+                    Some(&k) => {
+                        found[k].count += 1;
+                        if !found[k].witnesses.contains(&v) {
+                            found[k].witnesses.push(v);
+                        }
+                    }
+                    None => {
+                        index.insert(key.clone(), found.len());
+                        found.push(SimpleMatch {
+                            a: key.0,
+                            b: key.1,
+                            count: 1,
+                            witnesses: vec![v],
+                        });
                     }
                 }
-                None => {
-                    index.insert(key.clone(), found.len());
-                    found.push(SimpleMatch {
-                        a: key.0,
-                        b: key.1,
-                        count: 1,
-                        witnesses: vec![v],
-                    });
+                done += 1;
+                if progress(done, total).is_break() {
+                    complete = false;
+                    break 'outer;
                 }
-            }
-            done += 1;
-            if progress(done, total).is_break() {
-                complete = false;
-                break 'outer;
             }
         }
     }

@@ -247,6 +247,36 @@ impl JointStats {
         }
     }
 
+    /// The statistics of one side against itself (`[X | X]` for side A), derived without another
+    /// pass: the self-comparison control, which must match fully at every ε.
+    pub fn self_pair(&self, side: crate::Side) -> JointStats {
+        let (off, n) = match side {
+            crate::Side::A => (0, self.n1),
+            crate::Side::B => (self.n1, self.n2),
+        };
+        let idx = |i: usize| off + i % n;
+        let m = &self.moments;
+        let (w, sq) = match side {
+            crate::Side::A => (&m.weighted_by_a, m.aa),
+            crate::Side::B => (&m.weighted_by_b, m.bb),
+        };
+        let w2: Vec<f64> = (0..2 * n).map(|i| w[idx(i)]).collect();
+        JointStats {
+            n1: n,
+            n2: n,
+            rows: self.rows,
+            gram: Mat::from_fn(2 * n, 2 * n, |i, j| self.gram[(idx(i), idx(j))]),
+            sums: (0..2 * n).map(|i| self.sums[idx(i)]).collect(),
+            moments: RowNormMoments {
+                weighted_by_a: w2.clone(),
+                weighted_by_b: w2,
+                aa: sq,
+                ab: sq,
+                bb: sq,
+            },
+        }
+    }
+
     /// The Gram matrix of the column-centred data, `Gram - s sᵀ / rows`.
     pub fn centered_gram(&self) -> Mat<f64> {
         let n = self.n1 + self.n2;

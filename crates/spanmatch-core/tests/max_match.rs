@@ -360,3 +360,25 @@ fn larger_layers_agree_with_reference() {
     let y = randn(&mut rng, 60, 45);
     assert_agrees(&x, &y, "large wide case");
 }
+
+#[test]
+fn self_pair_statistics_equal_a_direct_pass() {
+    let mut rng = SplitMix64::new(19);
+    let (x, y) = planted(&mut rng, 50, 3, 4, 2, 3, 0.1);
+    let pair = stats_of(&x, &y, 9);
+    for (side, m) in [(spanmatch_core::Side::A, &x), (spanmatch_core::Side::B, &y)] {
+        let derived = pair.self_pair(side);
+        let direct = stats_of(m, m, 9);
+        let n = 2 * m.ncols();
+        for i in 0..n {
+            assert!((derived.sums[i] - direct.sums[i]).abs() < 1e-9);
+            assert!((derived.moments.weighted_by_a[i] - direct.moments.weighted_by_a[i]).abs() < 1e-8);
+            for j in 0..n {
+                assert!((derived.gram[(i, j)] - direct.gram[(i, j)]).abs() < 1e-9);
+            }
+        }
+        assert!((derived.moments.ab - direct.moments.ab).abs() < 1e-7 * direct.moments.ab);
+        let profile = MatchProblem::new(&derived, Default::default()).unwrap().profile();
+        assert_eq!(profile.mms(0.0).unwrap(), 1.0);
+    }
+}
