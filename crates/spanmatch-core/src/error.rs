@@ -6,7 +6,9 @@ use thiserror::Error;
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum CoreError {
     /// A row block does not have the shape the accumulator was created for.
-    #[error("row block has {got} values, which is not a whole number of rows of {expected} neurons")]
+    #[error(
+        "row block has {got} values, which is not a whole number of rows of {expected} neurons"
+    )]
     BlockShape {
         /// Number of values received.
         got: usize,
@@ -39,7 +41,9 @@ pub enum CoreError {
     #[error("no rows were accumulated")]
     NoRows,
     /// The accumulated statistics contain NaN or infinity.
-    #[error("the accumulated statistics are not finite (NaN or Inf in the activations, or overflow)")]
+    #[error(
+        "the accumulated statistics are not finite (NaN or Inf in the activations, or overflow)"
+    )]
     NonFinite,
     /// A tolerance outside its documented range.
     #[error("tolerance {name} = {value} is outside {range}")]

@@ -171,7 +171,10 @@ impl MatchProblem {
         let (lb, db) = live(subset_b, &self.dead_b);
         let mut peeler = Peeler::new(self, &la, &lb);
         peeler.peel_until(eps);
-        let (mut a, mut b) = (peeler.members(crate::Side::A), peeler.members(crate::Side::B));
+        let (mut a, mut b) = (
+            peeler.members(crate::Side::A),
+            peeler.members(crate::Side::B),
+        );
         if self.options.dead == DeadPolicy::Match {
             a.extend(da);
             b.extend(db);

@@ -101,7 +101,12 @@ pub fn max_match(x: &Mat<f64>, y: &Mat<f64>, eps: f64) -> (Vec<usize>, Vec<usize
 /// The v-minimal match of the reference algorithm in the deterministic order (the maximum
 /// match's A neurons by index, then its B neurons), recomputing the maximum match from scratch
 /// at every step.
-pub fn v_minimal(x: &Mat<f64>, y: &Mat<f64>, eps: f64, v: (Side, usize)) -> (Vec<usize>, Vec<usize>) {
+pub fn v_minimal(
+    x: &Mat<f64>,
+    y: &Mat<f64>,
+    eps: f64,
+    v: (Side, usize),
+) -> (Vec<usize>, Vec<usize>) {
     let (mut sa, mut sb) = max_match(x, y, eps);
     let order: Vec<(Side, usize)> = sa
         .iter()

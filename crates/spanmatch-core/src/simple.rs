@@ -14,8 +14,8 @@
 use crate::rng::SplitMix64;
 use crate::tolerance::check_epsilon;
 use crate::{CoreError, DeadPolicy, MatchProblem, Peeler, Side};
-use serde::Serialize;
 use rayon::prelude::*;
+use serde::Serialize;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
 
@@ -97,8 +97,16 @@ fn is_dead(problem: &MatchProblem, (side, i): Neuron) -> bool {
 }
 
 fn split(neurons: &[Neuron]) -> (Vec<usize>, Vec<usize>) {
-    let mut a: Vec<usize> = neurons.iter().filter(|n| n.0 == Side::A).map(|n| n.1).collect();
-    let mut b: Vec<usize> = neurons.iter().filter(|n| n.0 == Side::B).map(|n| n.1).collect();
+    let mut a: Vec<usize> = neurons
+        .iter()
+        .filter(|n| n.0 == Side::A)
+        .map(|n| n.1)
+        .collect();
+    let mut b: Vec<usize> = neurons
+        .iter()
+        .filter(|n| n.0 == Side::B)
+        .map(|n| n.1)
+        .collect();
     a.sort_unstable();
     b.sort_unstable();
     (a, b)
@@ -107,7 +115,12 @@ fn split(neurons: &[Neuron]) -> (Vec<usize>, Vec<usize>) {
 /// A v-minimal match: starting from `start` (a peeler holding a match that contains `v`), tries
 /// to remove the other neurons in `order` (neurons not present are skipped). Returns the match
 /// as (A neurons, B neurons).
-pub fn v_minimal(start: &Peeler, v: Neuron, eps: f64, order: &[Neuron]) -> (Vec<usize>, Vec<usize>) {
+pub fn v_minimal(
+    start: &Peeler,
+    v: Neuron,
+    eps: f64,
+    order: &[Neuron],
+) -> (Vec<usize>, Vec<usize>) {
     let mut s = start.clone();
     let mut trial = start.clone();
     for &u in order {
@@ -161,7 +174,8 @@ pub fn simple_matches(
 
     let mut orders: Vec<Vec<Neuron>> = vec![live.clone()];
     for k in 0..options.orders {
-        let mut rng = SplitMix64::new(options.seed ^ (k as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F));
+        let mut rng =
+            SplitMix64::new(options.seed ^ (k as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F));
         let mut o = live.clone();
         rng.shuffle(&mut o);
         orders.push(o);
@@ -232,28 +246,34 @@ pub fn simple_matches(
 }
 
 /// Re-checks a match at ε: that it is an ε-match, and that it is v-minimal for each witness.
-pub fn verify(problem: &MatchProblem, eps: f64, m: &SimpleMatch) -> Result<Verification, CoreError> {
+pub fn verify(
+    problem: &MatchProblem,
+    eps: f64,
+    m: &SimpleMatch,
+) -> Result<Verification, CoreError> {
     check_epsilon(eps)?;
     let limit = eps.max(problem.tol().sine);
     let live = |ids: &[usize], side: Side| -> Vec<usize> {
-        ids.iter().copied().filter(|&i| !is_dead(problem, (side, i))).collect()
+        ids.iter()
+            .copied()
+            .filter(|&i| !is_dead(problem, (side, i)))
+            .collect()
     };
     let (la, lb) = (live(&m.a, Side::A), live(&m.b, Side::B));
     let has_dead = la.len() != m.a.len() || lb.len() != m.b.len();
     let peeler = Peeler::new(problem, &la, &lb);
-    let is_match = peeler.max_sine() <= limit
-        && !(has_dead && problem.options().dead == DeadPolicy::Drop);
+    let is_match =
+        peeler.max_sine() <= limit && !(has_dead && problem.options().dead == DeadPolicy::Drop);
     let mut minimal_for = Vec::new();
     for &v in &m.witnesses {
         let ok = if is_dead(problem, v) {
             m.size() == 1
         } else {
-            let others = m
-                .a
-                .iter()
-                .map(|&i| (Side::A, i))
-                .chain(m.b.iter().map(|&j| (Side::B, j)))
-                .filter(|&u| u != v);
+            let others =
+                m.a.iter()
+                    .map(|&i| (Side::A, i))
+                    .chain(m.b.iter().map(|&j| (Side::B, j)))
+                    .filter(|&u| u != v);
             let mut ok = true;
             let mut trial = peeler.clone();
             for u in others {

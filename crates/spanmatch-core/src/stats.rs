@@ -233,7 +233,10 @@ impl JointStats {
     /// Fails with [`CoreError::NonFinite`] if any statistic is NaN or infinite.
     pub fn check_finite(&self) -> Result<(), CoreError> {
         let m = &self.moments;
-        let finite = self.gram.col_iter().all(|c| c.iter().all(|v| v.is_finite()))
+        let finite = self
+            .gram
+            .col_iter()
+            .all(|c| c.iter().all(|v| v.is_finite()))
             && self.sums.iter().all(|v| v.is_finite())
             && m.weighted_by_a.iter().all(|v| v.is_finite())
             && m.weighted_by_b.iter().all(|v| v.is_finite())

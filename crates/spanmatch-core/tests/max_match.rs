@@ -16,11 +16,19 @@ fn assert_agrees(x: &Acts, y: &Acts, label: &str) {
     for &eps in &EPSILONS {
         let (ra, rb) = reference_max_match(x, y, eps);
         let m = profile.max_match(eps).unwrap();
-        assert_eq!((&m.a, &m.b), (&ra, &rb), "{label}: profile vs reference at ε = {eps}");
+        assert_eq!(
+            (&m.a, &m.b),
+            (&ra, &rb),
+            "{label}: profile vs reference at ε = {eps}"
+        );
         let (da, db) = problem
             .max_match_within(problem.live_a(), problem.live_b(), eps)
             .unwrap();
-        assert_eq!((&da, &db), (&ra, &rb), "{label}: direct peel vs reference at ε = {eps}");
+        assert_eq!(
+            (&da, &db),
+            (&ra, &rb),
+            "{label}: direct peel vs reference at ε = {eps}"
+        );
     }
 }
 
@@ -39,7 +47,15 @@ fn planted_subspaces_with_noise_agree_with_reference() {
 fn relu_rectified_data_agrees_with_reference() {
     let mut rng = SplitMix64::new(2);
     for case in 0..10 {
-        let (x, y) = planted(&mut rng, 80, 3 + case % 4, 6, 6, 4, 0.05 * (case % 3) as f64);
+        let (x, y) = planted(
+            &mut rng,
+            80,
+            3 + case % 4,
+            6,
+            6,
+            4,
+            0.05 * (case % 3) as f64,
+        );
         assert_agrees(&relu(&x), &relu(&y), &format!("relu case {case}"));
     }
 }
@@ -59,7 +75,11 @@ fn duplicated_and_collinear_neurons_agree_with_reference() {
             0 => 3.0 * y[(i, 6)],
             _ => y[(i, 0)] - y[(i, 1)],
         });
-        assert_agrees(&hcat(&[&x, &extra_x]), &hcat(&[&y, &extra_y]), &format!("collinear case {case}"));
+        assert_agrees(
+            &hcat(&[&x, &extra_x]),
+            &hcat(&[&y, &extra_y]),
+            &format!("collinear case {case}"),
+        );
     }
 }
 
@@ -266,7 +286,8 @@ fn merging_split_accumulators_equals_one_pass() {
     let mut parts = Vec::new();
     for (s, e) in [(0, 17), (17, 150), (150, 151), (151, 301)] {
         let mut acc = spanmatch_core::GramAccumulator::new(n1, n2);
-        acc.push_pair(&xr[s * n1..e * n1], &yr[s * n2..e * n2]).unwrap();
+        acc.push_pair(&xr[s * n1..e * n1], &yr[s * n2..e * n2])
+            .unwrap();
         parts.push(acc);
     }
     let mut merged = parts.pop().unwrap();
@@ -283,8 +304,12 @@ fn merging_split_accumulators_equals_one_pass() {
             assert!((a - b).abs() <= 1e-10 * (1.0 + b.abs()), "gram ({i},{j})");
         }
     }
-    let t1 = MatchProblem::new(&one, Default::default()).unwrap().profile();
-    let t2 = MatchProblem::new(&merged, Default::default()).unwrap().profile();
+    let t1 = MatchProblem::new(&one, Default::default())
+        .unwrap()
+        .profile();
+    let t2 = MatchProblem::new(&merged, Default::default())
+        .unwrap()
+        .profile();
     for (a, b) in t1.thresholds_a().iter().zip(t2.thresholds_a()) {
         assert!((a.unwrap() - b.unwrap()).abs() < 1e-9);
     }
@@ -312,15 +337,21 @@ fn bad_inputs_are_errors_not_panics() {
     let mut acc = spanmatch_core::GramAccumulator::new(3, 2);
     assert!(acc.push_joint(&[1.0; 7]).is_err());
     assert!(acc.push_pair(&[1.0; 6], &[1.0; 6]).is_err());
-    let mut other = spanmatch_core::GramAccumulator::new(2, 2);
-    assert!(acc.merge(&mut other).is_err());
+    let other = spanmatch_core::GramAccumulator::new(2, 2);
+    assert!(acc.merge(&other).is_err());
     let mut rng = SplitMix64::new(16);
     let x = randn(&mut rng, 10, 3);
     let profile = problem_of(&x, &x).profile();
     assert!(profile.max_match(-0.1).is_err());
     assert!(profile.max_match(1.5).is_err());
     assert!(profile.max_match(f64::NAN).is_err());
-    let nan = faer::Mat::from_fn(10, 3, |i, j| if i == 3 && j == 1 { f64::NAN } else { x[(i, j)] });
+    let nan = faer::Mat::from_fn(10, 3, |i, j| {
+        if i == 3 && j == 1 {
+            f64::NAN
+        } else {
+            x[(i, j)]
+        }
+    });
     let stats = stats_of(&nan, &x, 4);
     assert!(stats.check_finite().is_err());
     assert!(MatchProblem::new(&stats, Default::default()).is_err());
@@ -372,13 +403,17 @@ fn self_pair_statistics_equal_a_direct_pass() {
         let n = 2 * m.ncols();
         for i in 0..n {
             assert!((derived.sums[i] - direct.sums[i]).abs() < 1e-9);
-            assert!((derived.moments.weighted_by_a[i] - direct.moments.weighted_by_a[i]).abs() < 1e-8);
+            assert!(
+                (derived.moments.weighted_by_a[i] - direct.moments.weighted_by_a[i]).abs() < 1e-8
+            );
             for j in 0..n {
                 assert!((derived.gram[(i, j)] - direct.gram[(i, j)]).abs() < 1e-9);
             }
         }
         assert!((derived.moments.ab - direct.moments.ab).abs() < 1e-7 * direct.moments.ab);
-        let profile = MatchProblem::new(&derived, Default::default()).unwrap().profile();
+        let profile = MatchProblem::new(&derived, Default::default())
+            .unwrap()
+            .profile();
         assert_eq!(profile.mms(0.0).unwrap(), 1.0);
     }
 }

@@ -5,7 +5,7 @@ use spanmatch_core::measures::{
     FlattenedKernels, Measure, Measures,
 };
 use spanmatch_core::rng::SplitMix64;
-use spanmatch_core::{CoreError, GramAccumulator, JointStats};
+use spanmatch_core::{CoreError, GramAccumulator, JointStats, Side};
 use std::path::Path;
 
 const ALL: [Measure; 5] = Measure::ALL;
@@ -721,5 +721,28 @@ fn extreme_scales_give_the_same_numbers() {
         let ys: Vec<f64> = y.iter().map(|v| v * scale).collect();
         let m = compute(&stats(&xs, &ys, p, p), &ALL).unwrap();
         assert_same(&base, &m, 1e-8);
+    }
+}
+
+#[test]
+fn self_pair_statistics_give_identity_values() {
+    let (x, y, _, p) = demo();
+    let s = stats(&x, &y, p, p);
+    for side in [Side::A, Side::B] {
+        let m = compute(&s.self_pair(side), &ALL).unwrap();
+        for (k, v) in numbers(&m) {
+            let want = if k.starts_with("procrustes") {
+                0.0
+            } else {
+                1.0
+            };
+            close(
+                Some(v),
+                want,
+                CLOSED_FORM_TOL,
+                &format!("self pair {side:?}: {k}"),
+            );
+        }
+        assert_eq!(m.svcca_dims, Some([10, 10]));
     }
 }

@@ -9,9 +9,11 @@ use spanmatch_core::Side;
 use std::ops::ControlFlow;
 
 /// Blocks of dimensions `dims` shared between the nets (each neuron a random combination of its
-/// block's basis, `per_dim[k]` neurons per block dimension... exactly dim neurons per side when
-/// `extra == 0`), then `unrelated` independent neurons per side. Returns the data and the
+/// block's basis; `dim + extra` neurons on A and `dim` on B per block), then `unrelated` independent neurons per side. Returns the data and the
 /// planted blocks as (A indices, B indices).
+/// A planted block: its neurons on A and on B.
+type Block = (Vec<usize>, Vec<usize>);
+
 fn planted_blocks(
     rng: &mut SplitMix64,
     rows: usize,
@@ -19,7 +21,7 @@ fn planted_blocks(
     extra: usize,
     unrelated: usize,
     noise: f64,
-) -> (Acts, Acts, Vec<(Vec<usize>, Vec<usize>)>) {
+) -> (Acts, Acts, Vec<Block>) {
     let mut xs = Vec::new();
     let mut ys = Vec::new();
     let mut blocks = Vec::new();
@@ -72,8 +74,11 @@ fn planted_blocks_are_the_simple_matches_exactly() {
     let r = run(&x, &y, opts(0.0));
     assert!(r.exact_case);
     assert!(r.complete);
-    let mut got: Vec<(Vec<usize>, Vec<usize>)> =
-        r.matches.iter().map(|m| (m.a.clone(), m.b.clone())).collect();
+    let mut got: Vec<(Vec<usize>, Vec<usize>)> = r
+        .matches
+        .iter()
+        .map(|m| (m.a.clone(), m.b.clone()))
+        .collect();
     got.sort();
     blocks.sort();
     assert_eq!(got, blocks);
@@ -89,8 +94,11 @@ fn planted_blocks_with_noise_at_eps_point_one() {
     let (x, y, mut blocks) = planted_blocks(&mut rng, 400, &[1, 2, 3, 4], 0, 5, 0.003);
     let r = run(&x, &y, opts(0.1));
     assert!(!r.exact_case, "ε > 0 is never the exact case");
-    let mut got: Vec<(Vec<usize>, Vec<usize>)> =
-        r.matches.iter().map(|m| (m.a.clone(), m.b.clone())).collect();
+    let mut got: Vec<(Vec<usize>, Vec<usize>)> = r
+        .matches
+        .iter()
+        .map(|m| (m.a.clone(), m.b.clone()))
+        .collect();
     got.sort();
     blocks.sort();
     assert_eq!(got, blocks);
@@ -106,8 +114,19 @@ fn agrees_with_reference_result_for_result() {
     let mut proper = 0;
     for case in 0..6 {
         let eps = [0.0, 0.2, 0.5][case % 3];
-        let (x, y, _) = planted_blocks(&mut rng, 40, &[1, 2, 2, 3], case % 2, 3, 0.05 * (case % 3) as f64);
-        let (x, y) = if case >= 3 { (relu(&x), relu(&y)) } else { (x, y) };
+        let (x, y, _) = planted_blocks(
+            &mut rng,
+            40,
+            &[1, 2, 2, 3],
+            case % 2,
+            3,
+            0.05 * (case % 3) as f64,
+        );
+        let (x, y) = if case >= 3 {
+            (relu(&x), relu(&y))
+        } else {
+            (x, y)
+        };
         let problem = problem_of(&x, &y);
         let mut full = spanmatch_core::Peeler::new(&problem, problem.live_a(), problem.live_b());
         full.peel_until(eps);
@@ -127,7 +146,10 @@ fn agrees_with_reference_result_for_result() {
             }
         }
     }
-    assert!(proper > 10, "the cases must exercise proper sub-matches, got {proper}");
+    assert!(
+        proper > 10,
+        "the cases must exercise proper sub-matches, got {proper}"
+    );
 }
 
 #[test]
