@@ -8,12 +8,12 @@ use spanmatch_core::simple::{simple_matches, verify, SimpleOptions};
 use spanmatch_core::Side;
 use std::ops::ControlFlow;
 
-/// Blocks of dimensions `dims` shared between the nets (each neuron a random combination of its
-/// block's basis; `dim + extra` neurons on A and `dim` on B per block), then `unrelated` independent neurons per side. Returns the data and the
-/// planted blocks as (A indices, B indices).
 /// A planted block: its neurons on A and on B.
 type Block = (Vec<usize>, Vec<usize>);
 
+/// Blocks of dimensions `dims` shared between the nets (each neuron a random combination of its
+/// block's basis; `dim + extra` neurons on A and `dim` on B per block), then `unrelated`
+/// independent neurons per side. Returns the data and the planted blocks.
 fn planted_blocks(
     rng: &mut SplitMix64,
     rows: usize,
