@@ -1,0 +1,154 @@
+//! The machine-readable results of `spanmatch reproduce` (`results.json`).
+//!
+//! Everything the report shows is derived from these structs; nothing else is read. All fields
+//! are plain JSON; `f64` fields must be finite (JSON has no NaN: `serde_json` writes NaN as
+//! `null`, which does not read back as `f64`).
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+
+/// Everything `spanmatch reproduce` measured: the nets, their layers and every comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReproduceResults {
+    /// Version of spanmatch that produced the file (e.g. `"0.1.0"`).
+    pub spanmatch_version: String,
+    /// When the results were created, free text (e.g. an RFC 3339 timestamp).
+    pub created: String,
+    /// The run configuration as given (dataset, arch, width, epochs, seeds, batch size, lr, ...).
+    /// Shown verbatim, as a key/value table, in the report.
+    pub config: serde_json::Value,
+    /// The tolerances ε at which mms was computed; `LayerResult::mms[i]` is at `eps[i]`.
+    pub eps: Vec<f64>,
+    /// One entry per trained net (one per seed).
+    pub nets: Vec<NetSummary>,
+    /// The compared layers of the architecture, with their position in the network.
+    pub layers: Vec<LayerSummary>,
+    /// Every comparison that was run: seed pairs, self-checks and shuffled-row nulls.
+    pub comparisons: Vec<Comparison>,
+    /// Wall-clock timings, free form (e.g. `{"train_s": .., "extract_s": .., "match_s": ..}`).
+    pub timings: serde_json::Value,
+    /// Peak resident memory of the run in MiB, when known.
+    pub peak_memory_mb: Option<f64>,
+}
+
+/// One trained net.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetSummary {
+    /// The seed the net was initialised and trained with.
+    pub seed: u64,
+    /// Accuracy on the test set, a fraction in [0, 1] (not a percentage).
+    pub test_accuracy: f64,
+    /// Number of epochs trained.
+    pub epochs: usize,
+    /// Training wall-clock time in seconds.
+    pub train_seconds: f64,
+}
+
+/// One compared layer of the architecture (the same for every net).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerSummary {
+    /// Layer name, as used in `LayerResult::layer` (e.g. `"conv1"`, `"fc2"`).
+    pub name: String,
+    /// Position in the network, input side first; figures and tables are ordered by it.
+    pub index: usize,
+    /// `"conv"` or `"fc"`.
+    pub kind: String,
+    /// Number of neurons (channels for a conv layer).
+    pub neurons: usize,
+    /// Length of each activation vector: N for fc, N·H·W for conv.
+    pub rows: u64,
+}
+
+/// What a comparison compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ComparisonKind {
+    /// Two nets trained from different seeds (`seed_a != seed_b`).
+    Pair,
+    /// A net against itself (`seed_a == seed_b`): mms must be 1 at every ε.
+    SelfCheck,
+    /// A net against itself with the rows of one side shuffled (same images, different order):
+    /// what chance gives at this many rows and neurons.
+    Null,
+}
+
+/// The per-layer results of one comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// Which kind of comparison this is.
+    pub kind: ComparisonKind,
+    /// Seed of net A.
+    pub seed_a: u64,
+    /// Seed of net B (equal to `seed_a` for `SelfCheck` and `Null`).
+    pub seed_b: u64,
+    /// One result per compared layer.
+    pub layers: Vec<LayerResult>,
+}
+
+/// The result of comparing one layer of net A with the same layer of net B.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerResult {
+    /// Layer name (matches `LayerSummary::name`).
+    pub layer: String,
+    /// Number of neurons of the layer in net A.
+    pub neurons_a: usize,
+    /// Number of neurons of the layer in net B.
+    pub neurons_b: usize,
+    /// Number of rows (activation vector length) used.
+    pub rows: u64,
+    /// Indices of the dead (numerically zero) neurons of net A.
+    pub dead_a: Vec<usize>,
+    /// Indices of the dead (numerically zero) neurons of net B.
+    pub dead_b: Vec<usize>,
+    /// The smallest ε at which every live neuron is matched (the first peeling step's sine).
+    pub max_epsilon: f64,
+    /// Maximum match similarity, one value per entry of `ReproduceResults::eps`.
+    pub mms: Vec<f64>,
+    /// The match profile: `(ε, fraction of neurons matched)` on the grid ε = 0, 0.01, ..., 1.
+    pub profile: Vec<[f64; 2]>,
+    /// Other similarity measures on the same data, e.g.
+    /// `{"cka_linear": .., "cka_linear_debiased": .., "svcca": ..}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measures: Option<serde_json::Value>,
+    /// Simple matches at one ε, when computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simple: Option<SimpleSummary>,
+}
+
+/// Summary of the simple matches of one layer comparison at one ε.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimpleSummary {
+    /// The tolerance at which the simple matches were computed.
+    pub eps: f64,
+    /// Number of distinct simple matches found.
+    pub count: usize,
+    /// `(size, number of simple matches of that size)`, size = |X'| + |Y'|, ascending by size.
+    pub size_histogram: Vec<(usize, usize)>,
+    /// Size of the largest simple match.
+    pub largest: usize,
+}
+
+impl LayerResult {
+    /// The value of a named measure in `measures` (e.g. `"cka_linear"`), when present and numeric.
+    pub fn measure(&self, name: &str) -> Option<f64> {
+        self.measures.as_ref()?.get(name)?.as_f64()
+    }
+}
+
+/// Reads and parses a `results.json`; errors name the file.
+pub fn read_results(path: &Path) -> anyhow::Result<ReproduceResults> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read results file {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a valid spanmatch results.json", path.display()))
+}
+
+/// Writes `results` as pretty-printed JSON to `path`; errors name the file.
+pub fn write_results(results: &ReproduceResults, path: &Path) -> anyhow::Result<()> {
+    let mut text = serde_json::to_string_pretty(results)
+        .with_context(|| format!("cannot serialise results for {}", path.display()))?;
+    text.push('\n');
+    std::fs::write(path, text)
+        .with_context(|| format!("cannot write results file {}", path.display()))
+}

@@ -1,0 +1,277 @@
+//! End-to-end tests of the results schema and the report renderer.
+
+use std::path::{Path, PathBuf};
+
+use spanmatch_report::{
+    accuracy_label, example_results, raster::Fonts, read_results, render, render_with, run_report,
+    write_results, ComparisonKind, RenderOptions, ReportArgs, MMS_PNG, PROFILES_PNG, REPORT_HTML,
+    SIMPLE_PNG,
+};
+
+/// A fresh, empty directory under the system temp dir, unique to this test.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "spanmatch-report-test-{}-{}",
+        std::process::id(),
+        name
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn is_png(path: &Path) -> bool {
+    let bytes = std::fs::read(path).unwrap();
+    bytes.len() > 100 && bytes.starts_with(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A])
+}
+
+#[test]
+fn example_renders_a_complete_report() {
+    let results = example_results();
+    let dir = temp_dir("complete");
+    let written = render(&results, &dir).unwrap();
+    let html_path = dir.join(REPORT_HTML);
+    assert_eq!(written[0], html_path);
+    let html = std::fs::read_to_string(&html_path).unwrap();
+
+    // One <svg per figure: mms by layer, profiles, simple sizes (the example has simple data).
+    assert_eq!(html.matches("<svg").count(), 3);
+    assert_eq!(html.matches("</svg>").count(), 3);
+    assert_eq!(html.matches("<figure>").count(), 3);
+
+    // Every layer name and every net's accuracy is shown.
+    for layer in &results.layers {
+        assert!(
+            html.contains(&format!(">{}<", layer.name)),
+            "layer {} missing",
+            layer.name
+        );
+    }
+    for net in &results.nets {
+        let acc = accuracy_label(net.test_accuracy);
+        assert!(
+            html.contains(&acc),
+            "accuracy {acc} of seed {} missing",
+            net.seed
+        );
+    }
+    // Every ε appears as a legend entry and a table column.
+    for e in ["0.15", "0.2", "0.25", "0.3", "0.5"] {
+        assert!(html.contains(&format!("ε = {e}<")), "legend ε = {e}");
+        assert!(html.contains(&format!("<th>ε={e}</th>")), "column ε={e}");
+    }
+    // Self-contained: no scripts, no external resources.
+    assert!(!html.contains("<script"));
+    assert!(
+        !html.contains("http://")
+            || html.matches("http://").count()
+                == html.matches("http://www.w3.org/2000/svg").count()
+    );
+    assert!(!html.contains("https://"));
+    assert!(!html.contains("<link"));
+    assert!(!html.contains("<img"));
+    // The self-check passed and is reported.
+    assert!(html.contains("Self-check <span class=\"ok\">passed</span>"));
+
+    if Fonts::discover().is_some() {
+        for name in [MMS_PNG, PROFILES_PNG, SIMPLE_PNG] {
+            let p = dir.join(name);
+            assert!(written.contains(&p), "{name} not reported as written");
+            assert!(is_png(&p), "{name} is not a PNG");
+        }
+        assert_eq!(written.len(), 4);
+    } else {
+        eprintln!("no font on this machine: PNG checks skipped");
+        assert_eq!(written.len(), 1);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn no_simple_data_means_two_figures_and_no_simple_png() {
+    let mut results = example_results();
+    for c in &mut results.comparisons {
+        for l in &mut c.layers {
+            l.simple = None;
+        }
+    }
+    let dir = temp_dir("nosimple");
+    let written = render(&results, &dir).unwrap();
+    let html = std::fs::read_to_string(dir.join(REPORT_HTML)).unwrap();
+    assert_eq!(html.matches("<svg").count(), 2);
+    assert!(!dir.join(SIMPLE_PNG).exists());
+    assert!(written.iter().all(|p| !p.ends_with(SIMPLE_PNG)));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn results_json_round_trip() {
+    let results = example_results();
+    let dir = temp_dir("roundtrip");
+    let path = dir.join("results.json");
+    write_results(&results, &path).unwrap();
+    let back = read_results(&path).unwrap();
+    assert_eq!(back, results);
+    // The enum is spelled as in the schema.
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        text.contains("\"Pair\"") && text.contains("\"SelfCheck\"") && text.contains("\"Null\"")
+    );
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["comparisons"].as_array().unwrap().len(), 5);
+    assert_eq!(
+        v["comparisons"][0]["layers"][0]["profile"]
+            .as_array()
+            .unwrap()
+            .len(),
+        101
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn example_has_the_promised_shape() {
+    let r = example_results();
+    assert_eq!(r.layers.len(), 8);
+    assert_eq!(r.nets.len(), 3);
+    assert_eq!(r.eps.len(), 5);
+    let count = |k| r.comparisons.iter().filter(|c| c.kind == k).count();
+    assert_eq!(count(ComparisonKind::Pair), 3);
+    assert_eq!(count(ComparisonKind::SelfCheck), 1);
+    assert_eq!(count(ComparisonKind::Null), 1);
+    for c in &r.comparisons {
+        for l in &c.layers {
+            assert_eq!(l.mms.len(), r.eps.len());
+            assert!(l.mms.iter().all(|m| (0.0..=1.0).contains(m)));
+            if c.kind == ComparisonKind::SelfCheck {
+                assert!(l.mms.iter().all(|m| *m == 1.0));
+            }
+        }
+    }
+    // High at the ends, low in the middle (mean over pairs at the largest ε).
+    let mean_last = |li: usize| {
+        let v: Vec<f64> = r
+            .comparisons
+            .iter()
+            .filter(|c| c.kind == ComparisonKind::Pair)
+            .map(|c| *c.layers[li].mms.last().unwrap())
+            .collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    assert!(mean_last(0) > 2.0 * mean_last(4));
+    assert!(mean_last(7) > 2.0 * mean_last(4));
+}
+
+#[test]
+fn missing_file_error_names_the_file() {
+    let dir = temp_dir("missing");
+    let path = dir.join("nope").join("results.json");
+    let err = read_results(&path).unwrap_err();
+    assert!(
+        format!("{err:#}").contains(&path.display().to_string()),
+        "{err:#}"
+    );
+    let err = run_report(ReportArgs {
+        results: path.clone(),
+        out: Some(dir.clone()),
+        no_png: true,
+    })
+    .unwrap_err();
+    assert!(
+        format!("{err:#}").contains(&path.display().to_string()),
+        "{err:#}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn invalid_json_error_names_the_file() {
+    let dir = temp_dir("invalid");
+    for (i, text) in ["{ not json", "{\"spanmatch_version\": \"0.1\"}", "[]"]
+        .iter()
+        .enumerate()
+    {
+        let path = dir.join(format!("bad{i}.json"));
+        std::fs::write(&path, text).unwrap();
+        let err = run_report(ReportArgs {
+            results: path.clone(),
+            out: Some(dir.join("out")),
+            no_png: true,
+        })
+        .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains(&path.display().to_string()), "{msg}");
+        assert!(msg.contains("not a valid"), "{msg}");
+    }
+    assert!(!dir.join("out").join(REPORT_HTML).exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn run_report_rerenders_next_to_results_json() {
+    let dir = temp_dir("rerender");
+    let path = dir.join("results.json");
+    write_results(&example_results(), &path).unwrap();
+    run_report(ReportArgs {
+        results: path,
+        out: None,
+        no_png: true,
+    })
+    .unwrap();
+    assert!(dir.join(REPORT_HTML).is_file());
+    assert!(!dir.join(MMS_PNG).exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn rendering_is_deterministic() {
+    let results = example_results();
+    let (a, b) = (temp_dir("det-a"), temp_dir("det-b"));
+    let opts = RenderOptions {
+        png: false,
+        ..RenderOptions::default()
+    };
+    render_with(&results, &a, opts).unwrap();
+    render_with(&results, &b, opts).unwrap();
+    let ha = std::fs::read(a.join(REPORT_HTML)).unwrap();
+    let hb = std::fs::read(b.join(REPORT_HTML)).unwrap();
+    assert!(ha == hb, "two renders differ");
+    // Round-tripped results render identically too.
+    let p = a.join("results.json");
+    write_results(&results, &p).unwrap();
+    render_with(&read_results(&p).unwrap(), &b, opts).unwrap();
+    assert!(ha == std::fs::read(b.join(REPORT_HTML)).unwrap());
+    let _ = std::fs::remove_dir_all(&a);
+    let _ = std::fs::remove_dir_all(&b);
+}
+
+#[test]
+fn degenerate_results_render_without_panicking() {
+    let mut r = example_results();
+    // No pairs, a missing mms value, a layer only present in comparisons, NaN-free but empty lists.
+    r.comparisons.retain(|c| c.kind != ComparisonKind::Pair);
+    r.comparisons[0].layers[0].mms.truncate(2);
+    r.comparisons[0].layers[1].layer = "extra".to_string();
+    r.comparisons[0].layers[1].mms = vec![0.5; 5];
+    r.layers.truncate(3);
+    r.comparisons[0].layers[2].profile.clear();
+    let dir = temp_dir("degenerate");
+    render(&r, &dir).unwrap();
+    let html = std::fs::read_to_string(dir.join(REPORT_HTML)).unwrap();
+    assert!(html.contains(">extra<"));
+    assert!(html.contains("Self-check <span class=\"bad\">FAILED</span>"));
+
+    let empty = spanmatch_report::ReproduceResults {
+        spanmatch_version: String::new(),
+        created: String::new(),
+        config: serde_json::Value::Null,
+        eps: vec![],
+        nets: vec![],
+        layers: vec![],
+        comparisons: vec![],
+        timings: serde_json::json!({}),
+        peak_memory_mb: None,
+    };
+    render(&empty, &dir).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
