@@ -89,11 +89,13 @@ pub struct TrainArgs {
 impl TrainArgs {
     /// Builds the run configuration from preset + overrides.
     pub fn to_config(&self) -> Result<TrainConfig> {
-        let preset = self.preset.unwrap_or(if self.dataset == DatasetKind::Cifar10 {
-            Preset::Reference
-        } else {
-            Preset::Fast
-        });
+        let preset = self
+            .preset
+            .unwrap_or(if self.dataset == DatasetKind::Cifar10 {
+                Preset::Reference
+            } else {
+                Preset::Fast
+            });
         let mut c = match preset {
             Preset::Reference => TrainConfig::reference(&self.model, self.seed)?,
             Preset::Fast => TrainConfig::fast_default(self.seed)?,

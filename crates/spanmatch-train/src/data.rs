@@ -264,7 +264,12 @@ impl Dataset {
         out.clear();
         out.resize(indices.len() * per, 0.0);
         let scale: Vec<f32> = self.std.iter().map(|s| 1.0 / (255.0 * s)).collect();
-        let shift: Vec<f32> = self.mean.iter().zip(&self.std).map(|(m, s)| m / s).collect();
+        let shift: Vec<f32> = self
+            .mean
+            .iter()
+            .zip(&self.std)
+            .map(|(m, s)| m / s)
+            .collect();
         for (bi, &idx) in indices.iter().enumerate() {
             let img = &self.images[idx * per..(idx + 1) * per];
             let dst = &mut out[bi * per..(bi + 1) * per];
@@ -427,7 +432,7 @@ pub fn parse_cifar_batch(
     images: &mut Vec<u8>,
     labels: &mut Vec<u8>,
 ) -> Result<(), DataError> {
-    if bytes.is_empty() || bytes.len() % CIFAR_RECORD != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(CIFAR_RECORD) {
         return Err(DataError::BadRecordSize {
             path: path.into(),
             size: bytes.len(),

@@ -24,7 +24,8 @@ pub trait ActivationSink {
     /// `shape` is `[b, c, h, w]` for conv layers and `[b, c]` for fc layers; `data` is
     /// row-major f32 of that shape. Batches arrive in image order; within a batch, all layers
     /// of net 0 (in forward order), then net 1, ...
-    fn batch(&mut self, net: usize, layer: &LayerInfo, shape: &[usize], data: &[f32]) -> Result<()>;
+    fn batch(&mut self, net: usize, layer: &LayerInfo, shape: &[usize], data: &[f32])
+        -> Result<()>;
 
     /// Called once after the last batch.
     fn finish(&mut self) -> Result<()> {
@@ -110,7 +111,13 @@ pub struct CollectSink {
 }
 
 impl ActivationSink for CollectSink {
-    fn batch(&mut self, net: usize, layer: &LayerInfo, shape: &[usize], data: &[f32]) -> Result<()> {
+    fn batch(
+        &mut self,
+        net: usize,
+        layer: &LayerInfo,
+        shape: &[usize],
+        data: &[f32],
+    ) -> Result<()> {
         let key = (net, layer.name.clone());
         self.shapes.insert(key.clone(), shape[1..].to_vec());
         self.data.entry(key).or_default().extend_from_slice(data);
@@ -122,7 +129,13 @@ impl ActivationSink for CollectSink {
 pub struct TeeSink<'a>(pub Vec<&'a mut dyn ActivationSink>);
 
 impl ActivationSink for TeeSink<'_> {
-    fn batch(&mut self, net: usize, layer: &LayerInfo, shape: &[usize], data: &[f32]) -> Result<()> {
+    fn batch(
+        &mut self,
+        net: usize,
+        layer: &LayerInfo,
+        shape: &[usize],
+        data: &[f32],
+    ) -> Result<()> {
         for s in &mut self.0 {
             s.batch(net, layer, shape, data)?;
         }
@@ -252,7 +265,13 @@ impl NpzWriter {
 }
 
 impl ActivationSink for NpzWriter {
-    fn batch(&mut self, net: usize, layer: &LayerInfo, shape: &[usize], data: &[f32]) -> Result<()> {
+    fn batch(
+        &mut self,
+        net: usize,
+        layer: &LayerInfo,
+        shape: &[usize],
+        data: &[f32],
+    ) -> Result<()> {
         if net != self.net {
             return Ok(());
         }

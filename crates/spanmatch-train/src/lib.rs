@@ -12,17 +12,20 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
+pub mod cli;
 pub mod data;
+pub mod extract;
 pub mod model;
 pub mod net;
 pub mod rng;
-pub mod bench;
-pub mod cli;
-pub mod extract;
 pub mod train;
 
 pub use bench::{bench_training, BenchResult};
 pub use cli::{run_bench, run_extract, run_train, BenchArgs, ExtractArgs, TrainArgs};
+pub use data::{DataOptions, Dataset, DatasetKind, Split};
 pub use extract::{extract, ActivationSink, CollectSink, NpzWriter};
 pub use model::{layer_names, LayerInfo, ModelConfig};
-pub use train::{evaluate, load_checkpoint, train, train_on, TrainConfig, TrainOptions, TrainedNet};
+pub use train::{
+    evaluate, load_checkpoint, train, train_on, TrainConfig, TrainOptions, TrainedNet,
+};

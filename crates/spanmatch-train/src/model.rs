@@ -104,7 +104,7 @@ impl ModelConfig {
             let depth: u32 = d
                 .parse()
                 .map_err(|_| anyhow::anyhow!("unknown model {name:?}: bad plain depth {d:?}"))?;
-            if depth < 8 || (depth - 2) % 6 != 0 {
+            if depth < 8 || !(depth - 2).is_multiple_of(6) {
                 bail!("unknown model {name:?}: plain depth must be 6k+2 (20, 32, 44, 56)");
             }
             Arch::Plain { depth, width }
@@ -306,11 +306,7 @@ impl Op {
         };
         match self.kind {
             OpKind::Conv {
-                cin,
-                cout,
-                k,
-                bias,
-                ..
+                cin, cout, k, bias, ..
             } => {
                 let mut v = vec![p("weight", vec![cout, cin, k, k], ParamRole::ConvWeight)];
                 if bias {
@@ -513,10 +509,7 @@ impl Builder {
         let mut i = 0;
         for &h in hidden {
             let fin = self.shape[0];
-            self.push(
-                format!("classifier.{i}"),
-                OpKind::Linear { fin, fout: h },
-            )?;
+            self.push(format!("classifier.{i}"), OpKind::Linear { fin, fout: h })?;
             self.push(format!("classifier.{}", i + 1), OpKind::Relu)?;
             if dropout > 0.0 {
                 self.push(
@@ -570,7 +563,7 @@ fn build_ops(cfg: &ModelConfig) -> Result<Vec<Op>> {
             b.classifier(hidden, *dropout, cfg.num_classes)?;
         }
         Arch::Plain { depth, width } => {
-            if *depth < 8 || (depth - 2) % 6 != 0 {
+            if *depth < 8 || !(depth - 2).is_multiple_of(6) {
                 bail!("plain depth must be 6k+2, got {depth}");
             }
             let k = ((depth - 2) / 6) as usize;
@@ -588,7 +581,10 @@ fn build_ops(cfg: &ModelConfig) -> Result<Vec<Op>> {
                         bias: false,
                     },
                 )?;
-                b.push(format!("features.{}", i + 1), OpKind::BatchNorm { ch: cout })?;
+                b.push(
+                    format!("features.{}", i + 1),
+                    OpKind::BatchNorm { ch: cout },
+                )?;
                 b.push(format!("features.{}", i + 2), OpKind::Relu)?;
                 i += 3;
                 Ok(())
@@ -626,7 +622,10 @@ mod tests {
         let c = ModelConfig::from_name("vgg16", [3, 32, 32], 10, 1.0, None).unwrap();
         let names = layer_names(&c).unwrap();
         assert_eq!(names.len(), 15);
-        assert_eq!(&names[..4], ["features.1", "features.3", "features.6", "features.8"]);
+        assert_eq!(
+            &names[..4],
+            ["features.1", "features.3", "features.6", "features.8"]
+        );
         assert_eq!(names[12], "features.29");
         assert_eq!(&names[13..], ["classifier.1", "classifier.4"]);
         let bn = ModelConfig::from_name("vgg11_bn", [3, 32, 32], 10, 1.0, None).unwrap();

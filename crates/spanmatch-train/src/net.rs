@@ -28,7 +28,7 @@ enum Pt {
 
 fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
     t.into_data()
-        .into_vec::<f32>()
+        .try_into_vec::<f32>()
         .map_err(|e| anyhow!("tensor data conversion failed: {e:?}"))
 }
 
@@ -36,7 +36,10 @@ impl Pt {
     fn from_vec(v: Vec<f32>, shape: &[usize], dev: &Device) -> Result<Self> {
         Ok(match shape.len() {
             1 => Pt::D1(Tensor::from_data(TensorData::new(v, [shape[0]]), dev)),
-            2 => Pt::D2(Tensor::from_data(TensorData::new(v, [shape[0], shape[1]]), dev)),
+            2 => Pt::D2(Tensor::from_data(
+                TensorData::new(v, [shape[0], shape[1]]),
+                dev,
+            )),
             4 => Pt::D4(Tensor::from_data(
                 TensorData::new(v, [shape[0], shape[1], shape[2], shape[3]]),
                 dev,
@@ -148,6 +151,9 @@ pub struct Net {
     device: Device,
 }
 
+/// Receives `(layer, batch shape, row-major values)` of a ReLU layer.
+pub type LayerCallback<'a> = dyn FnMut(&LayerInfo, &[usize], &[f32]) -> Result<()> + 'a;
+
 /// Flat named tensors as exchanged with checkpoints: `(name, shape, data)`.
 pub type NamedTensors = Vec<(String, Vec<usize>, Vec<f32>)>;
 
@@ -240,7 +246,10 @@ impl Net {
             self.velocity[i] = match get(&mname)? {
                 Some((shape, data)) => {
                     if shape != s.shape {
-                        bail!("tensor {mname:?}: shape {shape:?} does not match {:?}", s.shape);
+                        bail!(
+                            "tensor {mname:?}: shape {shape:?} does not match {:?}",
+                            s.shape
+                        );
                     }
                     Some(Pt::from_vec(data, &s.shape, &self.device)?)
                 }
@@ -259,7 +268,10 @@ impl Net {
                 self.config.input
             );
         }
-        Ok(Tensor::from_data(TensorData::new(x, [b, c, h, w]), &self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(x, [b, c, h, w]),
+            &self.device,
+        ))
     }
 
     /// Forward pass. `train`: batch statistics + dropout (with `rng`), running stats are
@@ -338,21 +350,28 @@ impl Net {
                     let b = p[1].d1()?;
                     Act::A2(x.matmul(w.transpose()).add(b.unsqueeze_dim(0)))
                 }
-                (OpKind::Dropout { p: prob }, Act::A2(x)) => {
-                    match (train, rng.as_deref_mut()) {
-                        (true, Some(r)) if *prob > 0.0 => {
-                            let dims = x.dims();
-                            let keep = 1.0 / (1.0 - prob);
-                            let mask: Vec<f32> = (0..dims[0] * dims[1])
-                                .map(|_| if r.uniform() < *prob { 0.0 } else { keep as f32 })
-                                .collect();
-                            let m = Tensor::<2>::from_data(TensorData::new(mask, dims), &self.device);
-                            Act::A2(x.mul(m))
-                        }
-                        _ => Act::A2(x),
+                (OpKind::Dropout { p: prob }, Act::A2(x)) => match (train, rng.as_deref_mut()) {
+                    (true, Some(r)) if *prob > 0.0 => {
+                        let dims = x.dims();
+                        let keep = 1.0 / (1.0 - prob);
+                        let mask: Vec<f32> = (0..dims[0] * dims[1])
+                            .map(|_| {
+                                if r.uniform() < *prob {
+                                    0.0
+                                } else {
+                                    keep as f32
+                                }
+                            })
+                            .collect();
+                        let m = Tensor::<2>::from_data(TensorData::new(mask, dims), &self.device);
+                        Act::A2(x.mul(m))
                     }
-                }
-                (k, _) => bail!("internal error: op {:?} ({k:?}) got the wrong input rank", op.name),
+                    _ => Act::A2(x),
+                },
+                (k, _) => bail!(
+                    "internal error: op {:?} ({k:?}) got the wrong input rank",
+                    op.name
+                ),
             };
         }
         match a {
@@ -375,7 +394,13 @@ impl Net {
             .specs
             .iter()
             .zip(&self.values)
-            .map(|(s, v)| if s.role.trainable() { v.tracked() } else { v.clone() })
+            .map(|(s, v)| {
+                if s.role.trainable() {
+                    v.tracked()
+                } else {
+                    v.clone()
+                }
+            })
             .collect();
         let (logits, bn) = self.forward(&tracked, x, true, Some(rng), &mut |_, _| Ok(()))?;
         let y: Vec<i64> = labels.iter().map(|&l| l as i64).collect();
@@ -385,11 +410,11 @@ impl Net {
         let grads = loss.backward();
         let loss_v = to_vec(loss.inner())?.first().copied().unwrap_or(f32::NAN);
         let correct = count_correct(&to_vec(logits.inner())?, labels, self.config.num_classes);
-        for i in 0..self.specs.len() {
+        for (i, t) in tracked.iter().enumerate() {
             if !self.specs[i].role.trainable() {
                 continue;
             }
-            let g = tracked[i]
+            let g = t
                 .grad(&grads)
                 .with_context(|| format!("no gradient for {}", self.specs[i].name))?;
             let v = self.velocity[i].get_or_insert_with(|| self.values[i].zeros_like());
@@ -422,7 +447,7 @@ impl Net {
         x: Vec<f32>,
         b: usize,
         want: &[bool],
-        on_layer: &mut dyn FnMut(&LayerInfo, &[usize], &[f32]) -> Result<()>,
+        on_layer: &mut LayerCallback<'_>,
     ) -> Result<Vec<f32>> {
         let x = self.input(x, b)?;
         let layers = &self.layers;

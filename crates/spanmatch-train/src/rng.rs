@@ -90,7 +90,10 @@ mod tests {
         let a: Vec<u64> = (0..4).map(|_| Rng::new(1).next_u64()).collect();
         assert!(a.iter().all(|&x| x == a[0]));
         assert_ne!(Rng::new(1).next_u64(), Rng::new(2).next_u64());
-        assert_ne!(Rng::derive(0, 1, 0).next_u64(), Rng::derive(0, 1, 1).next_u64());
+        assert_ne!(
+            Rng::derive(0, 1, 0).next_u64(),
+            Rng::derive(0, 1, 1).next_u64()
+        );
         let mut r = Rng::new(3);
         let n = 20000;
         let xs: Vec<f64> = (0..n).map(|_| r.normal()).collect();

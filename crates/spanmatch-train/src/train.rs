@@ -286,11 +286,9 @@ pub fn train_on(
         let pb = if opts.progress {
             let pb = ProgressBar::new(steps as u64);
             pb.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}",
-                )
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> "),
+                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg} ETA {eta}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
             );
             pb.set_prefix(format!("epoch {}/{}", epoch + 1, config.epochs));
             pb
@@ -367,9 +365,12 @@ pub fn evaluate(net: &Net, data: &Dataset, batch_size: usize) -> Result<EvalResu
     for chunk in idx.chunks(batch_size.max(1)) {
         data.batch(chunk, None, &mut xbuf);
         let labels: Vec<u8> = chunk.iter().map(|&i| data.labels[i]).collect();
-        let logits = net.forward_eval(std::mem::take(&mut xbuf), chunk.len(), &[], &mut |_, _, _| {
-            Ok(())
-        })?;
+        let logits = net.forward_eval(
+            std::mem::take(&mut xbuf),
+            chunk.len(),
+            &[],
+            &mut |_, _, _| Ok(()),
+        )?;
         correct += count_correct(&logits, &labels, classes);
         for (row, &l) in logits.chunks_exact(classes).zip(&labels) {
             let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
@@ -449,7 +450,11 @@ pub fn load_checkpoint(path: &Path) -> Result<TrainedNet> {
     net.load_state(|name| match st.tensor(name) {
         Ok(t) => {
             if t.dtype() != safetensors::Dtype::F32 {
-                bail!("{}: tensor {name} is {:?}, expected F32", file.display(), t.dtype());
+                bail!(
+                    "{}: tensor {name} is {:?}, expected F32",
+                    file.display(),
+                    t.dtype()
+                );
             }
             let data: Vec<f32> = t
                 .data()
@@ -460,7 +465,13 @@ pub fn load_checkpoint(path: &Path) -> Result<TrainedNet> {
         }
         Err(_) => Ok(None),
     })
-    .with_context(|| format!("{}: checkpoint does not match {}", file.display(), cfg_path.display()))?;
+    .with_context(|| {
+        format!(
+            "{}: checkpoint does not match {}",
+            file.display(),
+            cfg_path.display()
+        )
+    })?;
     let history = st_history(&buf)
         .with_context(|| format!("{}: missing or invalid history metadata", file.display()))?;
     Ok(TrainedNet {

@@ -46,7 +46,10 @@ fn idx_round_trip_gzip_and_raw() {
     let sub = dir.path().join("fashion-mnist");
     std::fs::create_dir_all(&sub).unwrap();
     write(&sub.join("train-images-idx3-ubyte.gz"), &gz(&img));
-    write(&sub.join("train-labels-idx1-ubyte.gz"), &gz(&idx_labels(&labels)));
+    write(
+        &sub.join("train-labels-idx1-ubyte.gz"),
+        &gz(&idx_labels(&labels)),
+    );
     write(&sub.join("t10k-images-idx3-ubyte"), &img);
     write(&sub.join("t10k-labels-idx1-ubyte"), &idx_labels(&labels));
     let opts = DataOptions {
@@ -61,7 +64,11 @@ fn idx_round_trip_gzip_and_raw() {
         assert_eq!(d.labels, labels);
     }
     // --data-dir comes first in the search order.
-    match locate(DatasetKind::FashionMnist, Split::Test, &[dir.path().to_path_buf()]) {
+    match locate(
+        DatasetKind::FashionMnist,
+        Split::Test,
+        &[dir.path().to_path_buf()],
+    ) {
         Some(Located::Idx { images, .. }) => assert!(images.starts_with(dir.path())),
         other => panic!("unexpected {other:?}"),
     }
@@ -96,18 +103,27 @@ fn malformed_idx_files_give_named_errors() {
     // Truncated (also through gzip).
     write(&ip, &gz(&img[..img.len() - 5]));
     let e = err_of(load_idx_pair(DatasetKind::Mnist, &ip, &lp));
-    assert!(e.contains(&ip.display().to_string()) && e.contains("truncated"), "{e}");
+    assert!(
+        e.contains(&ip.display().to_string()) && e.contains("truncated"),
+        "{e}"
+    );
 
     // Wrong counts.
     write(&ip, &img);
     write(&lp, &idx_labels(&[1, 2]));
     let e = err_of(load_idx_pair(DatasetKind::Mnist, &ip, &lp));
-    assert!(e.contains("count mismatch") && e.contains("3 images") && e.contains("2 labels"), "{e}");
+    assert!(
+        e.contains("count mismatch") && e.contains("3 images") && e.contains("2 labels"),
+        "{e}"
+    );
 
     // Label out of range.
     write(&lp, &idx_labels(&[1, 2, 10]));
     let e = err_of(load_idx_pair(DatasetKind::Mnist, &ip, &lp));
-    assert!(e.contains(&lp.display().to_string()) && e.contains("out of range"), "{e}");
+    assert!(
+        e.contains(&lp.display().to_string()) && e.contains("out of range"),
+        "{e}"
+    );
 
     // Labels file given as images (magic of a 1-d file).
     let e = err_of(load_idx_pair(DatasetKind::Mnist, &lp, &lp));
@@ -116,7 +132,10 @@ fn malformed_idx_files_give_named_errors() {
     // Corrupt gzip.
     write(&ip, &[0x1f, 0x8b, 1, 2, 3]);
     let e = err_of(load_idx_pair(DatasetKind::Mnist, &ip, &lp));
-    assert!(e.contains("gzip") && e.contains(&ip.display().to_string()), "{e}");
+    assert!(
+        e.contains("gzip") && e.contains(&ip.display().to_string()),
+        "{e}"
+    );
 
     // Missing everything, no download: the error lists the searched places.
     let empty = tempfile::tempdir().unwrap();
@@ -131,7 +150,10 @@ fn malformed_idx_files_give_named_errors() {
     // The Debian dir has no MNIST; a developer's cache might, so only check a failure.
     if let Err(e) = r {
         let e = format!("{e:#}");
-        assert!(e.contains("not found") && e.contains(&empty.path().display().to_string()), "{e}");
+        assert!(
+            e.contains("not found") && e.contains(&empty.path().display().to_string()),
+            "{e}"
+        );
     }
 }
 
@@ -177,7 +199,10 @@ fn cifar_round_trip_dir_and_tarball_and_errors() {
         allow_download: false,
     };
     let te = load(DatasetKind::Cifar10, Split::Test, &opts).unwrap();
-    assert_eq!((te.images.clone(), te.labels.clone()), (tpx.clone(), tl.clone()));
+    assert_eq!(
+        (te.images.clone(), te.labels.clone()),
+        (tpx.clone(), tl.clone())
+    );
 
     // Tarball with the canonical layout.
     let tgz = dir.path().join("cifar-10-binary.tar.gz");
@@ -210,8 +235,12 @@ fn cifar_round_trip_dir_and_tarball_and_errors() {
     f[CIFAR_RECORD] = 12;
     write(&bins.join("data_batch_3.bin"), &f);
     let e = err_of(load_cifar_dir(&bins, Split::Train).map(|d| d.len()));
-    assert!(e.contains("data_batch_3.bin") && e.contains("label 12"), "{e}");
+    assert!(
+        e.contains("data_batch_3.bin") && e.contains("label 12"),
+        "{e}"
+    );
     // Missing batch.
+    write(&bins.join("data_batch_3.bin"), &cifar_batch(2, 5).0);
     std::fs::remove_file(bins.join("data_batch_4.bin")).unwrap();
     let e = err_of(load_cifar_dir(&bins, Split::Train).map(|d| d.len()));
     assert!(e.contains("data_batch_4.bin"), "{e}");

@@ -28,7 +28,11 @@ fn streamed_equals_one_batch_and_shapes_match() {
             let y = &streamed.data[&key];
             assert_eq!(x.len(), 37 * l.numel(), "{}", l.name);
             assert_eq!(streamed.shapes[&key], l.shape);
-            let d = x.iter().zip(y).map(|(p, q)| (p - q).abs()).fold(0.0f32, f32::max);
+            let d = x
+                .iter()
+                .zip(y)
+                .map(|(p, q)| (p - q).abs())
+                .fold(0.0f32, f32::max);
             assert!(d < 1e-5, "{}: streamed differs by {d}", l.name);
             assert!(x.iter().all(|&v| v >= 0.0), "post-ReLU values must be >= 0");
         }
@@ -39,12 +43,16 @@ fn streamed_equals_one_batch_and_shapes_match() {
     assert_eq!(infos[2].shape, vec![12]);
     assert_eq!(infos[2].kind, LayerKind::Fc);
     // Different nets give different activations.
-    assert_ne!(one.data[&(0, "features.2".into())], one.data[&(1, "features.2".into())]);
+    assert_ne!(
+        one.data[&(0, "features.2".into())],
+        one.data[&(1, "features.2".into())]
+    );
 }
 
 #[test]
 fn vgg_shapes_at_width_quarter() {
-    let model = ModelConfig::from_name("vgg11_bn", [3, 32, 32], 10, 0.25, Some(vec![32, 32])).unwrap();
+    let model =
+        ModelConfig::from_name("vgg11_bn", [3, 32, 32], 10, 0.25, Some(vec![32, 32])).unwrap();
     let net = Net::new(&model, 0).unwrap();
     let data = separable(3, 2, 3, 32, 1);
     let mut s = CollectSink::default();

@@ -23,7 +23,14 @@ pub fn separable(n: usize, classes: usize, c: usize, s: usize, seed: u64) -> Dat
             }
         }
     }
-    Dataset::from_parts(DatasetKind::FashionMnist, images, labels, [c, s, s], classes).unwrap()
+    Dataset::from_parts(
+        DatasetKind::FashionMnist,
+        images,
+        labels,
+        [c, s, s],
+        classes,
+    )
+    .unwrap()
 }
 
 /// Small CNN with BN and dropout on `[c, s, s]`.
