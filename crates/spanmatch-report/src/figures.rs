@@ -139,7 +139,7 @@ pub fn mms_by_layer(stats: &Stats) -> Scene {
             ""
         },
         if has_null {
-            "; dashed: same net, rows shuffled (chance level)"
+            "; dashed: two nets with the images of one shuffled (chance level)"
         } else {
             ""
         },

@@ -300,7 +300,7 @@ pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String
         );
     }
     s.push_str("</tbody></table></div>\n");
-    s.push_str("<p class=\"meta\">mms = (|X*| + |Y*|) / (|X| + |Y|), dead neurons counted in the denominator. full-match ε: the smallest ε at which every live neuron is matched (mean over pairs). Null: one net against itself with the rows of one side shuffled. s.d. uses n − 1.</p>\n");
+    s.push_str("<p class=\"meta\">mms = (|X*| + |Y*|) / (|X| + |Y|), dead neurons counted in the denominator. full-match ε: the smallest ε at which every live neuron is matched (mean over pairs). Null: two nets compared with the images of one side shuffled (same images, different order): what chance gives at this many rows and neurons. Self-check: each net against itself, dead neurons counted as matched (must be 1). s.d. uses n − 1.</p>\n");
 
     // Nets.
     s.push_str("<h2>Nets</h2>\n<table>\n<thead><tr><th>seed</th><th>test accuracy</th><th>epochs</th><th>training time (s)</th><th>h:mm:ss</th></tr></thead>\n<tbody>\n");

@@ -76,8 +76,8 @@ fn figures(stats: &stats::Stats) -> Vec<(scene::Scene, String, &'static str)> {
             figures::mms_by_layer(stats),
             "<b>Figure 1.</b> Maximum match similarity (mms) of each layer for two nets trained from \
              different seeds, one line per tolerance ε (mean over seed pairs; shaded band: \
-             min–max over pairs). Dashed lines of the same colour: the null, one net \
-             against itself with the rows of one side shuffled, i.e. what chance gives at this \
+             min–max over pairs). Dashed lines of the same colour: the null, two nets \
+             compared with the images of one side shuffled, i.e. what chance gives at this \
              many rows and neurons. Black: linear CKA, a basis-invariant similarity, on the same \
              activations."
                 .to_string(),

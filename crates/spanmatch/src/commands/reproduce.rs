@@ -1,0 +1,399 @@
+//! `spanmatch reproduce`: the paper's experiment end to end. Trains (or reuses) one net per
+//! seed, streams every layer's activations on the test set into the engine for every seed pair,
+//! and writes `results.json` and an HTML report with figures.
+
+use crate::analysis::{analyse, AnalysisOptions};
+use crate::pairsink::{PairAccumulatorSink, PairSpec};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use spanmatch_core::measures::Measure;
+use spanmatch_core::{DeadPolicy, MatchOptions, Side, Tolerances};
+use spanmatch_report::results::{
+    Comparison, ComparisonKind, LayerSummary, NetSummary, ReproduceResults,
+};
+use spanmatch_train::cli::{Preset, TrainArgs};
+use spanmatch_train::data::{self, DataOptions, DatasetKind, Split};
+use spanmatch_train::extract::extract;
+use spanmatch_train::model::LayerKind;
+use spanmatch_train::train::{evaluate, train, TrainOptions, TrainedNet};
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// Arguments of `spanmatch reproduce`.
+#[derive(Debug, Clone, Args)]
+pub struct ReproduceArgs {
+    /// Dataset: fashion-mnist (installed by `apt-get install dataset-fashion-mnist`), mnist or
+    /// cifar10 (found in --data-dir, $SPANMATCH_DATA or the user cache; see --download).
+    #[arg(long, value_enum, default_value_t = DatasetKind::FashionMnist)]
+    pub dataset: DatasetKind,
+    /// Architecture: vgg11|vgg13|vgg16|vgg19 (suffix _bn: batch norm), plain20|32|44|56, mlp,
+    /// small-cnn.
+    #[arg(long, default_value = "vgg11_bn")]
+    pub arch: String,
+    /// Channel width multiplier for VGG / plain nets (the paper: 1).
+    #[arg(long, default_value_t = 0.25)]
+    pub width: f64,
+    /// Hidden widths of the classifier (comma-separated; VGG default 512,512).
+    #[arg(long, value_delimiter = ',', default_value = "128,128")]
+    pub hidden: Vec<usize>,
+    /// Training epochs per net.
+    #[arg(long, default_value_t = 3)]
+    pub epochs: usize,
+    /// Seeds, one net each; every pair of seeds is compared (the paper: 0,1,2).
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    pub seeds: Vec<u64>,
+    /// ε values at which the maximum match similarity is reported (all from one ε-profile).
+    #[arg(long, value_delimiter = ',', default_value = "0.15,0.2,0.25,0.3,0.5")]
+    pub eps: Vec<f64>,
+    /// Baseline measures computed from the same statistics (comma-separated: cka, cca, svcca,
+    /// pwcca, procrustes; "none" for none).
+    #[arg(long, value_delimiter = ',', default_value = "cka")]
+    pub measures: Vec<String>,
+    /// Also compute simple matches at this ε and report their size histograms.
+    #[arg(long)]
+    pub simple: Option<f64>,
+    /// Train on only the first N training images (0: all). The default keeps the whole run
+    /// under 15 minutes on a 2-core laptop.
+    #[arg(long, default_value_t = 30_000)]
+    pub train_limit: usize,
+    /// Compare on only the first N test images (default: all).
+    #[arg(long)]
+    pub test_limit: Option<usize>,
+    /// Images per extraction batch.
+    #[arg(long, default_value_t = 200)]
+    pub batch_size: usize,
+    /// `paper`: the paper's configuration (VGG-16 on CIFAR-10, 160 epochs, width 1; days on a
+    /// CPU). Explicit flags still override it.
+    #[arg(long, value_parser = ["paper"])]
+    pub preset: Option<String>,
+    /// Output directory: results.json, report.html, PNG figures and checkpoints/.
+    #[arg(long, default_value = "spanmatch-report")]
+    pub out: PathBuf,
+    /// Directory searched first for the dataset files.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Download the dataset from its canonical source (SHA-256 verified) if not found locally.
+    #[arg(long)]
+    pub download: bool,
+    /// What to do with dead neurons (drop: excluded but counted, as the reference code; match:
+    /// the literal definition).
+    #[arg(long, value_parser = ["drop", "match"], default_value = "drop")]
+    pub dead: String,
+}
+
+fn parse_measures(names: &[String]) -> Result<Vec<Measure>> {
+    names
+        .iter()
+        .filter(|n| !n.is_empty() && n.as_str() != "none" && n.as_str() != "match")
+        .map(|n| {
+            n.parse::<Measure>()
+                .map_err(|e| anyhow::anyhow!("--measures: {e}"))
+        })
+        .collect()
+}
+
+fn bar(len: u64, what: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template(
+        "{prefix:>12} [{bar:30}] {pos}/{len} {per_sec} ETA {eta} {msg}",
+    ) {
+        b.set_style(style.progress_chars("=> "));
+    }
+    b.set_prefix(what.to_string());
+    b
+}
+
+/// Peak resident memory of this process in MiB (Linux), if known.
+pub fn peak_memory_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
+/// Runs the experiment and writes the report.
+pub fn run(args: &ReproduceArgs) -> Result<()> {
+    let started = Instant::now();
+    let mut args_eff = args.clone();
+    if args.preset.as_deref() == Some("paper") {
+        args_eff.dataset = DatasetKind::Cifar10;
+        args_eff.arch = "vgg16".into();
+        args_eff.width = 1.0;
+        args_eff.hidden = vec![512, 512];
+        args_eff.epochs = 160;
+        args_eff.train_limit = 0;
+    }
+    let args = &args_eff;
+    if args.seeds.len() < 2 {
+        bail!(
+            "--seeds needs at least two seeds to compare, got {:?}",
+            args.seeds
+        );
+    }
+    let mut seen = args.seeds.clone();
+    seen.sort_unstable();
+    seen.dedup();
+    if seen.len() != args.seeds.len() {
+        bail!("--seeds has duplicates: {:?}", args.seeds);
+    }
+    if let Some(e) = args.eps.iter().find(|e| !(0.0..=1.0).contains(*e)) {
+        bail!("--eps: ε = {e} is outside [0, 1] (ε is the sine of an angle)");
+    }
+    if let Some(e) = args.simple.filter(|e| !(0.0..=1.0).contains(e)) {
+        bail!("--simple: ε = {e} is outside [0, 1]");
+    }
+    let measures = parse_measures(&args.measures)?;
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating output directory {}", args.out.display()))?;
+
+    // 1. One net per seed (reusing finished checkpoints).
+    let data_opts = DataOptions {
+        data_dir: args.data_dir.clone(),
+        allow_download: args.download,
+    };
+    let mut nets: Vec<TrainedNet> = Vec::new();
+    let mut summaries = Vec::new();
+    let test = {
+        let mut t =
+            data::load(args.dataset, Split::Test, &data_opts).context("loading the test set")?;
+        if let Some(n) = args.test_limit {
+            t.truncate(n);
+        }
+        t
+    };
+    for &seed in &args.seeds {
+        let targs = TrainArgs {
+            dataset: args.dataset,
+            model: args.arch.clone(),
+            width: args.width,
+            hidden: Some(args.hidden.clone()),
+            preset: Some(if args.preset.is_some() {
+                Preset::Reference
+            } else {
+                Preset::Fast
+            }),
+            seed,
+            epochs: Some(args.epochs),
+            batch_size: None,
+            lr: None,
+            lr_milestones: if args.preset.is_some() {
+                None
+            } else {
+                Some(vec![args.epochs.max(2) - 1])
+            },
+            lr_gamma: None,
+            momentum: None,
+            weight_decay: None,
+            train_limit: (args.train_limit > 0).then_some(args.train_limit),
+            test_limit: args.test_limit,
+            out: args.out.join("checkpoints").join(format!("seed-{seed}")),
+            data_dir: args.data_dir.clone(),
+            download: args.download,
+            skip_epoch_eval: true,
+            no_progress: false,
+        };
+        let config = targs.to_config()?;
+        eprintln!(
+            "net seed {seed}: {} on {} for {} epochs",
+            config.model_name, args.dataset, config.epochs
+        );
+        let tn = train(
+            &config,
+            &TrainOptions {
+                out_dir: Some(targs.out.clone()),
+                progress: std::io::stderr().is_terminal(),
+                data: data_opts.clone(),
+                eval_each_epoch: false,
+            },
+        )
+        .with_context(|| format!("training the net of seed {seed}"))?;
+        let train_seconds: f64 = tn.history.iter().map(|h| h.seconds).sum();
+        let acc = evaluate(&tn.net, &test, args.batch_size)?.accuracy;
+        eprintln!("net seed {seed}: test accuracy {:.2}%", 100.0 * acc);
+        summaries.push(NetSummary {
+            seed,
+            test_accuracy: acc,
+            epochs: tn.history.len(),
+            train_seconds,
+        });
+        nets.push(tn);
+    }
+    let t_train = started.elapsed().as_secs_f64();
+
+    // 2. One pass over the test set: every pair, every layer.
+    let layers = nets[0].net.layers().to_vec();
+    let k = nets.len();
+    let mut specs: Vec<PairSpec> = Vec::new();
+    for i in 0..k {
+        for j in i + 1..k {
+            specs.push(PairSpec {
+                a: i,
+                b: j,
+                shuffle_b: false,
+            });
+        }
+    }
+    specs.push(PairSpec {
+        a: 0,
+        b: 1,
+        shuffle_b: true,
+    });
+    let mut sink = PairAccumulatorSink::new(k, layers.clone(), specs.clone());
+    let refs: Vec<&spanmatch_train::net::Net> = nets.iter().map(|n| &n.net).collect();
+    eprintln!(
+        "extracting {} layers of {} nets on {} test images ...",
+        layers.len(),
+        k,
+        test.len()
+    );
+    let t0 = Instant::now();
+    extract(&refs, &test, args.batch_size, None, &mut sink).context("extracting activations")?;
+    let t_extract = t0.elapsed().as_secs_f64();
+    let accs = sink.into_accumulators();
+
+    // 3. Analysis of every (comparison, layer).
+    let opts = AnalysisOptions {
+        matching: MatchOptions {
+            tol: Tolerances::default(),
+            dead: if args.dead == "match" {
+                DeadPolicy::Match
+            } else {
+                DeadPolicy::Drop
+            },
+        },
+        measures,
+        simple_eps: args.simple,
+    };
+    // The self-check counts dead neurons as matched (the literal definition): a net against
+    // itself must then give mms = 1 at every ε in every layer, dead neurons or not.
+    let self_opts = AnalysisOptions {
+        matching: MatchOptions {
+            dead: DeadPolicy::Match,
+            ..opts.matching
+        },
+        simple_eps: None,
+        ..opts.clone()
+    };
+    let t0 = Instant::now();
+    let pb = bar((specs.len() * layers.len()) as u64, "matching");
+    let mut comparisons = Vec::new();
+    let mut self_done = vec![false; k];
+    let mut layer_summaries = Vec::new();
+    for (pi, spec) in specs.iter().enumerate() {
+        let mut results = Vec::new();
+        let mut self_results: Vec<(usize, Vec<_>)> = Vec::new();
+        for (li, layer) in layers.iter().enumerate() {
+            let Some(acc) = &accs[pi][li] else {
+                bail!("layer {}: no activations were received", layer.name);
+            };
+            let stats = acc.finish();
+            pb.set_message(layer.name.clone());
+            results.push(analyse(&layer.name, &stats, &args.eps, &opts)?);
+            if pi == 0 {
+                layer_summaries.push(LayerSummary {
+                    name: layer.name.clone(),
+                    index: layer.index,
+                    kind: match layer.kind {
+                        LayerKind::Conv => "conv".into(),
+                        LayerKind::Fc => "fc".into(),
+                    },
+                    neurons: layer.channels(),
+                    rows: stats.rows,
+                });
+            }
+            if !spec.shuffle_b {
+                for (net, side) in [(spec.a, Side::A), (spec.b, Side::B)] {
+                    if !self_done[net] {
+                        let r =
+                            analyse(&layer.name, &stats.self_pair(side), &args.eps, &self_opts)?;
+                        match self_results.iter_mut().find(|(n, _)| *n == net) {
+                            Some((_, v)) => v.push(r),
+                            None => self_results.push((net, vec![r])),
+                        }
+                    }
+                }
+            }
+            pb.inc(1);
+        }
+        for (net, res) in self_results {
+            self_done[net] = true;
+            comparisons.push(Comparison {
+                kind: ComparisonKind::SelfCheck,
+                seed_a: args.seeds[net],
+                seed_b: args.seeds[net],
+                layers: res,
+            });
+        }
+        comparisons.push(Comparison {
+            kind: if spec.shuffle_b {
+                ComparisonKind::Null
+            } else {
+                ComparisonKind::Pair
+            },
+            seed_a: args.seeds[spec.a],
+            seed_b: args.seeds[spec.b],
+            layers: results,
+        });
+    }
+    pb.finish_and_clear();
+    let t_match = t0.elapsed().as_secs_f64();
+
+    // 4. Results and report.
+    let results = ReproduceResults {
+        spanmatch_version: env!("CARGO_PKG_VERSION").to_string(),
+        created: format!(
+            "{} s after the UNIX epoch",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        ),
+        config: serde_json::json!({
+            "dataset": args.dataset.to_string(),
+            "arch": args.arch,
+            "width": args.width,
+            "hidden": args.hidden,
+            "epochs": args.epochs,
+            "seeds": args.seeds,
+            "train_limit": (args.train_limit > 0).then_some(args.train_limit),
+            "test_images": test.len(),
+            "batch_size": args.batch_size,
+            "dead_policy": args.dead,
+            "sine_tolerance": spanmatch_core::tolerance::SINE_TOL,
+            "null": "net of the first seed against the second seed's net with the images rotated by one within each batch",
+        }),
+        eps: args.eps.clone(),
+        nets: summaries,
+        layers: layer_summaries,
+        comparisons,
+        timings: serde_json::json!({
+            "train_seconds": t_train,
+            "extract_and_accumulate_seconds": t_extract,
+            "match_seconds": t_match,
+            "total_seconds": started.elapsed().as_secs_f64(),
+        }),
+        peak_memory_mb: peak_memory_mb(),
+    };
+    let path = args.out.join("results.json");
+    let json = serde_json::to_string_pretty(&results)?;
+    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    let files = spanmatch_report::render(&results, &args.out).context("rendering the report")?;
+    eprintln!(
+        "done in {:.0} s (train {:.0} s, extract+accumulate {:.0} s, match {:.0} s); peak memory {:.0} MiB",
+        started.elapsed().as_secs_f64(),
+        t_train,
+        t_extract,
+        t_match,
+        peak_memory_mb().unwrap_or(f64::NAN)
+    );
+    println!("results: {}", path.display());
+    for f in files {
+        println!("report:  {}", f.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,345 @@
+//! `spanmatch simple A B --layer NAME --eps E`: the simple matches of one layer pair (every
+//! v-minimal match of the neurons in the maximum match), de-duplicated, with sizes.
+
+use crate::commands::compare::{DeadArg, LayoutArg};
+use crate::pipeline::{self, StreamOptions};
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use spanmatch_core::simple::{
+    simple_matches, verify, SimpleMatch, SimpleMatches, SimpleOptions, Verification,
+};
+use spanmatch_core::{DeadPolicy, JointStats, MatchOptions, MatchProblem, Side, Tolerances};
+use spanmatch_io::{ActivationFile, Layout};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Arguments of `spanmatch simple`.
+#[derive(Debug, Args)]
+#[command(
+    about = "Simple matches of one layer pair: the smallest groups of neurons that match",
+    long_about = "Simple matches (Wang et al., NeurIPS 2018) are the finest-grained answer to \"which \
+groups of neurons of the two nets learned the same thing\": ε-matches that are not unions of smaller \
+matches. For every neuron v of the maximum match, spanmatch finds a v-minimal match (a match \
+containing v with no smaller match containing v) with the reference algorithm, and reports the \
+distinct ones with their sizes. At ε = 0 with linearly independent neurons on each side the result \
+is exact and complete; otherwise it depends on the order in which neurons are tried, and --orders \
+adds seeded random orders. Ctrl-C stops early and still prints and writes what was found.",
+    after_help = "Example:\n  spanmatch example --out demo\n  spanmatch simple demo/net_a.npz demo/net_b.npz --layer fc1 --eps 0.25 --verify"
+)]
+pub struct SimpleArgs {
+    /// Activations of net A (.npz, .npy or .safetensors).
+    #[arg(value_name = "A")]
+    pub a: PathBuf,
+    /// Activations of net B on the same inputs, in the same order.
+    #[arg(value_name = "B")]
+    pub b: PathBuf,
+    /// The layer (array name) to analyse; optional when both files hold exactly one layer.
+    #[arg(long)]
+    pub layer: Option<String>,
+    /// ε of the matches, in [0, 1] (sine of the largest angle allowed to the other side's span).
+    #[arg(long, default_value_t = 0.25)]
+    pub eps: f64,
+    /// Seeded random orders tried in addition to the deterministic one; every distinct match
+    /// found is reported with how often it was found.
+    #[arg(long, default_value_t = 0)]
+    pub orders: usize,
+    /// Seed of the random orders.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Write the matches as JSON to this file.
+    #[arg(long, value_name = "OUT")]
+    pub json: Option<PathBuf>,
+    /// Re-check every reported match (an ε-match, and v-minimal for its witnesses) and print the
+    /// checks.
+    #[arg(long)]
+    pub verify: bool,
+    /// Dead neurons: drop (reference code) or match (literal definition).
+    #[arg(long, value_enum, default_value_t = DeadArg::Drop)]
+    pub dead: DeadArg,
+    /// Axis order of rank ≥ 3 arrays.
+    #[arg(long, value_enum, default_value_t = LayoutArg::Nchw)]
+    pub layout: LayoutArg,
+    /// Sine tolerance (default 1e-6).
+    #[arg(long, value_name = "SINE_TOL")]
+    pub tol: Option<f64>,
+    /// Number of largest matches listed in the summary.
+    #[arg(long, default_value_t = 10)]
+    pub show: usize,
+}
+
+/// One match in the JSON output.
+#[derive(Debug, Serialize)]
+struct MatchOut<'a> {
+    a: &'a [usize],
+    b: &'a [usize],
+    count: usize,
+    size: usize,
+    witnesses: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    verified: Option<bool>,
+}
+
+/// The JSON document of `spanmatch simple`.
+#[derive(Debug, Serialize)]
+struct SimpleOut<'a> {
+    spanmatch_version: &'static str,
+    layer: &'a str,
+    eps: f64,
+    simple_matches: Vec<MatchOut<'a>>,
+    exact_case: bool,
+    orders: usize,
+    seed: u64,
+    complete: bool,
+    neurons_done: usize,
+    neurons_total: usize,
+    size_histogram: BTreeMap<usize, usize>,
+}
+
+fn neuron_label((side, i): (Side, usize)) -> String {
+    match side {
+        Side::A => format!("A{i}"),
+        Side::B => format!("B{i}"),
+    }
+}
+
+/// Streams one layer pair of two files into its statistics (with a progress bar).
+pub fn layer_stats(
+    a: &Path,
+    b: &Path,
+    layer: Option<&str>,
+    layout: Layout,
+) -> Result<(String, JointStats)> {
+    let fa = ActivationFile::open(a).context("opening net A's activations")?;
+    let fb = ActivationFile::open(b).context("opening net B's activations")?;
+    let name = match layer {
+        Some(n) => n.to_string(),
+        None => {
+            if fa.layers().len() == 1 && fb.layers().len() == 1 {
+                fa.layers()[0].name.clone()
+            } else {
+                bail!(
+                    "--layer is required: {} holds {} layers ({})",
+                    a.display(),
+                    fa.layers().len(),
+                    fa.layers()
+                        .iter()
+                        .map(|l| l.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
+        }
+    };
+    for (f, which) in [(&fa, "A"), (&fb, "B")] {
+        if f.layer(&name).is_none() {
+            bail!(
+                "layer '{name}' is not in {} (net {which})",
+                f.path().display()
+            );
+        }
+    }
+    let mut ra = fa.reader(&name, layout)?;
+    let mut rb = fb.reader(&name, layout)?;
+    for w in ra.warnings().iter().chain(rb.warnings()) {
+        eprintln!("warning: {w}");
+    }
+    let bar = pipeline::progress_bar(&name, ra.rows() * (ra.bytes_per_row() + rb.bytes_per_row()));
+    let block_rows = pipeline::default_block_rows(ra.neurons(), rb.neurons());
+    let stats = pipeline::stream_pair(
+        &mut ra,
+        &mut rb,
+        &StreamOptions {
+            block_rows,
+            sampling: None,
+        },
+        &bar,
+    )
+    .with_context(|| format!("reading layer '{name}'"))?;
+    bar.finish_and_clear();
+    Ok((name, stats.full.finish()))
+}
+
+/// Simple matches of a problem with a progress bar; Ctrl-C stops early (partial result).
+pub fn run_simple(problem: &MatchProblem, options: &SimpleOptions) -> Result<SimpleMatches> {
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // A second registration (e.g. in tests calling this twice) fails harmlessly.
+        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
+    }
+    let bar = if std::io::stderr().is_terminal() {
+        let b = ProgressBar::new(0);
+        if let Ok(style) = ProgressStyle::with_template(
+            "{prefix:>12} [{bar:30}] {pos}/{len} neurons, ETA {eta} (Ctrl-C stops and keeps what was found)",
+        ) {
+            b.set_style(style.progress_chars("=> "));
+        }
+        b.set_prefix("simple");
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+    let result = simple_matches(problem, options, |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        if stop.load(Ordering::SeqCst) {
+            ControlFlow::Break(())
+        } else {
+            ControlFlow::Continue(())
+        }
+    })?;
+    bar.finish_and_clear();
+    Ok(result)
+}
+
+/// Runs `spanmatch simple`.
+pub fn run(args: &SimpleArgs) -> Result<()> {
+    if !(0.0..=1.0).contains(&args.eps) {
+        bail!(
+            "--eps: ε = {} is outside [0, 1] (ε is the sine of an angle)",
+            args.eps
+        );
+    }
+    let mut tol = Tolerances::default();
+    if let Some(t) = args.tol {
+        tol.sine = t;
+    }
+    tol.validate().context("--tol")?;
+    let layout = match args.layout {
+        LayoutArg::Nchw => Layout::Nchw,
+        LayoutArg::Nhwc => Layout::Nhwc,
+    };
+    let dead = match args.dead {
+        DeadArg::Drop => DeadPolicy::Drop,
+        DeadArg::Match => DeadPolicy::Match,
+    };
+    let (name, stats) = layer_stats(&args.a, &args.b, args.layer.as_deref(), layout)?;
+    let problem = MatchProblem::new(&stats, MatchOptions { tol, dead })
+        .with_context(|| format!("layer '{name}'"))?;
+    let options = SimpleOptions {
+        eps: args.eps,
+        orders: args.orders,
+        seed: args.seed,
+    };
+    let result = run_simple(&problem, &options)?;
+    let checks: Option<Vec<Verification>> = if args.verify {
+        Some(
+            result
+                .matches
+                .iter()
+                .map(|m| verify(&problem, args.eps, m))
+                .collect::<Result<_, _>>()?,
+        )
+    } else {
+        None
+    };
+    print!("{}", summary(&name, &result, checks.as_deref(), args.show));
+    if let Some(path) = &args.json {
+        let doc = to_json(&name, &result, checks.as_deref(), args.seed);
+        let text = serde_json::to_string_pretty(&doc).context("encoding JSON")?;
+        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(c) = &checks {
+        if c.iter().any(|v| !v.passed()) {
+            bail!("verification failed for at least one reported match (see above)");
+        }
+    }
+    Ok(())
+}
+
+fn histogram(result: &SimpleMatches) -> BTreeMap<usize, usize> {
+    let mut h = BTreeMap::new();
+    for m in &result.matches {
+        *h.entry(m.size()).or_insert(0) += 1;
+    }
+    h
+}
+
+fn to_json<'a>(
+    layer: &'a str,
+    r: &'a SimpleMatches,
+    checks: Option<&[Verification]>,
+    seed: u64,
+) -> SimpleOut<'a> {
+    SimpleOut {
+        spanmatch_version: env!("CARGO_PKG_VERSION"),
+        layer,
+        eps: r.eps,
+        simple_matches: r
+            .matches
+            .iter()
+            .enumerate()
+            .map(|(k, m): (usize, &SimpleMatch)| MatchOut {
+                a: &m.a,
+                b: &m.b,
+                count: m.count,
+                size: m.size(),
+                witnesses: m.witnesses.iter().map(|&v| neuron_label(v)).collect(),
+                verified: checks.map(|c| c[k].passed()),
+            })
+            .collect(),
+        exact_case: r.exact_case,
+        orders: r.orders,
+        seed,
+        complete: r.complete,
+        neurons_done: r.neurons_done,
+        neurons_total: r.neurons_total,
+        size_histogram: histogram(r),
+    }
+}
+
+fn summary(layer: &str, r: &SimpleMatches, checks: Option<&[Verification]>, show: usize) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "layer {layer}, ε = {}: {} distinct simple matches from {} neurons of the maximum match ({} order{}){}",
+        r.eps,
+        r.matches.len(),
+        r.neurons_total,
+        r.orders,
+        if r.orders == 1 { "" } else { "s" },
+        if r.complete { "" } else { " — INTERRUPTED, partial result" }
+    );
+    let _ = writeln!(
+        s,
+        "exact case (ε = 0, independent neurons on each side): {}",
+        if r.exact_case {
+            "yes: each match is the v-minimum match and the list is complete"
+        } else {
+            "no: v-minimal matches found by the reference algorithm (order-dependent)"
+        }
+    );
+    let _ = writeln!(s, "size |X'|+|Y'|  matches");
+    for (size, count) in histogram(r) {
+        let _ = writeln!(s, "{size:>14}  {count}");
+    }
+    if !r.matches.is_empty() {
+        let _ = writeln!(s, "largest matches (A neurons | B neurons, times found):");
+        for m in r.matches.iter().take(show) {
+            let _ = writeln!(s, "  {:?} | {:?}  x{}", m.a, m.b, m.count);
+        }
+    }
+    if let Some(c) = checks {
+        let failed = c.iter().filter(|v| !v.passed()).count();
+        let _ = writeln!(
+            s,
+            "verification: {} of {} matches re-checked as ε-matches and v-minimal for their witnesses{}",
+            c.len() - failed,
+            c.len(),
+            if failed == 0 { String::new() } else { format!("; {failed} FAILED") }
+        );
+        for (m, v) in r.matches.iter().zip(c) {
+            if !v.passed() {
+                let _ = writeln!(s, "  failed: {:?} | {:?}: {v:?}", m.a, m.b);
+            }
+        }
+    }
+    s
+}
