@@ -1,8 +1,113 @@
 //! The one hot loop of the statistics pass: `G += Mᵀ M` on the lower triangle.
 //!
-//! With the `openblas` feature (default) this calls OpenBLAS `dsyrk` (Debian package
-//! `libopenblas-dev`), measured here about 1.5x faster than faer's triangular matmul for large
-//! Gram products; without it, faer is used.
+//! With the `openblas` feature (default), OpenBLAS `cblas_dsyrk` is loaded at run time from the
+//! system library (`libopenblas.so.0`, Debian package `libopenblas0`, pulled in by
+//! `libopenblas-dev`): about 1.5x faster than faer's triangular matmul for large Gram products.
+//! When the library is missing, or `SPANMATCH_BLAS=faer` is set, faer is used; the results are
+//! the same up to floating-point summation order.
+//!
+//! OpenBLAS chooses its kernels when it is loaded. Older builds (Debian's 0.3.21) do not
+//! recognise recent or virtualised Intel CPUs and fall back to SSE3 kernels, 2-3x slower; so
+//! unless the user set `OPENBLAS_CORETYPE`, [`init`] sets it from the CPU's features (SkylakeX
+//! with AVX-512, Haswell with AVX2 + FMA) before loading the library.
+
+use faer::linalg::matmul::triangular::{matmul, BlockStructure};
+use faer::{Accum, MatMut, MatRef, Par};
+use std::os::raw::c_int;
+use std::sync::OnceLock;
+
+/// Which implementation accumulates Gram matrices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GramBackend {
+    /// OpenBLAS `cblas_dsyrk`, loaded from the system library.
+    OpenBlas,
+    /// faer's lower-triangular matrix product.
+    Faer,
+}
+
+type Dsyrk = unsafe extern "C" fn(
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    f64,
+    *const f64,
+    c_int,
+    f64,
+    *mut f64,
+    c_int,
+);
+
+struct Blas {
+    // Keeps the library mapped for the life of the process.
+    _lib: libloading::Library,
+    dsyrk: Dsyrk,
+}
+
+static BLAS: OnceLock<Option<Blas>> = OnceLock::new();
+
+/// Chooses OpenBLAS kernels for this CPU (unless `OPENBLAS_CORETYPE` is set) and loads the
+/// library. Call it early in `main`, before other threads start (it may set an environment
+/// variable); later calls return the cached answer. Returns the backend in use.
+pub fn init() -> GramBackend {
+    if BLAS.get_or_init(load).is_some() {
+        GramBackend::OpenBlas
+    } else {
+        GramBackend::Faer
+    }
+}
+
+#[cfg(feature = "openblas")]
+fn load() -> Option<Blas> {
+    if std::env::var("SPANMATCH_BLAS").is_ok_and(|v| v.eq_ignore_ascii_case("faer")) {
+        return None;
+    }
+    if std::env::var_os("OPENBLAS_CORETYPE").is_none() {
+        if let Some(core) = coretype() {
+            // Edition 2021: safe; done once, before OpenBLAS is loaded (see `init`).
+            std::env::set_var("OPENBLAS_CORETYPE", core);
+        }
+    }
+    for name in ["libopenblas.so.0", "libopenblas.so", "libopenblas.dylib"] {
+        // SAFETY: loading OpenBLAS runs its initialisers, which only read the environment and
+        // the CPU and start its thread pool.
+        let Ok(lib) = (unsafe { libloading::Library::new(name) }) else {
+            continue;
+        };
+        // SAFETY: `cblas_dsyrk` has this C signature in every CBLAS implementation.
+        let sym = unsafe { lib.get::<Dsyrk>(b"cblas_dsyrk\0") };
+        if let Ok(f) = sym {
+            let dsyrk = *f;
+            return Some(Blas { _lib: lib, dsyrk });
+        }
+    }
+    None
+}
+
+#[cfg(not(feature = "openblas"))]
+fn load() -> Option<Blas> {
+    None
+}
+
+#[cfg(feature = "openblas")]
+fn coretype() -> Option<&'static str> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("avx512bw")
+            && std::arch::is_x86_feature_detected!("avx512dq")
+            && std::arch::is_x86_feature_detected!("avx512vl")
+        {
+            return Some("SkylakeX");
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            return Some("Haswell");
+        }
+    }
+    None
+}
 
 /// Adds `Mᵀ M` to the lower triangle of the column-major `n x n` matrix `gram`, where `block` holds
 /// `rows` rows of `n` values each, row-major.
@@ -12,80 +117,54 @@ pub(crate) fn syrk_lower(gram: &mut [f64], block: &[f64], n: usize, rows: usize)
     if n == 0 || rows == 0 {
         return;
     }
-    imp::syrk_lower(gram, block, n, rows);
+    match BLAS.get_or_init(load) {
+        Some(blas) => openblas_syrk(blas, gram, block, n),
+        None => faer_syrk(gram, block, n, rows),
+    }
 }
 
-#[cfg(feature = "openblas")]
-mod imp {
-    use std::os::raw::c_int;
-
+fn openblas_syrk(blas: &Blas, gram: &mut [f64], block: &[f64], n: usize) {
     const CBLAS_COL_MAJOR: c_int = 102;
     const CBLAS_NO_TRANS: c_int = 111;
     const CBLAS_LOWER: c_int = 122;
-
-    #[link(name = "openblas")]
-    extern "C" {
-        fn cblas_dsyrk(
-            order: c_int,
-            uplo: c_int,
-            trans: c_int,
-            n: c_int,
-            k: c_int,
-            alpha: f64,
-            a: *const f64,
-            lda: c_int,
-            beta: f64,
-            c: *mut f64,
-            ldc: c_int,
-        );
-    }
-
-    pub(super) fn syrk_lower(gram: &mut [f64], block: &[f64], n: usize, _rows: usize) {
-        // Row-major rows x n is column-major n x rows: C += A Aᵀ with A = that n x rows matrix.
-        // Split very tall blocks so that the dimensions fit in a C int.
-        let max_rows = (c_int::MAX as usize / n.max(1)).max(1);
-        for chunk in block.chunks(max_rows * n) {
-            let k = chunk.len() / n;
-            // SAFETY: `chunk` holds n*k f64 values laid out column-major with leading dimension n;
-            // `gram` holds n*n values with leading dimension n; OpenBLAS reads only `chunk` and
-            // writes only the lower triangle of `gram`. Sizes fit in c_int by construction.
-            unsafe {
-                cblas_dsyrk(
-                    CBLAS_COL_MAJOR,
-                    CBLAS_LOWER,
-                    CBLAS_NO_TRANS,
-                    n as c_int,
-                    k as c_int,
-                    1.0,
-                    chunk.as_ptr(),
-                    n as c_int,
-                    1.0,
-                    gram.as_mut_ptr(),
-                    n as c_int,
-                );
-            }
+    // Row-major rows x n is column-major n x rows: C += A Aᵀ with A = that n x rows matrix.
+    // Split very tall blocks so that the dimensions fit in a C int.
+    let max_rows = (c_int::MAX as usize / n.max(1)).max(1);
+    for chunk in block.chunks(max_rows * n) {
+        let k = chunk.len() / n;
+        // SAFETY: `chunk` holds n*k f64 values laid out column-major with leading dimension n;
+        // `gram` holds n*n values with leading dimension n; dsyrk reads only `chunk` and writes
+        // only the lower triangle of `gram`. Sizes fit in c_int by construction.
+        unsafe {
+            (blas.dsyrk)(
+                CBLAS_COL_MAJOR,
+                CBLAS_LOWER,
+                CBLAS_NO_TRANS,
+                n as c_int,
+                k as c_int,
+                1.0,
+                chunk.as_ptr(),
+                n as c_int,
+                1.0,
+                gram.as_mut_ptr(),
+                n as c_int,
+            );
         }
     }
 }
 
-#[cfg(not(feature = "openblas"))]
-mod imp {
-    use faer::linalg::matmul::triangular::{matmul, BlockStructure};
-    use faer::{Accum, MatMut, MatRef, Par};
-
-    pub(super) fn syrk_lower(gram: &mut [f64], block: &[f64], n: usize, rows: usize) {
-        let a = MatRef::from_column_major_slice(block, n, rows);
-        let dst = MatMut::from_column_major_slice_mut(gram, n, n);
-        matmul(
-            dst,
-            BlockStructure::TriangularLower,
-            Accum::Add,
-            a,
-            BlockStructure::Rectangular,
-            a.transpose(),
-            BlockStructure::Rectangular,
-            1.0,
-            Par::rayon(0),
-        );
-    }
+fn faer_syrk(gram: &mut [f64], block: &[f64], n: usize, rows: usize) {
+    let a = MatRef::from_column_major_slice(block, n, rows);
+    let dst = MatMut::from_column_major_slice_mut(gram, n, n);
+    matmul(
+        dst,
+        BlockStructure::TriangularLower,
+        Accum::Add,
+        a,
+        BlockStructure::Rectangular,
+        a.transpose(),
+        BlockStructure::Rectangular,
+        1.0,
+        Par::rayon(0),
+    );
 }

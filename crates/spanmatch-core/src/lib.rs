@@ -21,7 +21,7 @@
 //!    (simple matches and verification build on it).
 
 mod error;
-mod gram_kernel;
+pub mod gram_kernel;
 pub mod measures;
 mod peel;
 mod problem;

@@ -41,6 +41,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Before any other thread starts: pick OpenBLAS kernels for this CPU and load the library.
+    spanmatch_core::gram_kernel::init();
     let cli = Cli::parse();
     let result = match &cli.command {
         Command::Compare(args) => commands::compare::run(args),
