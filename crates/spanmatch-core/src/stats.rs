@@ -75,7 +75,7 @@ impl GramAccumulator {
     /// being `[x_i | y_i]`.
     pub fn push_joint(&mut self, block: &[f64]) -> Result<(), CoreError> {
         let n = self.n1 + self.n2;
-        if n == 0 || block.len() % n != 0 {
+        if n == 0 || !block.len().is_multiple_of(n) {
             return Err(CoreError::BlockShape {
                 got: block.len(),
                 expected: n,
@@ -107,7 +107,7 @@ impl GramAccumulator {
     ) -> Result<(), CoreError> {
         let (n1, n2) = (self.n1, self.n2);
         let rows_of = |len: usize, width: usize| -> Result<usize, CoreError> {
-            if width == 0 || len % width != 0 {
+            if width == 0 || !len.is_multiple_of(width) {
                 Err(CoreError::BlockShape {
                     got: len,
                     expected: width,

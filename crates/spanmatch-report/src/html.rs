@@ -40,7 +40,7 @@ fn thousands(v: u64) -> String {
     let s = v.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -125,7 +125,13 @@ pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String
         (Some(a), Some(d)) => format!("{a} on {d}"),
         (Some(a), None) => a.clone(),
         (None, Some(d)) => d.clone(),
-        (None, None) => "results".to_string(),
+        (None, None) => match (
+            results.config.get("file_a").and_then(|v| v.as_str()),
+            results.config.get("file_b").and_then(|v| v.as_str()),
+        ) {
+            (Some(a), Some(b)) => format!("{a} vs {b}"),
+            _ => "results".to_string(),
+        },
     };
     let eps_list: Vec<String> = stats.eps.iter().map(|e| eps_label(*e)).collect();
     let seeds: Vec<String> = results.nets.iter().map(|n| n.seed.to_string()).collect();
@@ -133,25 +139,29 @@ pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String
     let mut s = String::new();
     s.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     s.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
-    let _ = writeln!(
-        s,
-        "<title>spanmatch reproduce: {}</title>",
-        escape(&heading)
-    );
+    let _ = writeln!(s, "<title>spanmatch: {}</title>", escape(&heading));
     let _ = writeln!(s, "<style>{CSS}</style>\n</head>\n<body>\n<main>");
     let _ = writeln!(
         s,
         "<h1>Do different nets learn the same representation? {}</h1>",
         escape(&heading)
     );
+    let nets = if results.nets.is_empty() {
+        "activations supplied by the user".to_string()
+    } else {
+        format!(
+            "{} net{} (seeds {})",
+            results.nets.len(),
+            if results.nets.len() == 1 { "" } else { "s" },
+            seeds.join(", ")
+        )
+    };
     let _ = writeln!(
         s,
-        "<p class=\"meta\">spanmatch {} · {} · {} net{} (seeds {}) · {} seed pair{} · ε ∈ {{{}}}</p>",
+        "<p class=\"meta\">spanmatch {} · {} · {} · {} pair{} compared · ε ∈ {{{}}}</p>",
         escape(&results.spanmatch_version),
         escape(&results.created),
-        results.nets.len(),
-        if results.nets.len() == 1 { "" } else { "s" },
-        escape(&seeds.join(", ")),
+        escape(&nets),
         stats.pairs,
         if stats.pairs == 1 { "" } else { "s" },
         escape(&eps_list.join(", ")),

@@ -1,6 +1,7 @@
 //! Result records of a comparison: the JSON report and the human-readable table.
 
 use serde::Serialize;
+use spanmatch_core::measures::{Measure, Measures};
 use spanmatch_core::MaxMatch;
 use std::fmt::Write as _;
 
@@ -21,6 +22,10 @@ pub struct Report {
     pub tolerances: Tolerances,
     /// The ε values, in the order of every `matches` list.
     pub eps: Vec<f64>,
+    /// The measures requested with `--measures` (`"match"` always first).
+    pub measures: Vec<&'static str>,
+    /// `"channels"` or `"flatten"` (`--view`).
+    pub view: &'static str,
     /// One record per compared layer, in net A's file order.
     pub layers: Vec<LayerReport>,
 }
@@ -68,6 +73,69 @@ pub struct LayerReport {
     /// The sampled (reference-code) protocol, when requested.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sampled: Option<SampledReport>,
+    /// Basis-invariant measures (`--measures`, `--view flatten`), when any was requested.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub measures: Option<LayerMeasures>,
+    /// Simple matches (`--simple EPS`), when requested.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub simple: Option<SimpleReport>,
+}
+
+/// The measures of one layer pair: those of the channel view (features = channels, rows =
+/// (image, position) pairs, the same statistics as the match) and, with `--view flatten`, linear
+/// CKA in the per-image flattened view (features = C·H·W values of an image, rows = images).
+/// `None` fields (not requested or undefined, see `notes`) are left out of the JSON.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct LayerMeasures {
+    /// The channel-view measures (`cka_linear`, `cca_mean_rho`, `procrustes`, ..., `notes`).
+    #[serde(flatten)]
+    pub channels: Measures,
+    /// Biased linear CKA of the flattened view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cka_linear_flatten: Option<f64>,
+    /// Debiased linear CKA of the flattened view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cka_linear_debiased_flatten: Option<f64>,
+}
+
+/// The simple matches of one layer pair at one ε.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimpleReport {
+    /// ε of the matches.
+    pub eps: f64,
+    /// ε = 0 and each side's live neurons are linearly independent: the list is complete and
+    /// each match is the unique smallest match containing its witnesses.
+    pub exact_case: bool,
+    /// False when interrupted (Ctrl-C): the list holds what was found so far.
+    pub complete: bool,
+    /// Orders tried: 1 (deterministic) + `--orders`.
+    pub orders: usize,
+    /// Seed of the random orders.
+    pub seed: u64,
+    /// Distinct simple matches, largest first.
+    pub simple_matches: Vec<SimpleMatchReport>,
+}
+
+impl SimpleReport {
+    /// Size |X'| + |Y'| of the largest simple match (0 when there is none).
+    pub fn largest(&self) -> usize {
+        self.simple_matches
+            .iter()
+            .map(|m| m.a.len() + m.b.len())
+            .max()
+            .unwrap_or(0)
+    }
+}
+
+/// One simple match: its neurons in each net and how many (neuron, order) runs found it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SimpleMatchReport {
+    /// Neurons of net A, increasing.
+    pub a: Vec<usize>,
+    /// Neurons of net B, increasing.
+    pub b: Vec<usize>,
+    /// Number of (neuron, order) runs that produced this match.
+    pub count: usize,
 }
 
 /// Mean and standard deviation of mms over the sampled repeats.
@@ -160,6 +228,120 @@ pub fn table(report: &Report) -> String {
     let mut out = render(&header, &rows);
     if report.layers.iter().any(|l| l.sampled.is_some()) {
         out.push_str("(in parentheses: sampled protocol, mean ± std over the repeats)\n");
+    }
+    out
+}
+
+/// One column of the measures table: header and value of a layer.
+type Column = (&'static str, fn(&LayerMeasures) -> Option<f64>);
+
+/// The columns shown for each measure.
+fn measure_columns(m: Measure) -> Vec<Column> {
+    match m {
+        Measure::Cka => vec![
+            ("CKA", |x| x.channels.cka_linear),
+            ("CKA debiased", |x| x.channels.cka_linear_debiased),
+        ],
+        Measure::Cca => vec![
+            ("CCA mean ρ", |x| x.channels.cca_mean_rho),
+            ("R²CCA", |x| x.channels.cca_r2),
+        ],
+        Measure::Svcca => vec![("SVCCA", |x| x.channels.svcca)],
+        Measure::Pwcca => vec![("PWCCA", |x| x.channels.pwcca)],
+        Measure::Procrustes => vec![("Procrustes dist.", |x| x.channels.procrustes)],
+    }
+}
+
+/// The second table, when measures or simple matches were computed: one row per layer, one
+/// column per measure, then the simple matches (count and largest size). Empty otherwise.
+pub fn measures_table(report: &Report) -> String {
+    let mut columns: Vec<Column> = Measure::ALL
+        .into_iter()
+        .filter(|m| report.measures.contains(&m.name()))
+        .flat_map(measure_columns)
+        .collect();
+    if report.view == "flatten" {
+        columns.push(("CKA flattened", |x| x.cka_linear_flatten));
+        columns.push(("CKA flat. debiased", |x| x.cka_linear_debiased_flatten));
+    }
+    let simple_eps = report
+        .layers
+        .iter()
+        .find_map(|l| l.simple.as_ref().map(|s| s.eps));
+    if columns.is_empty() && simple_eps.is_none() {
+        return String::new();
+    }
+    let mut header = vec!["layer".to_string()];
+    header.extend(columns.iter().map(|(h, _)| h.to_string()));
+    if let Some(e) = simple_eps {
+        header.push(format!("simple@{e}"));
+        header.push("largest".to_string());
+    }
+    let rows: Vec<Vec<String>> = report
+        .layers
+        .iter()
+        .map(|l| {
+            let mut r = vec![match &l.name_b {
+                Some(b) => format!("{} ~ {b}", l.name),
+                None => l.name.clone(),
+            }];
+            for (_, get) in &columns {
+                r.push(match l.measures.as_ref().and_then(get) {
+                    Some(v) => format!("{v:.3}"),
+                    None => "—".to_string(),
+                });
+            }
+            if simple_eps.is_some() {
+                match &l.simple {
+                    Some(s) => {
+                        r.push(format!(
+                            "{}{}",
+                            s.simple_matches.len(),
+                            if s.complete { "" } else { " (partial)" }
+                        ));
+                        r.push(s.largest().to_string());
+                    }
+                    None => r.extend(["—".to_string(), "—".to_string()]),
+                }
+            }
+            r
+        })
+        .collect();
+    let mut out = render(&header, &rows);
+    if !columns.is_empty() {
+        let has = |h: &str| columns.iter().any(|(c, _)| c.starts_with(h));
+        let mut similar: Vec<&str> = ["CKA", "CCA", "SVCCA", "PWCCA"]
+            .into_iter()
+            .filter(|h| has(h))
+            .collect();
+        if has("R²CCA") && !similar.contains(&"CCA") {
+            similar.push("CCA");
+        }
+        let mut parts = Vec::new();
+        if !similar.is_empty() {
+            parts.push(format!(
+                "{}: {} in [0, 1], 1 = same representation up to the measure's invariances",
+                similar.join(", "),
+                if similar.len() == 1 {
+                    "similarity"
+                } else {
+                    "similarities"
+                }
+            ));
+        }
+        if has("Procrustes") {
+            parts.push("Procrustes: distance in [0, √2], 0 = same up to rotation and scale".into());
+        }
+        if has("CKA flat") {
+            parts.push("flattened: features = all values of an image, rows = images".into());
+        }
+        parts.push("—: undefined, see \"notes\" in the JSON".into());
+        let _ = writeln!(out, "({})", parts.join("; "));
+    }
+    if simple_eps.is_some() {
+        out.push_str(
+            "(simple: number of distinct simple matches; largest: |X'| + |Y'| of the largest)\n",
+        );
     }
     out
 }

@@ -18,6 +18,9 @@ pub struct PairSpec {
     pub shuffle_b: bool,
 }
 
+/// One batch of one layer of one net: its shape and values.
+type Pending = (Vec<usize>, Vec<f32>);
+
 /// An [`ActivationSink`] that accumulates the joint statistics of every requested pair of nets
 /// for every layer, holding at most one batch of activations.
 pub struct PairAccumulatorSink {
@@ -26,8 +29,8 @@ pub struct PairAccumulatorSink {
     layers: Vec<LayerInfo>,
     /// accumulators[pair][layer], created on the first batch (when widths are known).
     accumulators: Vec<Vec<Option<GramAccumulator>>>,
-    /// pending[net][layer]: this batch's activations and shape, until the last net has sent them.
-    pending: Vec<Vec<Option<(Vec<usize>, Vec<f32>)>>>,
+    /// pending[net][layer]: this batch's activations, until the last net has sent them.
+    pending: Vec<Vec<Option<Pending>>>,
     joint: Vec<f64>,
     rows_seen: Vec<u64>,
 }

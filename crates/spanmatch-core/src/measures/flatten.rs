@@ -103,7 +103,7 @@ impl FlattenedGramAccumulator {
 
 /// Number of rows of `width` values in `len` values.
 fn whole_rows(len: usize, width: usize) -> Result<usize, CoreError> {
-    if width == 0 || len % width != 0 {
+    if width == 0 || !len.is_multiple_of(width) {
         Err(CoreError::BlockShape {
             got: len,
             expected: width,
@@ -190,7 +190,7 @@ impl FlattenedColumnAccumulator {
 }
 
 fn add_columns(k: &mut Mat<f64>, block: &[f64], images: usize) -> Result<(), CoreError> {
-    if images == 0 || block.is_empty() || block.len() % images != 0 {
+    if images == 0 || block.is_empty() || !block.len().is_multiple_of(images) {
         return Err(CoreError::BlockShape {
             got: block.len(),
             expected: images,

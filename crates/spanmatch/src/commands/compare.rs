@@ -1,12 +1,23 @@
 //! `spanmatch compare A B`: maximum span matches of every common layer of two nets.
 
-use crate::output::{self, LayerReport, Report, SampledReport};
+use crate::analysis::PROFILE_GRID_STEP;
+use crate::commands::simple::run_simple;
+use crate::output::{
+    self, LayerMeasures, LayerReport, Report, SampledReport, SimpleMatchReport, SimpleReport,
+};
 use crate::pipeline::{self, Sampling, StreamOptions};
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
+use faer::MatRef;
+use spanmatch_core::measures::{self, FlattenedKernels, Measure};
+use spanmatch_core::simple::SimpleOptions;
 use spanmatch_core::{DeadPolicy, MatchOptions, MatchProblem, Tolerances};
-use spanmatch_io::{ActivationFile, Format, Layout};
-use std::path::PathBuf;
+use spanmatch_io::{ActivationFile, Format, LayerReader, Layout};
+use spanmatch_report::results::{
+    Comparison, ComparisonKind, LayerResult, LayerSummary, ReproduceResults, SimpleSummary,
+};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// Which axis of a rank ≥ 3 array holds the channels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -26,6 +37,16 @@ pub enum DeadArg {
     /// Literal definition: a zero vector is ε-close to any span, so dead neurons are in every
     /// maximum match.
     Match,
+}
+
+/// How the basis-invariant measures see a convolutional layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ViewArg {
+    /// Features = channels, rows = (image, position) pairs: the same statistics as the match.
+    Channels,
+    /// Also linear CKA with features = the C·H·W values of an image and rows = images (what CKA
+    /// libraries compute); a second pass over the files, memory 16·N² bytes for N images.
+    Flatten,
 }
 
 /// Arguments of `spanmatch compare`.
@@ -101,14 +122,80 @@ pub struct CompareArgs {
         requires = "sample_columns"
     )]
     pub repeats: usize,
-    /// Seed of the sampled mode's draws (SplitMix64; same seed, same rows, on every machine).
+    /// Seed of the sampled mode's draws and of the --orders of --simple (SplitMix64; same seed,
+    /// same result, on every machine).
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub seed: u64,
+    /// Similarity measures per layer, comma-separated: match, cka, cca, svcca, pwcca, procrustes.
+    ///
+    /// `match` is the maximum span match (always computed). The others are basis-invariant: they
+    /// compare the subspaces the two layers span, not individual neurons, so changing the basis
+    /// of a layer leaves them unchanged (cka, procrustes: any rotation and a global scale; the
+    /// CCA family: any invertible linear map). cka = linear centred kernel alignment (Kornblith
+    /// et al. 2019), biased and debiased estimators, 1 = same up to rotation and scale; cca =
+    /// mean canonical correlation and R²CCA; svcca = CCA after keeping 99% of each side's
+    /// variance; pwcca = projection-weighted CCA; procrustes = orthogonal Procrustes distance
+    /// (0 = same up to rotation and scale, at most √2). They come from the statistics of the
+    /// match's single pass, at no extra reading cost. JSON: "measures" per layer.
     #[arg(
         long,
-        value_name = "S",
-        default_value_t = 0,
-        requires = "sample_columns"
+        value_name = "NAME,...",
+        value_delimiter = ',',
+        default_value = "match,cka"
     )]
-    pub seed: u64,
+    pub measures: Vec<String>,
+    /// View of convolutional layers for CKA: channels, or flatten (features = C·H·W per image).
+    ///
+    /// `channels`: features = channels, rows = (image, position) pairs, the match's statistics.
+    /// `flatten` also computes linear CKA with features = all C·H·W values of an image and rows =
+    /// images, the view of CKA libraries (JSON: cka_linear_flatten, cka_linear_debiased_flatten);
+    /// the match and the other measures stay in the channel view. flatten reads the files a
+    /// second time (more passes when the images do not fit in 1 GiB) and keeps two N x N kernels
+    /// (16·N² bytes for N images; a warning above 20,000 images).
+    #[arg(long, value_enum, default_value_t = ViewArg::Channels)]
+    pub view: ViewArg,
+    /// Images held in memory per pass of --view flatten (default: as many as fit in 1 GiB);
+    /// fewer images, more passes over the files; results do not depend on it.
+    #[arg(long, value_name = "N", requires = "view")]
+    pub flatten_images: Option<usize>,
+    /// Also compute the simple matches of every layer at this ε (in [0, 1]).
+    ///
+    /// Simple matches are the smallest groups of neurons that match: ε-matches that are not
+    /// unions of smaller matches, found for every neuron of the maximum match (as `spanmatch
+    /// simple`). The table gives their number and the largest size |X'| + |Y'|; JSON: "simple"
+    /// per layer.
+    #[arg(long, value_name = "EPS")]
+    pub simple: Option<f64>,
+    /// Seeded random neuron orders tried by --simple in addition to the deterministic one (the
+    /// result depends on the order except at ε = 0 with independent neurons).
+    #[arg(long, value_name = "K", default_value_t = 0, requires = "simple")]
+    pub orders: usize,
+    /// Write results.json and an HTML report into this directory.
+    ///
+    /// report.html has the figures mms per layer, ε-profiles and, with --simple, simple-match
+    /// sizes, plus a per-layer table (PNG copies of the figures when a font is found).
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+}
+
+/// The names `--measures` accepts.
+const MEASURE_NAMES: &str = "match, cka, cca, svcca, pwcca, procrustes";
+
+/// Parses `--measures`: `match` (always computed) and the measures of [`Measure`].
+fn parse_measures(names: &[String]) -> Result<Vec<Measure>> {
+    let mut out = Vec::new();
+    for name in names {
+        let key = name.trim();
+        if key.eq_ignore_ascii_case("match") {
+            continue;
+        }
+        match key.parse::<Measure>() {
+            Ok(m) if !out.contains(&m) => out.push(m),
+            Ok(_) => {}
+            Err(_) => bail!("--measures: unknown measure '{name}'; valid names: {MEASURE_NAMES}"),
+        }
+    }
+    Ok(out)
 }
 
 fn check_eps(eps: &[f64]) -> Result<()> {
@@ -233,6 +320,15 @@ pub fn run(args: &CompareArgs) -> Result<()> {
     if args.block_rows == Some(0) {
         bail!("--block-rows must be at least 1");
     }
+    if args.flatten_images == Some(0) {
+        bail!("--flatten-images must be at least 1");
+    }
+    let wanted = parse_measures(&args.measures)?;
+    if let Some(e) = args.simple {
+        if !(0.0..=1.0).contains(&e) {
+            bail!("--simple: ε = {e} is outside [0, 1] (ε is the sine of an angle)");
+        }
+    }
     let layout = match args.layout {
         LayoutArg::Nchw => Layout::Nchw,
         LayoutArg::Nhwc => Layout::Nhwc,
@@ -257,12 +353,25 @@ pub fn run(args: &CompareArgs) -> Result<()> {
         seed: args.seed,
     });
 
+    let started = std::time::Instant::now();
     let mut layers = Vec::new();
+    let mut curves = Vec::new();
     for (name_a, name_b) in &pairs {
-        let layer = compare_layer(&fa, &fb, (name_a, name_b), layout, options, args, sampling)
-            .with_context(|| format!("comparing layer '{name_a}'"))?;
+        let (layer, curve) = compare_layer(
+            &fa,
+            &fb,
+            (name_a, name_b),
+            layout,
+            options,
+            args,
+            sampling,
+            &wanted,
+        )
+        .with_context(|| format!("comparing layer '{name_a}'"))?;
         layers.push(layer);
+        curves.push(curve);
     }
+    let seconds = started.elapsed().as_secs_f64();
     let report = Report {
         spanmatch_version: env!("CARGO_PKG_VERSION").to_string(),
         file_a: args.a.display().to_string(),
@@ -280,16 +389,273 @@ pub fn run(args: &CompareArgs) -> Result<()> {
             dead_norm: tol.dead_norm,
         },
         eps: args.eps.clone(),
+        measures: std::iter::once("match")
+            .chain(
+                Measure::ALL
+                    .into_iter()
+                    .filter(|m| wanted.contains(m))
+                    .map(Measure::name),
+            )
+            .collect(),
+        view: match args.view {
+            ViewArg::Channels => "channels",
+            ViewArg::Flatten => "flatten",
+        },
         layers,
     };
     print!("{}", output::table(&report));
+    let second = output::measures_table(&report);
+    if !second.is_empty() {
+        println!();
+        print!("{second}");
+    }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report).context("encoding the JSON report")?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
+    if let Some(dir) = &args.report {
+        let html = write_report(&report, &curves, dir, seconds)?;
+        println!("report: {}", html.display());
+    }
     Ok(())
 }
 
+/// The ε-profile curve (fraction of neurons matched) on the report's ε grid.
+fn profile_curve(profile: &spanmatch_core::Profile) -> Result<Vec<[f64; 2]>> {
+    let steps = (1.0 / PROFILE_GRID_STEP).round() as usize;
+    (0..=steps)
+        .map(|k| {
+            let e = (k as f64 * PROFILE_GRID_STEP).min(1.0);
+            Ok([e, profile.mms(e)?])
+        })
+        .collect()
+}
+
+/// Writes `DIR/results.json` and the HTML report for one pair of activation files; returns the
+/// path of report.html.
+fn write_report(
+    report: &Report,
+    curves: &[Vec<[f64; 2]>],
+    dir: &Path,
+    seconds: f64,
+) -> Result<PathBuf> {
+    let mut layers = Vec::new();
+    let mut summaries = Vec::new();
+    for (index, (l, curve)) in report.layers.iter().zip(curves).enumerate() {
+        let measures = match &l.measures {
+            Some(m) => Some(serde_json::to_value(m).context("encoding the measures")?),
+            None => None,
+        };
+        let simple = l.simple.as_ref().map(|s| {
+            let mut hist: BTreeMap<usize, usize> = BTreeMap::new();
+            for m in &s.simple_matches {
+                *hist.entry(m.a.len() + m.b.len()).or_default() += 1;
+            }
+            SimpleSummary {
+                eps: s.eps,
+                count: s.simple_matches.len(),
+                size_histogram: hist.into_iter().collect(),
+                largest: s.largest(),
+            }
+        });
+        layers.push(LayerResult {
+            layer: l.name.clone(),
+            neurons_a: l.neurons_a,
+            neurons_b: l.neurons_b,
+            rows: l.rows,
+            dead_a: l.dead_a.clone(),
+            dead_b: l.dead_b.clone(),
+            max_epsilon: l.max_epsilon,
+            mms: l.matches.iter().map(|m| m.mms).collect(),
+            profile: curve.clone(),
+            measures,
+            simple,
+        });
+        summaries.push(LayerSummary {
+            name: l.name.clone(),
+            index,
+            kind: if l.shape_a.len() > 2 { "conv" } else { "fc" }.to_string(),
+            neurons: l.neurons_a,
+            rows: l.rows,
+        });
+    }
+    let results = ReproduceResults {
+        spanmatch_version: report.spanmatch_version.clone(),
+        created: format!(
+            "{} s after the UNIX epoch",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0)
+        ),
+        config: serde_json::json!({
+            "file_a": report.file_a,
+            "file_b": report.file_b,
+            "dead_policy": report.dead_policy,
+            "layout": report.layout,
+            "view": report.view,
+            "sine_tolerance": report.tolerances.sine,
+        }),
+        eps: report.eps.clone(),
+        nets: vec![],
+        layers: summaries,
+        comparisons: vec![Comparison {
+            kind: ComparisonKind::Pair,
+            seed_a: 0,
+            seed_b: 1,
+            layers,
+        }],
+        timings: serde_json::json!({ "compare_seconds": seconds }),
+        peak_memory_mb: None,
+    };
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("--report: cannot create directory {}", dir.display()))?;
+    spanmatch_report::write_results(&results, &dir.join("results.json"))?;
+    let written = spanmatch_report::render(&results, dir).context("--report: rendering")?;
+    Ok(written
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| dir.join(spanmatch_report::REPORT_HTML)))
+}
+
+/// Memory for the images held per pass of the flattened view.
+const FLATTEN_CHUNK_BYTES: usize = 1 << 30;
+/// Above this many images the flattened view warns about its N x N memory.
+const FLATTEN_WARN_IMAGES: usize = 20_000;
+
+/// Reads the next `images` images (each `rows_per_image` consecutive rows) into `dst`, one
+/// image's flattened vector (its rows concatenated) after the other.
+fn read_images(
+    r: &mut LayerReader,
+    images: usize,
+    rows_per_image: usize,
+    dst: &mut [f64],
+) -> Result<()> {
+    let rows = images * rows_per_image;
+    let c = r.neurons();
+    let got = r.read_rows(rows, &mut dst[..rows * c], c, 0)?;
+    if got != rows {
+        bail!(
+            "layer '{}' in {}: expected {rows} more rows, read {got}",
+            r.name(),
+            r.path().display()
+        );
+    }
+    Ok(())
+}
+
+/// `k[(row0 + i) * n + col0 + j] = ⟨rows_i, cols_j⟩` for the row-major blocks `rows` (s x f) and
+/// `cols` (m x f).
+fn add_kernel_block(
+    k: &mut [f64],
+    n: usize,
+    (row0, rows): (usize, &[f64]),
+    (col0, cols): (usize, &[f64]),
+    f: usize,
+) {
+    let (s, m) = (rows.len() / f, cols.len() / f);
+    let p = MatRef::from_row_major_slice(rows, s, f)
+        * MatRef::from_row_major_slice(cols, m, f).transpose();
+    for i in 0..s {
+        let line = &mut k[(row0 + i) * n + col0..][..m];
+        for (j, v) in line.iter_mut().enumerate() {
+            *v = p[(i, j)];
+        }
+    }
+}
+
+/// The image x image linear kernels of a layer pair in the flattened view (features = all values
+/// of an image, rows = images), read from fresh readers: one pass when the images fit in
+/// [`FLATTEN_CHUNK_BYTES`] (or `--flatten-images`), otherwise one pass per chunk of images.
+fn flattened_kernels(
+    fa: &ActivationFile,
+    fb: &ActivationFile,
+    (name, name_b): (&str, &str),
+    layout: Layout,
+    chunk_images: Option<usize>,
+) -> Result<FlattenedKernels> {
+    let open = || -> Result<(LayerReader, LayerReader)> {
+        Ok((fa.reader(name, layout)?, fb.reader(name_b, layout)?))
+    };
+    let (ra, rb) = open()?;
+    if ra.images() != rb.images() || ra.images() == 0 {
+        bail!(
+            "--view flatten needs the same images in both files: {} has {} images in layer '{name}', {} has {} in layer '{name_b}'",
+            fa.path().display(),
+            ra.images(),
+            fb.path().display(),
+            rb.images()
+        );
+    }
+    let n = usize::try_from(ra.images()).context("too many images")?;
+    let per_image = |r: &LayerReader| usize::try_from(r.rows() / r.images()).unwrap_or(usize::MAX);
+    let (pa, pb) = (per_image(&ra), per_image(&rb));
+    let (f1, f2) = (
+        pa.saturating_mul(ra.neurons()),
+        pb.saturating_mul(rb.neurons()),
+    );
+    let nn = n
+        .checked_mul(n)
+        .filter(|v| v.checked_mul(16).is_some())
+        .with_context(|| format!("--view flatten: {n} images are too many for N x N kernels"))?;
+    if n > FLATTEN_WARN_IMAGES {
+        eprintln!(
+            "warning: layer '{name}', --view flatten: {n} images need two {n} x {n} kernels ({:.1} GiB)",
+            (16 * nn) as f64 / (1u64 << 30) as f64
+        );
+    }
+    let image_bytes = 8usize.saturating_mul(f1.saturating_add(f2)).max(1);
+    let chunk = chunk_images
+        .unwrap_or(FLATTEN_CHUNK_BYTES / image_bytes)
+        .clamp(1, n);
+    let step = chunk
+        .min((pipeline::DEFAULT_BLOCK_BYTES / image_bytes).max(1))
+        .max(1);
+    let passes = n.div_ceil(chunk);
+    if passes > 1 && chunk_images.is_none() {
+        eprintln!(
+            "note: layer '{name}', --view flatten: {n} images of {f1} + {f2} values exceed {} GiB; reading the files {passes} times",
+            FLATTEN_CHUNK_BYTES >> 30
+        );
+    }
+    let mut k = vec![0.0; nn];
+    let mut l = vec![0.0; nn];
+    let (mut held_a, mut held_b) = (vec![0.0; chunk * f1], vec![0.0; chunk * f2]);
+    let (mut buf_a, mut buf_b) = (vec![0.0; step * f1], vec![0.0; step * f2]);
+    let total = ra.rows() * ra.bytes_per_row() + rb.rows() * rb.bytes_per_row();
+    let bar = pipeline::progress_bar(&format!("{name} flat"), total * passes as u64);
+    for start in (0..n).step_by(chunk) {
+        let m = chunk.min(n - start);
+        let (mut ra, mut rb) = open()?;
+        let mut pos = 0;
+        while pos < start {
+            let s = step.min(start - pos);
+            read_images(&mut ra, s, pa, &mut buf_a)?;
+            read_images(&mut rb, s, pb, &mut buf_b)?;
+            pos += s;
+        }
+        read_images(&mut ra, m, pa, &mut held_a)?;
+        read_images(&mut rb, m, pb, &mut held_b)?;
+        let (ha, hb) = (&held_a[..m * f1], &held_b[..m * f2]);
+        add_kernel_block(&mut k, n, (start, ha), (start, ha), f1);
+        add_kernel_block(&mut l, n, (start, hb), (start, hb), f2);
+        pos = start + m;
+        while pos < n {
+            let s = step.min(n - pos);
+            read_images(&mut ra, s, pa, &mut buf_a)?;
+            read_images(&mut rb, s, pb, &mut buf_b)?;
+            add_kernel_block(&mut k, n, (pos, &buf_a[..s * f1]), (start, ha), f1);
+            add_kernel_block(&mut l, n, (pos, &buf_b[..s * f2]), (start, hb), f2);
+            pos += s;
+        }
+        bar.inc(total);
+    }
+    bar.finish_and_clear();
+    Ok(FlattenedKernels::from_full(n, &k, &l)?)
+}
+
+/// Compares one layer pair; also returns the ε-profile curve when `--report` needs it.
+#[allow(clippy::too_many_arguments)]
 fn compare_layer(
     fa: &ActivationFile,
     fb: &ActivationFile,
@@ -298,7 +664,8 @@ fn compare_layer(
     options: MatchOptions,
     args: &CompareArgs,
     sampling: Option<Sampling>,
-) -> Result<LayerReport> {
+    wanted: &[Measure],
+) -> Result<(LayerReport, Vec<[f64; 2]>)> {
     let mut ra = fa.reader(name, layout)?;
     let mut rb = fb.reader(name_b, layout)?;
     for w in ra.warnings().iter().chain(rb.warnings()) {
@@ -335,8 +702,66 @@ fn compare_layer(
     )?;
     bar.finish_and_clear();
 
-    let problem = MatchProblem::new(&stats.full.finish(), options)?;
+    let joint = stats.full.finish();
+    let problem = MatchProblem::new(&joint, options)?;
     let profile = problem.profile();
+    let curve = if args.report.is_some() {
+        profile_curve(&profile)?
+    } else {
+        Vec::new()
+    };
+    let mut layer_measures = if wanted.is_empty() {
+        None
+    } else {
+        Some(LayerMeasures {
+            channels: measures::compute(&joint, wanted).context("measures")?,
+            ..LayerMeasures::default()
+        })
+    };
+    if args.view == ViewArg::Flatten {
+        let kernels = flattened_kernels(fa, fb, (name, name_b), layout, args.flatten_images)
+            .context("--view flatten")?;
+        let flat = kernels.measures();
+        let m = layer_measures.get_or_insert_with(LayerMeasures::default);
+        m.cka_linear_flatten = flat.cka_linear;
+        m.cka_linear_debiased_flatten = flat.cka_linear_debiased;
+        m.channels
+            .notes
+            .extend(flat.notes.into_iter().map(|n| format!("flatten view: {n}")));
+    }
+    let simple = match args.simple {
+        None => None,
+        Some(eps) => {
+            let r = run_simple(
+                &problem,
+                &SimpleOptions {
+                    eps,
+                    orders: args.orders,
+                    seed: args.seed,
+                },
+            )
+            .context("simple matches")?;
+            if !r.complete {
+                eprintln!("warning: layer '{name}': simple matches interrupted, partial result");
+            }
+            Some(SimpleReport {
+                eps,
+                exact_case: r.exact_case,
+                complete: r.complete,
+                orders: r.orders,
+                seed: args.seed,
+                simple_matches: r
+                    .matches
+                    .into_iter()
+                    .map(|m| SimpleMatchReport {
+                        a: m.a,
+                        b: m.b,
+                        count: m.count,
+                    })
+                    .collect(),
+            })
+        }
+    };
     let matches = args
         .eps
         .iter()
@@ -362,20 +787,25 @@ fn compare_layer(
             })
         }
     };
-    Ok(LayerReport {
-        name: name.to_string(),
-        name_b: (name_b != name).then(|| name_b.to_string()),
-        neurons_a: ra.neurons(),
-        neurons_b: rb.neurons(),
-        rows: ra.rows(),
-        shape_a: ra.info().shape.clone(),
-        shape_b: rb.info().shape.clone(),
-        dead_a: problem.dead_a().to_vec(),
-        dead_b: problem.dead_b().to_vec(),
-        thresholds_a: profile.thresholds_a().to_vec(),
-        thresholds_b: profile.thresholds_b().to_vec(),
-        max_epsilon: profile.max_epsilon(),
-        matches,
-        sampled,
-    })
+    Ok((
+        LayerReport {
+            name: name.to_string(),
+            name_b: (name_b != name).then(|| name_b.to_string()),
+            neurons_a: ra.neurons(),
+            neurons_b: rb.neurons(),
+            rows: ra.rows(),
+            shape_a: ra.info().shape.clone(),
+            shape_b: rb.info().shape.clone(),
+            dead_a: problem.dead_a().to_vec(),
+            dead_b: problem.dead_b().to_vec(),
+            thresholds_a: profile.thresholds_a().to_vec(),
+            thresholds_b: profile.thresholds_b().to_vec(),
+            max_epsilon: profile.max_epsilon(),
+            matches,
+            sampled,
+            measures: layer_measures,
+            simple,
+        },
+        curve,
+    ))
 }

@@ -108,6 +108,29 @@ fn bar(len: u64, what: &str) -> ProgressBar {
     b
 }
 
+/// The current time as `YYYY-MM-DD HH:MM UTC` (civil-from-days conversion of the UNIX time).
+fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
 /// Peak resident memory of this process in MiB (Linux), if known.
 pub fn peak_memory_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -346,13 +369,7 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     // 4. Results and report.
     let results = ReproduceResults {
         spanmatch_version: env!("CARGO_PKG_VERSION").to_string(),
-        created: format!(
-            "{} s after the UNIX epoch",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0)
-        ),
+        created: utc_now(),
         config: serde_json::json!({
             "dataset": args.dataset.to_string(),
             "arch": args.arch,
