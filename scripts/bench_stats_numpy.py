@@ -69,7 +69,7 @@ def main():
     r = sub.add_parser("run")
     r.add_argument("a")
     r.add_argument("b")
-    r.add_argument("--block-rows", type=int, default=65536)
+    r.add_argument("--block-rows", type=int, default=2048)
     r.add_argument("--repeats", type=int, default=3)
     r.add_argument("--f32", action="store_true")
     args = p.parse_args()

@@ -65,19 +65,26 @@ impl Peeler {
             .iter()
             .map(|&j| problem.dot(Side::B, j, Side::B, j))
             .collect();
-        let span_a = SpanTracker::new(
-            ia.len(),
-            nb,
-            |i, j| problem.dot(Side::A, ia[i], Side::A, ia[j]),
-            |i, p| problem.dot(Side::A, ia[i], Side::B, ib[p]),
-            tol,
-        );
-        let span_b = SpanTracker::new(
-            ib.len(),
-            na,
-            |i, j| problem.dot(Side::B, ib[i], Side::B, ib[j]),
-            |i, p| problem.dot(Side::B, ib[i], Side::A, ia[p]),
-            tol,
+        // The two sides' factorisations are independent: build them in parallel.
+        let (span_a, span_b) = rayon::join(
+            || {
+                SpanTracker::new(
+                    ia.len(),
+                    nb,
+                    |i, j| problem.dot(Side::A, ia[i], Side::A, ia[j]),
+                    |i, p| problem.dot(Side::A, ia[i], Side::B, ib[p]),
+                    tol,
+                )
+            },
+            || {
+                SpanTracker::new(
+                    ib.len(),
+                    na,
+                    |i, j| problem.dot(Side::B, ib[i], Side::B, ib[j]),
+                    |i, p| problem.dot(Side::B, ib[i], Side::A, ia[p]),
+                    tol,
+                )
+            },
         );
         Self {
             ids_a: ia,

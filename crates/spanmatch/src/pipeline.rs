@@ -9,13 +9,20 @@ use spanmatch_io::LayerReader;
 use std::collections::HashSet;
 use std::io::IsTerminal;
 
-/// Default size of one joint row block (`[x_row | y_row]` as f64): 64 MiB.
-pub const DEFAULT_BLOCK_BYTES: usize = 64 << 20;
+/// Default size of one joint row block (`[x_row | y_row]` as f64): 8 MiB. Measured on a
+/// 1,000,000 x (256 + 256) pair, blocks of 8 MiB ran the pass in 4.0 s and blocks of 64 MiB in
+/// 5.0 s (the block then stays in cache between reading and the product), with a third of the
+/// peak memory (docs/benchmarks.md).
+pub const DEFAULT_BLOCK_BYTES: usize = 8 << 20;
+
+/// Fewest rows per default block, so that very wide layers still give the BLAS product enough
+/// rows to run at full speed.
+pub const MIN_BLOCK_ROWS: usize = 1024;
 
 /// Rows per block so that one joint block of `n1 + n2` f64 columns is about
 /// [`DEFAULT_BLOCK_BYTES`].
 pub fn default_block_rows(n1: usize, n2: usize) -> usize {
-    (DEFAULT_BLOCK_BYTES / (8 * (n1 + n2).max(1))).max(1)
+    (DEFAULT_BLOCK_BYTES / (8 * (n1 + n2).max(1))).max(MIN_BLOCK_ROWS)
 }
 
 /// The reference code's sampled protocol: `repeats` independent draws of `columns` rows

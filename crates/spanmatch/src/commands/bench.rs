@@ -39,7 +39,7 @@ pub struct BenchArgs {
     /// Layer to time (default: the first layer of A).
     #[arg(long)]
     pub layer: Option<String>,
-    /// Rows per block (default: about 64 MiB per joint block).
+    /// Rows per block (default: about 8 MiB per joint block, at least 1,024 rows).
     #[arg(long)]
     pub block_rows: Option<usize>,
 }

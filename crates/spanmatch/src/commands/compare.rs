@@ -105,8 +105,8 @@ pub struct CompareArgs {
     /// decide the rank of each span. Default 1e-6; range [0, 0.1).
     #[arg(long, value_name = "SINE_TOL")]
     pub tol: Option<f64>,
-    /// Rows read per block from each file. Default: blocks of about 64 MiB of f64 rows of
-    /// both layers together. Changes speed and memory, not results.
+    /// Rows read per block from each file. Default: blocks of about 8 MiB of f64 rows of
+    /// both layers together (at least 1,024 rows). Changes speed and memory, not results.
     #[arg(long, value_name = "N")]
     pub block_rows: Option<usize>,
     /// Compatibility mode with the reference code: also draw K rows (coordinates, the same for
