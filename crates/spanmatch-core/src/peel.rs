@@ -111,6 +111,16 @@ impl Peeler {
         v
     }
 
+    /// The present neurons in the deterministic order of the reference algorithm: A's by index,
+    /// then B's by index.
+    pub fn neurons(&self) -> Vec<(Side, usize)> {
+        self.members(Side::A)
+            .into_iter()
+            .map(|i| (Side::A, i))
+            .chain(self.members(Side::B).into_iter().map(|j| (Side::B, j)))
+            .collect()
+    }
+
     /// Number of neurons still present on both sides together.
     pub fn len(&self) -> usize {
         self.local_alive(Side::A).count() + self.local_alive(Side::B).count()

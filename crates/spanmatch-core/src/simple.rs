@@ -154,12 +154,7 @@ pub fn simple_matches(
         && (problem.options().dead == DeadPolicy::Drop
             || (problem.dead_a().is_empty() && problem.dead_b().is_empty()));
     full.peel_until(eps);
-    let live: Vec<Neuron> = full
-        .members(Side::A)
-        .into_iter()
-        .map(|i| (Side::A, i))
-        .chain(full.members(Side::B).into_iter().map(|j| (Side::B, j)))
-        .collect();
+    let live: Vec<Neuron> = full.neurons();
     let dead: Vec<Neuron> = if problem.options().dead == DeadPolicy::Match {
         problem
             .dead_a()

@@ -130,12 +130,7 @@ fn agrees_with_reference_result_for_result() {
         let problem = problem_of(&x, &y);
         let mut full = spanmatch_core::Peeler::new(&problem, problem.live_a(), problem.live_b());
         full.peel_until(eps);
-        let order: Vec<(Side, usize)> = full
-            .members(Side::A)
-            .into_iter()
-            .map(|i| (Side::A, i))
-            .chain(full.members(Side::B).into_iter().map(|j| (Side::B, j)))
-            .collect();
+        let order: Vec<(Side, usize)> = full.neurons();
         for &v in &order {
             let engine = spanmatch_core::simple::v_minimal(&full, v, eps, &order);
             let reference = reference_v_minimal(&x, &y, eps, v);

@@ -704,7 +704,8 @@ pub fn load(kind: DatasetKind, split: Split, opts: &DataOptions) -> Result<Datas
     if !opts.allow_download {
         bail!(
             "{kind} ({split:?}) not found; searched: {}. Pass --data-dir, set $SPANMATCH_DATA, \
-             install the Debian package (dataset-fashion-mnist) or allow downloading",
+             install the Debian package (Fashion-MNIST: apt-get install dataset-fashion-mnist) or \
+             pass --download to fetch it from its canonical source",
             tried.join(", ")
         );
     }

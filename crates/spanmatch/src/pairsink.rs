@@ -33,6 +33,7 @@ pub struct PairAccumulatorSink {
     pending: Vec<Vec<Option<Pending>>>,
     joint: Vec<f64>,
     rows_seen: Vec<u64>,
+    progress: indicatif::ProgressBar,
 }
 
 impl PairAccumulatorSink {
@@ -47,7 +48,15 @@ impl PairAccumulatorSink {
             layers,
             joint: Vec::new(),
             rows_seen: vec![0; nl],
+            progress: indicatif::ProgressBar::hidden(),
         }
+    }
+
+    /// Reports progress in images on `bar` (advanced when the last net's last layer of a batch
+    /// has been accumulated).
+    pub fn with_progress(mut self, bar: indicatif::ProgressBar) -> Self {
+        self.progress = bar;
+        self
     }
 
     /// The accumulators, `[pair][layer]` (None for a layer that received no batch).
@@ -148,6 +157,9 @@ impl ActivationSink for PairAccumulatorSink {
         self.pending[net][li] = Some((shape.to_vec(), data.to_vec()));
         if net + 1 == self.nets {
             self.process_layer(li)?;
+            if li + 1 == self.layers.len() {
+                self.progress.inc(shape[0] as u64);
+            }
         }
         Ok(())
     }

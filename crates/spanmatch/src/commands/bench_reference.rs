@@ -231,12 +231,7 @@ fn bench_simple(n: usize, eps: f64, with_reference: bool) -> Result<()> {
     if with_reference {
         let mut full = spanmatch_core::Peeler::new(&p, p.live_a(), p.live_b());
         full.peel_until(eps);
-        let order: Vec<(Side, usize)> = full
-            .members(Side::A)
-            .into_iter()
-            .map(|i| (Side::A, i))
-            .chain(full.members(Side::B).into_iter().map(|j| (Side::B, j)))
-            .collect();
+        let order: Vec<(Side, usize)> = full.neurons();
         let engine: Vec<_> = order
             .iter()
             .map(|&v| spanmatch_core::simple::v_minimal(&full, v, eps, &order))

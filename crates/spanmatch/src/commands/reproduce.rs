@@ -266,7 +266,9 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         b: 1,
         shuffle_b: true,
     });
-    let mut sink = PairAccumulatorSink::new(k, layers.clone(), specs.clone());
+    let extract_bar = bar(test.len() as u64, "extracting");
+    let mut sink = PairAccumulatorSink::new(k, layers.clone(), specs.clone())
+        .with_progress(extract_bar.clone());
     let refs: Vec<&spanmatch_train::net::Net> = nets.iter().map(|n| &n.net).collect();
     eprintln!(
         "extracting {} layers of {} nets on {} test images ...",
@@ -276,6 +278,7 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     );
     let t0 = Instant::now();
     extract(&refs, &test, args.batch_size, None, &mut sink).context("extracting activations")?;
+    extract_bar.finish_and_clear();
     let t_extract = t0.elapsed().as_secs_f64();
     let accs = sink.into_accumulators();
 
