@@ -46,6 +46,12 @@ impl MatchProblem {
         Self::from_gram(stats.gram.clone(), stats.n1, stats.n2, options)
     }
 
+    /// Like [`new`](Self::new), taking the statistics by value so that the Gram matrix is moved,
+    /// not copied (one copy of the `(n1 + n2)²` matrix less at the peak of memory).
+    pub fn from_stats(stats: JointStats, options: MatchOptions) -> Result<Self, CoreError> {
+        Self::from_gram(stats.gram, stats.n1, stats.n2, options)
+    }
+
     /// Builds the problem from a symmetric `(n1 + n2)²` Gram matrix of `[X | Y]`.
     pub fn from_gram(
         gram: Mat<f64>,

@@ -702,14 +702,11 @@ fn compare_layer(
     )?;
     bar.finish_and_clear();
 
-    let joint = stats.full.finish();
-    let problem = MatchProblem::new(&joint, options)?;
-    let profile = problem.profile();
-    let curve = if args.report.is_some() {
-        profile_curve(&profile)?
-    } else {
-        Vec::new()
-    };
+    // Keep one copy of the (n1 + n2)² statistics at a time: the accumulator goes once finished,
+    // and the problem takes the finished Gram matrix over after the measures have used it.
+    let pipeline::PairStats { full, sampled } = stats;
+    let joint = full.finish();
+    drop(full);
     let mut layer_measures = if wanted.is_empty() {
         None
     } else {
@@ -717,6 +714,13 @@ fn compare_layer(
             channels: measures::compute(&joint, wanted).context("measures")?,
             ..LayerMeasures::default()
         })
+    };
+    let problem = MatchProblem::from_stats(joint, options)?;
+    let profile = problem.profile();
+    let curve = if args.report.is_some() {
+        profile_curve(&profile)?
+    } else {
+        Vec::new()
     };
     if args.view == ViewArg::Flatten {
         let kernels = flattened_kernels(fa, fb, (name, name_b), layout, args.flatten_images)
@@ -771,7 +775,7 @@ fn compare_layer(
         None => None,
         Some(s) => {
             let mut per_eps = vec![Vec::with_capacity(s.repeats); args.eps.len()];
-            for acc in &stats.sampled {
+            for acc in &sampled {
                 let p = MatchProblem::new(&acc.finish(), options)?.profile();
                 for (vals, &e) in per_eps.iter_mut().zip(&args.eps) {
                     vals.push(p.mms(e)?);
