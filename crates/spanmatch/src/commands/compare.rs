@@ -306,14 +306,38 @@ fn select_layers(
     Ok(chosen)
 }
 
+impl From<LayoutArg> for Layout {
+    fn from(l: LayoutArg) -> Self {
+        match l {
+            LayoutArg::Nchw => Layout::Nchw,
+            LayoutArg::Nhwc => Layout::Nhwc,
+        }
+    }
+}
+
+impl From<DeadArg> for DeadPolicy {
+    fn from(d: DeadArg) -> Self {
+        match d {
+            DeadArg::Drop => DeadPolicy::Drop,
+            DeadArg::Match => DeadPolicy::Match,
+        }
+    }
+}
+
+/// The tolerances of a run: the defaults, with `--tol` as the sine tolerance when given.
+pub fn tolerances(tol: Option<f64>) -> Result<Tolerances> {
+    let mut t = Tolerances::default();
+    if let Some(sine) = tol {
+        t.sine = sine;
+    }
+    t.validate().context("--tol")?;
+    Ok(t)
+}
+
 /// Runs `spanmatch compare`.
 pub fn run(args: &CompareArgs) -> Result<()> {
     check_eps(&args.eps)?;
-    let mut tol = Tolerances::default();
-    if let Some(t) = args.tol {
-        tol.sine = t;
-    }
-    tol.validate().context("--tol")?;
+    let tol = tolerances(args.tol)?;
     if args.sample_columns == Some(0) || (args.sample_columns.is_some() && args.repeats == 0) {
         bail!("--sample-columns and --repeats must be at least 1");
     }
@@ -329,14 +353,8 @@ pub fn run(args: &CompareArgs) -> Result<()> {
             bail!("--simple: ε = {e} is outside [0, 1] (ε is the sine of an angle)");
         }
     }
-    let layout = match args.layout {
-        LayoutArg::Nchw => Layout::Nchw,
-        LayoutArg::Nhwc => Layout::Nhwc,
-    };
-    let dead = match args.dead {
-        DeadArg::Drop => DeadPolicy::Drop,
-        DeadArg::Match => DeadPolicy::Match,
-    };
+    let layout = Layout::from(args.layout);
+    let dead = DeadPolicy::from(args.dead);
     let options = MatchOptions { tol, dead };
     let fa = ActivationFile::open(&args.a).context("opening net A's activations")?;
     let fb = ActivationFile::open(&args.b).context("opening net B's activations")?;

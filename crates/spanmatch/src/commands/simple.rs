@@ -1,7 +1,7 @@
 //! `spanmatch simple A B --layer NAME --eps E`: the simple matches of one layer pair (every
 //! v-minimal match of the neurons in the maximum match), de-duplicated, with sizes.
 
-use crate::commands::compare::{DeadArg, LayoutArg};
+use crate::commands::compare::{tolerances, DeadArg, LayoutArg};
 use crate::pipeline::{self, StreamOptions};
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -10,7 +10,7 @@ use serde::Serialize;
 use spanmatch_core::simple::{
     simple_matches, verify, SimpleMatch, SimpleMatches, SimpleOptions, Verification,
 };
-use spanmatch_core::{DeadPolicy, JointStats, MatchOptions, MatchProblem, Side, Tolerances};
+use spanmatch_core::{DeadPolicy, JointStats, MatchOptions, MatchProblem, Side};
 use spanmatch_io::{ActivationFile, Layout};
 use std::collections::BTreeMap;
 use std::io::IsTerminal;
@@ -206,19 +206,9 @@ pub fn run(args: &SimpleArgs) -> Result<()> {
             args.eps
         );
     }
-    let mut tol = Tolerances::default();
-    if let Some(t) = args.tol {
-        tol.sine = t;
-    }
-    tol.validate().context("--tol")?;
-    let layout = match args.layout {
-        LayoutArg::Nchw => Layout::Nchw,
-        LayoutArg::Nhwc => Layout::Nhwc,
-    };
-    let dead = match args.dead {
-        DeadArg::Drop => DeadPolicy::Drop,
-        DeadArg::Match => DeadPolicy::Match,
-    };
+    let tol = tolerances(args.tol)?;
+    let layout = Layout::from(args.layout);
+    let dead = DeadPolicy::from(args.dead);
     let (name, stats) = layer_stats(&args.a, &args.b, args.layer.as_deref(), layout)?;
     let problem = MatchProblem::new(&stats, MatchOptions { tol, dead })
         .with_context(|| format!("layer '{name}'"))?;
