@@ -1,41 +1,19 @@
 //! `spanmatch compare` options beyond the maximum match: `--measures`, `--view flatten`,
 //! `--simple`, `--report`.
 
+mod common;
+
+use common::{fail, ok};
+
 use serde_json::Value;
 use spanmatch_core::measures::{self, FlattenedKernels, Measure};
 use spanmatch_core::{GramAccumulator, JointStats};
 use spanmatch_io::write::{Encoding, NpzWriter};
 use spanmatch_io::{ActivationFile, DType, Layout};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join("spanmatch-compare-extras")
-        .join(name);
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
-    dir
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_spanmatch"))
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("running spanmatch: {e}"))
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = run(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "spanmatch {args:?} failed: {err}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn fail(args: &[&str]) -> String {
-    let out = run(args);
-    assert!(!out.status.success(), "spanmatch {args:?} succeeded");
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    common::scratch("spanmatch-compare-extras", name)
 }
 
 fn s(p: &Path) -> String {
