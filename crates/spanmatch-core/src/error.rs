@@ -31,6 +31,12 @@ pub enum CoreError {
         /// (n1, n2) of the argument.
         b: (usize, usize),
     },
+    /// A flat state vector (pickle, all_reduce) that does not describe an accumulator.
+    #[error("invalid statistics state: {reason}")]
+    FlatState {
+        /// What is wrong.
+        reason: String,
+    },
     /// ε must lie in [0, 1].
     #[error("ε = {0} is outside [0, 1] (ε is the sine of an angle)")]
     EpsilonRange(f64),

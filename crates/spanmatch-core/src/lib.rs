@@ -20,6 +20,7 @@
 //! 5. [`Peeler`]: the incremental engine behind the profile, usable on any subset of neurons
 //!    (simple matches and verification build on it).
 
+pub mod controls;
 mod error;
 pub mod gram_kernel;
 pub mod measures;

@@ -7,6 +7,9 @@ use serde::{Deserialize, Serialize};
 /// Below this many allocated neurons (both sides) the peeler never compacts its arrays.
 const COMPACT_MIN: usize = 64;
 
+/// Above this many multiply-adds a batch removal updates the two sides in parallel.
+const PARALLEL_WORK: usize = 1 << 18;
+
 /// Which network a neuron belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Side {
@@ -55,7 +58,35 @@ impl Clone for Peeler {
 impl Peeler {
     /// A peeler over the given neurons (indices into A and B; they must be live and distinct).
     pub fn new(problem: &MatchProblem, members_a: &[usize], members_b: &[usize]) -> Self {
+        Self::build(problem, members_a, members_b, false)
+    }
+
+    /// Like [`new`](Self::new) with the pre-blocking factorisation (one dot product per entry).
+    /// Kept as the reference of the equivalence tests; not part of the supported API.
+    #[doc(hidden)]
+    pub fn new_reference(problem: &MatchProblem, members_a: &[usize], members_b: &[usize]) -> Self {
+        Self::build(problem, members_a, members_b, true)
+    }
+
+    fn build(
+        problem: &MatchProblem,
+        members_a: &[usize],
+        members_b: &[usize],
+        reference: bool,
+    ) -> Self {
         let tol = problem.tol().sine;
+        let make = if reference {
+            SpanTracker::new_reference
+                as fn(
+                    usize,
+                    Vec<f64>,
+                    &dyn Fn(usize, usize) -> f64,
+                    &dyn Fn(usize, usize) -> f64,
+                    f64,
+                ) -> SpanTracker
+        } else {
+            SpanTracker::new
+        };
         let (ia, ib) = (members_a.to_vec(), members_b.to_vec());
         let na: Vec<f64> = ia
             .iter()
@@ -68,20 +99,20 @@ impl Peeler {
         // The two sides' factorisations are independent: build them in parallel.
         let (span_a, span_b) = rayon::join(
             || {
-                SpanTracker::new(
+                make(
                     ia.len(),
                     nb,
-                    |i, j| problem.dot(Side::A, ia[i], Side::A, ia[j]),
-                    |i, p| problem.dot(Side::A, ia[i], Side::B, ib[p]),
+                    &|i, j| problem.dot(Side::A, ia[i], Side::A, ia[j]),
+                    &|i, p| problem.dot(Side::A, ia[i], Side::B, ib[p]),
                     tol,
                 )
             },
             || {
-                SpanTracker::new(
+                make(
                     ib.len(),
                     na,
-                    |i, j| problem.dot(Side::B, ib[i], Side::B, ib[j]),
-                    |i, p| problem.dot(Side::B, ib[i], Side::A, ia[p]),
+                    &|i, j| problem.dot(Side::B, ib[i], Side::B, ib[j]),
+                    &|i, p| problem.dot(Side::B, ib[i], Side::A, ia[p]),
                     tol,
                 )
             },
@@ -205,6 +236,10 @@ impl Peeler {
                 self.span_a.remove_probe(l);
             }
         }
+        self.maybe_compact();
+    }
+
+    fn maybe_compact(&mut self) {
         let present = self.span_a.alive_members() + self.span_b.alive_members();
         let allocated = self.span_a.allocated();
         if allocated >= COMPACT_MIN && present * 4 < allocated * 3 {
@@ -232,9 +267,46 @@ impl Peeler {
         }
     }
 
-    /// Removes neurons farthest first while the largest sine exceeds `max(eps, sine tolerance)`.
-    /// What remains is the maximum match at `eps` of the neurons the peeler started with.
+    /// Removes every neuron whose sine exceeds `max(eps, sine tolerance)`, in rounds, until none
+    /// does. What remains is the maximum match at `eps` of the neurons the peeler started with
+    /// (a neuron farther than ε from a span containing the maximum match is not in it, and what
+    /// is left at the end is a match).
     pub fn peel_until(&mut self, eps: f64) {
+        let limit = eps.max(self.eps_floor);
+        loop {
+            let (ra, rb) = self.above(limit, false);
+            if ra.is_empty() && rb.is_empty() {
+                break;
+            }
+            self.remove_batch(&ra, &rb);
+        }
+    }
+
+    /// Like [`peel_until`](Self::peel_until), but stops and returns `false` as soon as `keep`
+    /// would be removed; returns `true` when `keep` is in the maximum match at `eps` of what the
+    /// peeler held (which it then holds).
+    pub fn peel_until_keeping(&mut self, eps: f64, keep: (Side, usize)) -> bool {
+        let limit = eps.max(self.eps_floor);
+        loop {
+            // Local indices change when the peeler compacts: look `keep` up each round.
+            let Some(keep_local) = self.local_index(keep.0, keep.1) else {
+                return false;
+            };
+            if self.local_sine(keep.0, keep_local) > limit {
+                return false;
+            }
+            let (ra, rb) = self.above(limit, false);
+            if ra.is_empty() && rb.is_empty() {
+                return true;
+            }
+            self.remove_batch(&ra, &rb);
+        }
+    }
+
+    /// The sequential version of [`peel_until`](Self::peel_until) (one neuron, the farthest, at
+    /// a time). Reference of the equivalence tests; not part of the supported API.
+    #[doc(hidden)]
+    pub fn peel_until_sequential(&mut self, eps: f64) {
         let limit = eps.max(self.eps_floor);
         while let Some((side, neuron, s)) = self.farthest() {
             if s <= limit {
@@ -244,10 +316,10 @@ impl Peeler {
         }
     }
 
-    /// Like [`peel_until`](Self::peel_until), but stops and returns `false` as soon as `keep`
-    /// would be removed; returns `true` when `keep` is in the maximum match at `eps` of what the
-    /// peeler held (which it then holds).
-    pub fn peel_until_keeping(&mut self, eps: f64, keep: (Side, usize)) -> bool {
+    /// The sequential version of [`peel_until_keeping`](Self::peel_until_keeping). Reference of
+    /// the equivalence tests; not part of the supported API.
+    #[doc(hidden)]
+    pub fn peel_until_keeping_sequential(&mut self, eps: f64, keep: (Side, usize)) -> bool {
         let limit = eps.max(self.eps_floor);
         while let Some((side, neuron, s)) = self.farthest() {
             if s <= limit {
@@ -259,6 +331,92 @@ impl Peeler {
             self.remove(side, neuron);
         }
         self.contains(keep.0, keep.1)
+    }
+
+    /// Local indices of the present neurons whose sine exceeds `limit` (or equals it, with
+    /// `inclusive`), per side.
+    fn above(&self, limit: f64, inclusive: bool) -> (Vec<usize>, Vec<usize>) {
+        let pick = |side: Side| -> Vec<usize> {
+            self.local_alive(side)
+                .filter(|&l| {
+                    let s = self.local_sine(side, l);
+                    s > limit || (inclusive && s == limit)
+                })
+                .collect()
+        };
+        (pick(Side::A), pick(Side::B))
+    }
+
+    /// Removes the given present neurons (local indices per side) at once: each side's span
+    /// loses them in one blocked update.
+    fn remove_batch(&mut self, ra: &[usize], rb: &[usize]) {
+        let work = (ra.len() + rb.len()) * self.span_a.allocated() * self.span_a.dim().max(1);
+        let (span_a, span_b) = (&mut self.span_a, &mut self.span_b);
+        let mut side_a = move || {
+            for &l in rb {
+                span_a.remove_probe(l);
+            }
+            span_a.remove_members(ra);
+        };
+        let mut side_b = move || {
+            for &l in ra {
+                span_b.remove_probe(l);
+            }
+            span_b.remove_members(rb);
+        };
+        if work > PARALLEL_WORK {
+            rayon::join(side_a, side_b);
+        } else {
+            side_a();
+            side_b();
+        }
+        self.maybe_compact();
+    }
+
+    /// The ε-profile's peeling pass, in rounds. With `level` the smallest largest-sine seen so
+    /// far, every neuron whose sine is at least `level` has threshold `level` and is removed in
+    /// one batch; when none is, the farthest neuron sets a new (lower) level. Returns the
+    /// removals in order with each neuron's sine at the start of its round.
+    pub(crate) fn peel_rounds(mut self) -> Vec<(Side, usize, f64)> {
+        let mut steps = Vec::with_capacity(self.span_a.probe_count() + self.span_b.probe_count());
+        let mut level = f64::INFINITY;
+        loop {
+            let (mut ra, mut rb) = self.above(level, true);
+            if ra.is_empty() && rb.is_empty() {
+                let Some((_, _, s)) = self.farthest() else {
+                    break;
+                };
+                level = s;
+                (ra, rb) = self.above(level, true);
+            }
+            for &l in &ra {
+                steps.push((Side::A, self.ids_a[l], self.local_sine(Side::A, l)));
+            }
+            for &l in &rb {
+                steps.push((Side::B, self.ids_b[l], self.local_sine(Side::B, l)));
+            }
+            self.remove_batch(&ra, &rb);
+        }
+        steps
+    }
+
+    /// Removes the present neurons among `neurons` at once (absent ones are ignored), with one
+    /// blocked update per side. Does not peel.
+    #[doc(hidden)]
+    pub fn remove_all(&mut self, neurons: &[(Side, usize)]) {
+        let mut ra = Vec::new();
+        let mut rb = Vec::new();
+        for &(side, n) in neurons {
+            if let Some(l) = self.local_index(side, n) {
+                match side {
+                    Side::A => ra.push(l),
+                    Side::B => rb.push(l),
+                }
+            }
+        }
+        if !ra.is_empty() || !rb.is_empty() {
+            self.remove_batch(&ra, &rb);
+        }
     }
 
     /// Whether a neuron is present.

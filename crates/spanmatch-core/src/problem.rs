@@ -143,6 +143,13 @@ impl MatchProblem {
         Profile::compute(self)
     }
 
+    /// The ε-profile computed the pre-blocking way (unblocked factorisation, one removal per
+    /// step). Reference of the equivalence tests; not part of the supported API.
+    #[doc(hidden)]
+    pub fn profile_reference(&self) -> Profile {
+        Profile::compute_reference(self)
+    }
+
     /// The maximum match at `eps` among the given live neurons (indices into A and B). Dead
     /// neurons in the subsets are handled by the dead policy.
     pub fn max_match_within(

@@ -4,14 +4,19 @@ use crate::tolerance::check_epsilon;
 use crate::{CoreError, DeadPolicy, MatchProblem, Peeler, Side};
 use serde::Serialize;
 
-/// One step of the peeling pass: the neuron removed and its sine (the largest) at that moment.
+/// One step of the peeling pass: the neuron removed and its sine.
+///
+/// The pass removes neurons in rounds: a round removes either the farthest neuron (which sets a
+/// new, lower level) or every neuron whose sine is at least the current level (they all have that
+/// level as threshold). Within a round, A's neurons come first, then B's, by position.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct PeelStep {
     /// Side of the removed neuron.
     pub side: Side,
     /// Index of the neuron in its layer.
     pub neuron: usize,
-    /// Its sine to the other side's span when it was removed (the largest of all at that step).
+    /// Its sine to the other side's span at the start of the round that removed it (at least its
+    /// threshold; the largest of all when the round set a new level).
     pub sine: f64,
 }
 
@@ -19,7 +24,7 @@ pub struct PeelStep {
 ///
 /// Neuron v belongs to the maximum match at ε iff `ε ≥ threshold(v)`. Thresholds come from one
 /// peeling pass: the neuron removed at step t has threshold `min_{s ≤ t} δ_s`, where `δ_s` is the
-/// largest sine at step s. Thresholds at or below the sine tolerance are reported as 0.
+/// sine recorded at step s. Thresholds at or below the sine tolerance are reported as 0.
 #[derive(Debug, Clone, Serialize)]
 pub struct Profile {
     n1: usize,
@@ -45,9 +50,19 @@ pub struct MaxMatch {
 
 impl Profile {
     pub(crate) fn compute(problem: &MatchProblem) -> Self {
-        let tol = problem.tol().sine;
         let peeler = Peeler::new(problem, problem.live_a(), problem.live_b());
-        let raw = peeler.peel_all();
+        Self::from_removals(problem, peeler.peel_rounds())
+    }
+
+    /// The pre-blocking computation (unblocked factorisation, one removal per step): the
+    /// reference of the equivalence tests.
+    pub(crate) fn compute_reference(problem: &MatchProblem) -> Self {
+        let peeler = Peeler::new_reference(problem, problem.live_a(), problem.live_b());
+        Self::from_removals(problem, peeler.peel_all())
+    }
+
+    fn from_removals(problem: &MatchProblem, raw: Vec<(Side, usize, f64)>) -> Self {
+        let tol = problem.tol().sine;
         let dead_value = match problem.options().dead {
             DeadPolicy::Drop => None,
             DeadPolicy::Match => Some(0.0),
@@ -92,7 +107,7 @@ impl Profile {
         self.max_epsilon
     }
 
-    /// The peeling sequence (removal order and sines).
+    /// The peeling sequence (removal order and sines; see [`PeelStep`]).
     pub fn steps(&self) -> &[PeelStep] {
         &self.steps
     }

@@ -1,7 +1,7 @@
 //! A straightforward reference implementation of the maximum match and of v-minimal matches on
 //! the full activation matrices, for tests and benchmarks.
 //!
-//! It follows the definitions literally (method.md): repeat, drop every neuron whose sine to the
+//! It follows the definitions literally: repeat, drop every neuron whose sine to the
 //! other side's span exceeds ε, until nothing changes; each sine is a least-squares projection of
 //! the full activation vector onto an orthonormal basis of the span (thin SVD of the normalised
 //! columns, singular values below [`REFERENCE_RANK_TOL`] of the largest dropped). Its cost grows

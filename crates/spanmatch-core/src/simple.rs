@@ -1,7 +1,7 @@
 //! Simple matches: for each neuron v of the maximum match, a v-minimal match (a match that
 //! contains v and no strictly smaller match containing v), de-duplicated.
 //!
-//! The algorithm is the reference one (method.md): start from the maximum match S; for each
+//! The algorithm is the reference one (docs/algorithm.md, section 5): start from the maximum match S; for each
 //! other neuron u of S in turn, if v is still in the maximum match of S minus u, shrink S to
 //! that maximum match. Each trial works on a copy of the incremental [`Peeler`] of S (cost
 //! proportional to what is left, never to the number of rows) and stops as soon as v would be
@@ -115,7 +115,60 @@ fn split(neurons: &[Neuron]) -> (Vec<usize>, Vec<usize>) {
 /// A v-minimal match: starting from `start` (a peeler holding a match that contains `v`), tries
 /// to remove the other neurons in `order` (neurons not present are skipped). Returns the match
 /// as (A neurons, B neurons).
+///
+/// The result is that of the sequential algorithm (for each u in turn: if v stays in the maximum
+/// match of S minus u, S := that maximum match), computed by group testing: a run of consecutive
+/// candidates U is tried at once, and when v stays in MaxMatch(S \ U) the sequential algorithm
+/// would have accepted every member of U and ended at exactly MaxMatch(S \ U). (MaxMatch is
+/// monotone, f(T) ⊆ f(T') for T ⊆ T', and idempotent, so each intermediate state of the
+/// sequential run contains f(S \ U) and still contains v; the final state is a match inside
+/// S \ U containing f(S \ U).) A failed run is halved until its first member is tried alone,
+/// which is then rejected exactly as in the sequential algorithm. Runs double after each
+/// success, so the number of trials is about (rejections + 1) · log(|S|) instead of |S|.
 pub fn v_minimal(
+    start: &Peeler,
+    v: Neuron,
+    eps: f64,
+    order: &[Neuron],
+) -> (Vec<usize>, Vec<usize>) {
+    let order: Vec<Neuron> = order
+        .iter()
+        .copied()
+        .filter(|&u| u != v && start.contains(u.0, u.1))
+        .collect();
+    let mut s = start.clone();
+    let mut trial = start.clone();
+    let (mut pos, mut run) = (0, 1);
+    while pos < order.len() {
+        let end = (pos + run).min(order.len());
+        let chunk = &order[pos..end];
+        if !chunk.iter().any(|u| s.contains(u.0, u.1)) {
+            pos = end;
+            run *= 2;
+            continue;
+        }
+        trial.clone_from(&s);
+        trial.remove_all(chunk);
+        if trial.peel_until_keeping(eps, v) {
+            std::mem::swap(&mut s, &mut trial);
+            pos = end;
+            run *= 2;
+        } else if end - pos == 1 {
+            // u = order[pos] is rejected: S stays.
+            pos += 1;
+            run = 1;
+        } else {
+            run = (end - pos) / 2;
+        }
+    }
+    (s.members(Side::A), s.members(Side::B))
+}
+
+/// The sequential algorithm, one trial per candidate on a copy of the peeler (the
+/// implementation before group testing). Reference of the equivalence tests; not part of the
+/// supported API.
+#[doc(hidden)]
+pub fn reference_v_minimal(
     start: &Peeler,
     v: Neuron,
     eps: f64,
@@ -129,7 +182,7 @@ pub fn v_minimal(
         }
         trial.clone_from(&s);
         trial.remove(u.0, u.1);
-        if trial.peel_until_keeping(eps, v) {
+        if trial.peel_until_keeping_sequential(eps, v) {
             std::mem::swap(&mut s, &mut trial);
         }
     }
@@ -143,17 +196,46 @@ pub fn v_minimal(
 pub fn simple_matches(
     problem: &MatchProblem,
     options: &SimpleOptions,
+    progress: impl FnMut(usize, usize) -> ControlFlow<()>,
+) -> Result<SimpleMatches, CoreError> {
+    simple_matches_with(problem, options, progress, false)
+}
+
+/// [`simple_matches`] computed the pre-optimisation way (unblocked factorisation, sequential
+/// peeling, one trial per candidate). Reference of the equivalence tests; not part of the
+/// supported API.
+#[doc(hidden)]
+pub fn reference_simple_matches(
+    problem: &MatchProblem,
+    options: &SimpleOptions,
+    progress: impl FnMut(usize, usize) -> ControlFlow<()>,
+) -> Result<SimpleMatches, CoreError> {
+    simple_matches_with(problem, options, progress, true)
+}
+
+fn simple_matches_with(
+    problem: &MatchProblem,
+    options: &SimpleOptions,
     mut progress: impl FnMut(usize, usize) -> ControlFlow<()>,
+    reference: bool,
 ) -> Result<SimpleMatches, CoreError> {
     let eps = options.eps;
     check_epsilon(eps)?;
-    let mut full = Peeler::new(problem, problem.live_a(), problem.live_b());
+    let mut full = if reference {
+        Peeler::new_reference(problem, problem.live_a(), problem.live_b())
+    } else {
+        Peeler::new(problem, problem.live_a(), problem.live_b())
+    };
     let exact_case = eps <= problem.tol().sine
         && full.rank(Side::A) == problem.live_a().len()
         && full.rank(Side::B) == problem.live_b().len()
         && (problem.options().dead == DeadPolicy::Drop
             || (problem.dead_a().is_empty() && problem.dead_b().is_empty()));
-    full.peel_until(eps);
+    if reference {
+        full.peel_until_sequential(eps);
+    } else {
+        full.peel_until(eps);
+    }
     let live: Vec<Neuron> = full.neurons();
     let dead: Vec<Neuron> = if problem.options().dead == DeadPolicy::Match {
         problem
@@ -192,6 +274,8 @@ pub fn simple_matches(
                 .map(|&v| {
                     if is_dead(problem, v) {
                         split(&[v])
+                    } else if reference {
+                        reference_v_minimal(&full, v, eps, order)
                     } else {
                         v_minimal(&full, v, eps, order)
                     }

@@ -11,7 +11,15 @@
 //! normalised dual; then every probe's squared sine grows by `<p, w>² / ||p||²`. Each removal
 //! costs O(rank · (members + probes)).
 
-use faer::Mat;
+use faer::linalg::matmul::matmul;
+use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
+use faer::{Accum, Mat, MatMut, MatRef, Par};
+
+/// Batches with fewer removed basis members are removed one at a time.
+const BLOCK_MIN: usize = 8;
+
+/// Pivots per panel of the blocked pivoted Cholesky.
+const PANEL: usize = 48;
 
 /// Span of a set of members and the sines of a set of probes to it.
 #[derive(Debug)]
@@ -32,6 +40,14 @@ pub(crate) struct SpanTracker {
     probe_sin2: Vec<f64>,
     probe_alive: Vec<bool>,
     sine_tol: f64,
+    /// Lost directions not yet projected out of `coords`, `duals` and `probes` (orthonormal
+    /// columns of `dim` values, orthogonal to the current span). `probe_sin2` is always current;
+    /// every other quantity is the stored one minus its pending components, which are only
+    /// computed where needed (the dual of a removed member) and dropped at compaction (the new
+    /// coordinates are inner products with the current span, orthogonal to them).
+    pending: Vec<f64>,
+    /// Keep lost directions pending instead of projecting them out at each removal.
+    lazy: bool,
 }
 
 impl Clone for SpanTracker {
@@ -49,6 +65,8 @@ impl Clone for SpanTracker {
             probe_sin2: Vec::new(),
             probe_alive: Vec::new(),
             sine_tol: self.sine_tol,
+            pending: Vec::new(),
+            lazy: self.lazy,
         };
         c.clone_from(self);
         c
@@ -68,6 +86,8 @@ impl Clone for SpanTracker {
         self.probe_sin2.clone_from(&src.probe_sin2);
         self.probe_alive.clone_from(&src.probe_alive);
         self.sine_tol = src.sine_tol;
+        self.pending.clone_from(&src.pending);
+        self.lazy = src.lazy;
     }
 }
 
@@ -97,11 +117,173 @@ fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
 impl SpanTracker {
     /// Builds the tracker from Gram entries: `g_mm(i, j)` between members, `g_mp(i, p)` between
     /// member i and probe p, `probe_norm2[p] = ||p||²`. Members and probes must be nonzero.
+    ///
+    /// Blocked: the pivoted Cholesky updates the trailing Gram block once per panel of pivots
+    /// (matrix products), and the duals and probe coordinates are triangular solves.
     pub(crate) fn new(
         members: usize,
         probe_norm2: Vec<f64>,
-        g_mm: impl Fn(usize, usize) -> f64,
-        g_mp: impl Fn(usize, usize) -> f64,
+        g_mm: &dyn Fn(usize, usize) -> f64,
+        g_mp: &dyn Fn(usize, usize) -> f64,
+        sine_tol: f64,
+    ) -> Self {
+        let m = members;
+        let q = probe_norm2.len();
+        let member_norm2: Vec<f64> = (0..m).map(|i| g_mm(i, i)).collect();
+        let tol2 = sine_tol * sine_tol;
+
+        // Pivoted Cholesky with relative-residual pivoting: scale invariant, stops at the rank.
+        // Column t of `l` holds every member's coordinate on basis vector t; `a` is the Gram
+        // matrix minus the contributions of the panels already finished.
+        let mut a = Mat::from_fn(m, m, g_mm);
+        let mut l = Mat::<f64>::zeros(m, m);
+        let mut resid = member_norm2.clone();
+        let mut pivots: Vec<usize> = Vec::new();
+        let mut chosen = vec![false; m];
+        let mut col = vec![0.0; m];
+        let mut finished = false;
+        while !finished {
+            let k0 = pivots.len();
+            while pivots.len() < (k0 + PANEL).min(m) {
+                let mut best = None;
+                let mut best_rel = tol2;
+                for j in 0..m {
+                    if chosen[j] || member_norm2[j] <= 0.0 {
+                        continue;
+                    }
+                    let rel = resid[j] / member_norm2[j];
+                    if rel > best_rel {
+                        best_rel = rel;
+                        best = Some(j);
+                    }
+                }
+                let Some(p) = best else {
+                    finished = true;
+                    break;
+                };
+                let k = pivots.len();
+                let diag = resid[p].sqrt();
+                col.copy_from_slice(a.col(p).try_as_col_major().unwrap().as_slice());
+                for s in k0..k {
+                    let lps = l[(p, s)];
+                    if lps != 0.0 {
+                        axpy(
+                            -lps,
+                            l.col(s).try_as_col_major().unwrap().as_slice(),
+                            &mut col,
+                        );
+                    }
+                }
+                let lk = l.col_mut(k).try_as_col_major_mut().unwrap().as_slice_mut();
+                for j in 0..m {
+                    if chosen[j] || j == p {
+                        continue;
+                    }
+                    let v = col[j] / diag;
+                    lk[j] = v;
+                    resid[j] -= v * v;
+                }
+                lk[p] = diag;
+                chosen[p] = true;
+                resid[p] = 0.0;
+                pivots.push(p);
+            }
+            if pivots.len() == m {
+                finished = true;
+            }
+            let k = pivots.len();
+            if !finished && k > k0 {
+                let panel = l.as_ref().subcols(k0, k - k0);
+                matmul(
+                    a.as_mut(),
+                    Accum::Add,
+                    panel,
+                    panel.transpose(),
+                    -1.0,
+                    Par::Seq,
+                );
+            }
+        }
+        drop(a);
+        let dim = pivots.len();
+
+        // Member coordinates, column-major (coordinates after a member's own pivot are zero).
+        let mut coords = vec![0.0; dim * m];
+        for j in 0..m {
+            for t in 0..dim {
+                coords[j * dim + t] = l[(j, t)];
+            }
+        }
+        // lp[u][s]: coordinate s of pivot u (lower triangular).
+        let lp = Mat::from_fn(
+            dim,
+            dim,
+            |u, s| if s <= u { l[(pivots[u], s)] } else { 0.0 },
+        );
+        drop(l);
+
+        // Duals of the basis members: column t of lp^{-1} is the dual of pivot t.
+        let mut dual_mat = Mat::<f64>::identity(dim, dim);
+        solve_lower_triangular_in_place(lp.as_ref(), dual_mat.as_mut(), Par::Seq);
+        let mut duals = vec![0.0; dim * m];
+        for (t, &pt) in pivots.iter().enumerate() {
+            for u in 0..dim {
+                duals[pt * dim + u] = dual_mat[(u, t)];
+            }
+        }
+        drop(dual_mat);
+
+        // Probe coordinates: lp x = (inner products of the pivots with the probe).
+        let mut pm = Mat::from_fn(dim, q, |u, p| g_mp(pivots[u], p));
+        solve_lower_triangular_in_place(lp.as_ref(), pm.as_mut(), Par::Seq);
+        let mut probes = vec![0.0; dim * q];
+        let mut probe_sin2 = vec![1.0; q];
+        for p in 0..q {
+            let c = &mut probes[p * dim..p * dim + dim];
+            for (u, cu) in c.iter_mut().enumerate() {
+                *cu = pm[(u, p)];
+            }
+            let n2 = probe_norm2[p];
+            probe_sin2[p] = if n2 > 0.0 {
+                (1.0 - dot(c, c) / n2).clamp(0.0, 1.0)
+            } else {
+                0.0
+            };
+        }
+
+        let mut is_basis = vec![false; m];
+        for &p in &pivots {
+            is_basis[p] = true;
+        }
+        let mut tracker = Self {
+            dim,
+            coords,
+            duals,
+            member_norm2,
+            is_basis,
+            member_alive: vec![true; m],
+            alive_members: m,
+            probes,
+            probe_norm2,
+            probe_sin2,
+            probe_alive: vec![true; q],
+            sine_tol,
+            pending: Vec::new(),
+            lazy: true,
+        };
+        if dim == 0 {
+            tracker.probe_sin2.iter_mut().for_each(|s| *s = 1.0);
+        }
+        tracker
+    }
+
+    /// The pre-blocking construction (one dot product per entry), kept as the reference of the
+    /// equivalence tests.
+    pub(crate) fn new_reference(
+        members: usize,
+        probe_norm2: Vec<f64>,
+        g_mm: &dyn Fn(usize, usize) -> f64,
+        g_mp: &dyn Fn(usize, usize) -> f64,
         sine_tol: f64,
     ) -> Self {
         let m = members;
@@ -203,16 +385,24 @@ impl SpanTracker {
             probe_sin2,
             probe_alive: vec![true; q],
             sine_tol,
+            pending: Vec::new(),
+            lazy: true,
         };
         if dim == 0 {
             tracker.probe_sin2.iter_mut().for_each(|s| *s = 1.0);
         }
+        tracker.lazy = false;
         tracker
     }
 
     /// Current squared sine of probe `p` to the span.
     pub(crate) fn sin2(&self, p: usize) -> f64 {
         self.probe_sin2[p]
+    }
+
+    /// Dimension of the coordinate space.
+    pub(crate) fn dim(&self) -> usize {
+        self.dim
     }
 
     /// Number of probes.
@@ -251,6 +441,9 @@ impl SpanTracker {
     /// every vector in an orthonormal basis of the current span, whose dimension is the number
     /// of basis members left. Sines are unchanged; later removals cost less.
     pub(crate) fn compact(&mut self, keep_members: &[usize], keep_probes: &[usize]) {
+        // The pending directions are orthogonal to the current span, so projecting the stored
+        // arrays on an orthonormal basis of that span removes them.
+        self.pending.clear();
         let old = self.dim;
         let basis: Vec<usize> = keep_members
             .iter()
@@ -311,13 +504,19 @@ impl SpanTracker {
         self.is_basis[i] = false;
         let dim = self.dim;
         let mut w = self.duals[i * dim..i * dim + dim].to_vec();
+        // The current dual: the pending directions projected out.
+        for wk in self.pending.chunks_exact(dim.max(1)) {
+            let beta = dot(wk, &w);
+            axpy(-beta, wk, &mut w);
+        }
         let wn = dot(&w, &w).sqrt();
         if wn == 0.0 || !wn.is_finite() {
             return;
         }
         w.iter_mut().for_each(|v| *v /= wn);
 
-        // A dependent member that carries the direction w keeps the span unchanged.
+        // A dependent member that carries the direction w keeps the span unchanged. (Its stored
+        // coordinates may still hold pending directions, all orthogonal to w.)
         let mut best: Option<(usize, f64)> = None;
         for d in 0..self.member_alive.len() {
             if !self.member_alive[d] || self.is_basis[d] {
@@ -330,9 +529,28 @@ impl SpanTracker {
             }
         }
         if let Some((d, _)) = best {
+            self.flush();
             self.swap_in(i, d);
             return;
         }
+
+        if self.lazy {
+            // The span loses w: update the sines now (w is orthogonal to the pending directions,
+            // so the stored probe coordinates give the same inner products), the arrays later.
+            for p in 0..self.probe_alive.len() {
+                if !self.probe_alive[p] {
+                    continue;
+                }
+                let beta = dot(&self.probes[p * dim..p * dim + dim], &w);
+                if beta != 0.0 {
+                    let s = self.probe_sin2[p] + beta * beta / self.probe_norm2[p];
+                    self.probe_sin2[p] = s.min(1.0);
+                }
+            }
+            self.pending.extend_from_slice(&w);
+            return;
+        }
+        self.flush();
 
         // The span loses direction w.
         for p in 0..self.probe_alive.len() {
@@ -361,6 +579,220 @@ impl SpanTracker {
                 axpy(-beta, &w, cj);
             }
         }
+    }
+
+    /// Removes several members at once. When no remaining dependent member carries one of the
+    /// lost directions (sine tolerance, as in [`remove_member`](Self::remove_member)), the lost
+    /// subspace is the span of the removed basis members' duals and every update is one pair of
+    /// matrix products; otherwise the members are removed one at a time.
+    pub(crate) fn remove_members(&mut self, ids: &[usize]) {
+        let ids: Vec<usize> = ids
+            .iter()
+            .copied()
+            .filter(|&i| self.member_alive[i])
+            .collect();
+        if self.alive_members == ids.len() {
+            // Nothing left: every probe is orthogonal to the (empty) span.
+            for &i in &ids {
+                self.member_alive[i] = false;
+                self.is_basis[i] = false;
+            }
+            self.alive_members = 0;
+            self.pending.clear();
+            self.probe_sin2.iter_mut().for_each(|s| *s = 1.0);
+            return;
+        }
+        let basis_out: Vec<usize> = ids.iter().copied().filter(|&i| self.is_basis[i]).collect();
+        if basis_out.len() < BLOCK_MIN || !self.lazy {
+            for &i in &ids {
+                self.remove_member(i);
+            }
+            return;
+        }
+        let dim = self.dim;
+        let k = basis_out.len();
+        let removed: std::collections::HashSet<usize> = ids.iter().copied().collect();
+        let rem_basis: Vec<usize> = (0..self.member_alive.len())
+            .filter(|&j| self.member_alive[j] && self.is_basis[j] && !removed.contains(&j))
+            .collect();
+        if !rem_basis.is_empty() && rem_basis.len() < k {
+            self.flush();
+            if self.remove_members_reexpress(&ids, &rem_basis) {
+                return;
+            }
+            for &i in &ids {
+                self.remove_member(i);
+            }
+            return;
+        }
+        // Orthonormal basis W of the lost directions: thin QR of the removed members' current
+        // duals (stored duals minus their pending components; W is orthogonal to the pending
+        // directions).
+        let mut dk = Mat::from_fn(dim, k, |r, c| self.duals[basis_out[c] * dim + r]);
+        let kp = self.pending.len() / dim.max(1);
+        if kp > 0 {
+            let wp = MatRef::from_column_major_slice(&self.pending, dim, kp);
+            let b = wp.transpose() * &dk;
+            matmul(dk.as_mut(), Accum::Add, wp, b.as_ref(), -1.0, Par::Seq);
+        }
+        let w = dk.qr().compute_thin_Q();
+        let deps: Vec<usize> = (0..self.member_alive.len())
+            .filter(|&d| self.member_alive[d] && !self.is_basis[d] && !removed.contains(&d))
+            .collect();
+        if !deps.is_empty() {
+            let cd = Mat::from_fn(dim, deps.len(), |r, c| self.coords[deps[c] * dim + r]);
+            let x = w.transpose() * &cd;
+            let carries = (0..deps.len()).any(|c| {
+                let n2: f64 = (0..k).map(|r| x[(r, c)] * x[(r, c)]).sum();
+                n2.sqrt() / self.member_norm2[deps[c]].sqrt() > self.sine_tol
+            });
+            if carries {
+                for &i in &ids {
+                    self.remove_member(i);
+                }
+                return;
+            }
+        }
+        for &i in &ids {
+            self.member_alive[i] = false;
+            self.is_basis[i] = false;
+        }
+        self.alive_members -= ids.len();
+
+        // Sines: each probe's squared sine grows by its squared component on W (the stored
+        // coordinates give the current components, W being orthogonal to the pending part).
+        let q = self.probe_alive.len();
+        if q > 0 && dim > 0 {
+            let b = w.transpose() * MatRef::from_column_major_slice(&self.probes, dim, q);
+            for p in 0..q {
+                if !self.probe_alive[p] {
+                    continue;
+                }
+                let bc = b.col(p).try_as_col_major().unwrap().as_slice();
+                let lost = dot(bc, bc);
+                if lost != 0.0 {
+                    let s = self.probe_sin2[p] + lost / self.probe_norm2[p];
+                    self.probe_sin2[p] = s.min(1.0);
+                }
+            }
+        }
+        for c in 0..k {
+            self.pending
+                .extend_from_slice(w.col(c).try_as_col_major().unwrap().as_slice());
+        }
+    }
+
+    /// Block removal when few basis members remain: re-expresses everything in an orthonormal
+    /// basis Q of the remaining basis members (the new span); each probe's squared sine grows by
+    /// its squared residual off Q. Returns false (nothing changed) when a remaining dependent
+    /// member has a residual above the sine tolerance (it would carry a lost direction).
+    fn remove_members_reexpress(&mut self, ids: &[usize], rem_basis: &[usize]) -> bool {
+        let dim = self.dim;
+        let r = rem_basis.len();
+        let q_mat = Mat::from_fn(dim, r, |row, c| self.coords[rem_basis[c] * dim + row])
+            .qr()
+            .compute_thin_Q();
+        // Coordinates on Q and squared residual norms of a set of columns.
+        let split = |buf: &[f64], cols: usize| -> (Mat<f64>, Vec<f64>) {
+            let x = MatRef::from_column_major_slice(buf, dim, cols);
+            let b = q_mat.transpose() * x;
+            let mut res = x.to_owned();
+            matmul(
+                res.as_mut(),
+                Accum::Add,
+                q_mat.as_ref(),
+                b.as_ref(),
+                -1.0,
+                Par::Seq,
+            );
+            let n2 = (0..cols)
+                .map(|c| {
+                    let rc = res.col(c).try_as_col_major().unwrap().as_slice();
+                    dot(rc, rc)
+                })
+                .collect();
+            (b, n2)
+        };
+        let m = self.member_alive.len();
+        let removed: std::collections::HashSet<usize> = ids.iter().copied().collect();
+        let (new_coords, res_coords) = split(&self.coords, m);
+        let carries = (0..m).any(|d| {
+            self.member_alive[d]
+                && !self.is_basis[d]
+                && !removed.contains(&d)
+                && res_coords[d].sqrt() / self.member_norm2[d].sqrt() > self.sine_tol
+        });
+        if carries {
+            return false;
+        }
+        for &i in ids {
+            self.member_alive[i] = false;
+            self.is_basis[i] = false;
+        }
+        self.alive_members -= ids.len();
+        let q = self.probe_alive.len();
+        let (new_probes, lost) = split(&self.probes, q);
+        for (p, &lp) in lost.iter().enumerate() {
+            if self.probe_alive[p] && lp != 0.0 {
+                let s = self.probe_sin2[p] + lp / self.probe_norm2[p];
+                self.probe_sin2[p] = s.min(1.0);
+            }
+        }
+        let new_duals = q_mat.transpose() * MatRef::from_column_major_slice(&self.duals, dim, m);
+        let flat = |x: &Mat<f64>| -> Vec<f64> {
+            let mut v = Vec::with_capacity(x.nrows() * x.ncols());
+            for c in 0..x.ncols() {
+                v.extend_from_slice(x.col(c).try_as_col_major().unwrap().as_slice());
+            }
+            v
+        };
+        self.coords = flat(&new_coords);
+        self.duals = flat(&new_duals);
+        self.probes = flat(&new_probes);
+        self.dim = r;
+        true
+    }
+
+    /// Projects the pending lost directions out of the stored arrays (two matrix products per
+    /// array).
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let dim = self.dim;
+        let k = self.pending.len() / dim;
+        let pending = std::mem::take(&mut self.pending);
+        let w = MatRef::from_column_major_slice(&pending, dim, k);
+        let project = |buf: &mut Vec<f64>, cols: usize| {
+            if cols == 0 {
+                return;
+            }
+            let mut b = Mat::<f64>::zeros(k, cols);
+            matmul(
+                b.as_mut(),
+                Accum::Replace,
+                w.transpose(),
+                MatRef::from_column_major_slice(buf, dim, cols),
+                1.0,
+                Par::Seq,
+            );
+            matmul(
+                MatMut::from_column_major_slice_mut(buf, dim, cols),
+                Accum::Add,
+                w,
+                b.as_ref(),
+                -1.0,
+                Par::Seq,
+            );
+        };
+        let m = self.member_alive.len();
+        project(&mut self.probes, self.probe_alive.len());
+        project(&mut self.duals, m);
+        if (0..m).any(|j| self.member_alive[j] && !self.is_basis[j]) {
+            project(&mut self.coords, m);
+        }
+        self.pending = pending;
+        self.pending.clear();
     }
 
     /// Replaces basis member `out` (already marked removed) by dependent member `inn`.

@@ -4,6 +4,9 @@ use crate::gram_kernel::syrk_lower;
 use crate::CoreError;
 use faer::Mat;
 
+/// Values before the vectors in [`GramAccumulator::to_flat`]: n1, n2, rows, Σa², Σab, Σb².
+const FLAT_HEADER: usize = 6;
+
 /// Accumulates, one row block at a time, everything spanmatch needs from two activation matrices
 /// X (net A, `n1` neurons) and Y (net B, `n2` neurons) observed on the same inputs.
 ///
@@ -181,6 +184,112 @@ impl GramAccumulator {
         self.moments.bb += other.moments.bb;
         self.rows += other.rows;
         Ok(())
+    }
+
+    /// Number of values of [`to_flat`](Self::to_flat) for `n1 + n2 = n` neurons.
+    pub fn flat_len(n1: usize, n2: usize) -> usize {
+        let n = n1 + n2;
+        FLAT_HEADER + 3 * n + n * n
+    }
+
+    /// The whole state as one flat f64 vector, exactly: `[n1, n2, rows, Σa², Σab, Σb², sums (n),
+    /// Σ a·m (n), Σ b·m (n), Gram (n·n, column-major, lower triangle meaningful)]`. This is what
+    /// pickling, Dask chunks and a distributed `all_reduce` carry: statistics of disjoint rows
+    /// add up element-wise past the two widths (see [`from_flat`](Self::from_flat)).
+    pub fn to_flat(&self) -> Vec<f64> {
+        let m = &self.moments;
+        let mut v = Vec::with_capacity(Self::flat_len(self.n1, self.n2));
+        v.extend([
+            self.n1 as f64,
+            self.n2 as f64,
+            self.rows as f64,
+            m.aa,
+            m.ab,
+            m.bb,
+        ]);
+        v.extend_from_slice(&self.sums);
+        v.extend_from_slice(&m.weighted_by_a);
+        v.extend_from_slice(&m.weighted_by_b);
+        v.extend_from_slice(&self.gram);
+        v
+    }
+
+    /// Rebuilds an accumulator from [`to_flat`](Self::to_flat); bit-exact round trip. Fails when
+    /// the length does not fit the widths it announces or a count is not a whole number.
+    pub fn from_flat(v: &[f64]) -> Result<Self, CoreError> {
+        let bad = |reason: String| CoreError::FlatState { reason };
+        if v.len() < FLAT_HEADER {
+            return Err(bad(format!("{} values, fewer than the header", v.len())));
+        }
+        let count = |x: f64, what: &str| -> Result<usize, CoreError> {
+            if x.is_finite() && x >= 0.0 && x.fract() == 0.0 && x < 9.0e15 {
+                Ok(x as usize)
+            } else {
+                Err(bad(format!("{what} = {x} is not a count")))
+            }
+        };
+        let (n1, n2) = (count(v[0], "n1")?, count(v[1], "n2")?);
+        let rows = count(v[2], "rows")? as u64;
+        if v.len() != Self::flat_len(n1, n2) {
+            return Err(bad(format!(
+                "{} values, but {n1} + {n2} neurons need {}",
+                v.len(),
+                Self::flat_len(n1, n2)
+            )));
+        }
+        let n = n1 + n2;
+        let part = |k: usize| &v[FLAT_HEADER + k * n..FLAT_HEADER + (k + 1) * n];
+        Ok(Self {
+            n1,
+            n2,
+            gram: v[FLAT_HEADER + 3 * n..].to_vec(),
+            sums: part(0).to_vec(),
+            rows,
+            moments: RowNormMoments {
+                weighted_by_a: part(1).to_vec(),
+                weighted_by_b: part(2).to_vec(),
+                aa: v[3],
+                ab: v[4],
+                bb: v[5],
+            },
+            scratch: Vec::new(),
+        })
+    }
+
+    /// An accumulator from statistics computed elsewhere (on a GPU, in another process): `gram`
+    /// is the full symmetric `(n1 + n2)²` Gram matrix of `[X | Y]` (row- or column-major, it is
+    /// symmetric), `sums` the column sums, and `moments` the row-norm moments.
+    pub fn from_parts(
+        n1: usize,
+        n2: usize,
+        rows: u64,
+        gram: &[f64],
+        sums: &[f64],
+        moments: RowNormMoments,
+    ) -> Result<Self, CoreError> {
+        let n = n1 + n2;
+        let check = |what: &str, got: usize, want: usize| {
+            if got == want {
+                Ok(())
+            } else {
+                Err(CoreError::FlatState {
+                    reason: format!("{what} has {got} values, expected {want}"),
+                })
+            }
+        };
+        check("gram", gram.len(), n * n)?;
+        check("sums", sums.len(), n)?;
+        check("weighted_by_a", moments.weighted_by_a.len(), n)?;
+        check("weighted_by_b", moments.weighted_by_b.len(), n)?;
+        Ok(Self {
+            n1,
+            n2,
+            gram: gram.to_vec(),
+            sums: sums.to_vec(),
+            rows,
+            moments,
+            scratch: Vec::new(),
+        })
     }
 
     /// The finished statistics (the Gram matrix made symmetric).

@@ -89,6 +89,12 @@ pub fn example_results() -> ReproduceResults {
                 let cka = 0.02 + 0.03 * noise(k ^ 1);
                 (c, cka, cka * 0.1)
             }
+            ComparisonKind::Untrained => {
+                // Random nets: close to the trained pairs at the input, further below deeper in.
+                let c = 0.2 + 0.75 * (1.0 - q) + 0.04 * (noise(k) - 0.5);
+                let cka = 0.45 + 0.4 * q + 0.03 * (noise(k ^ 1) - 0.5);
+                (c, cka, cka - 0.05 - 0.03 * noise(k ^ 2))
+            }
             ComparisonKind::SelfCheck => (0.0, 1.0, 1.0),
         };
         let frac = |e: f64| match kind {
@@ -123,15 +129,28 @@ pub fn example_results() -> ReproduceResults {
                 count,
                 size_histogram,
                 largest,
+                matches: Vec::new(),
             }
         });
+        let (dead_a, dead_b) = (dead(sa, li, n), dead(sb, li, n));
+        // Per-neuron thresholds ε*(v), spread below the full-match ε (dead neurons: none).
+        let thresholds = |seed: u64, dead: &[usize]| -> Vec<Option<f64>> {
+            (0..n)
+                .map(|j| {
+                    (!dead.contains(&j))
+                        .then(|| round4(max_epsilon * noise(key(&[17, seed, li as u64, j as u64]))))
+                })
+                .collect()
+        };
         LayerResult {
             layer: name.to_string(),
             neurons_a: n,
             neurons_b: n,
             rows: layers[li].rows,
-            dead_a: dead(sa, li, n),
-            dead_b: dead(sb, li, n),
+            thresholds_a: thresholds(sa, &dead_a),
+            thresholds_b: thresholds(sb ^ 0x5A, &dead_b),
+            dead_a,
+            dead_b,
             max_epsilon,
             mms,
             profile,
@@ -160,6 +179,11 @@ pub fn example_results() -> ReproduceResults {
     }
     comparisons.push(comparison(ComparisonKind::SelfCheck, 0, 0));
     comparisons.push(comparison(ComparisonKind::Null, 0, 0));
+    for (i, a) in seeds.iter().enumerate() {
+        for b in &seeds[i + 1..] {
+            comparisons.push(comparison(ComparisonKind::Untrained, *a, *b));
+        }
+    }
 
     let nets = seeds
         .iter()

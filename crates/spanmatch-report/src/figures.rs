@@ -21,6 +21,8 @@ fn unit_ticks() -> Vec<(f64, String)> {
 }
 
 const FONT: f64 = 11.5;
+/// Dash pattern of the untrained-baseline lines (dotted; the null is dashed 5-4).
+const UNTRAINED_DASH: [f64; 2] = [1.5, 3.0];
 const LABEL: f64 = 12.5;
 
 /// Polyline through the finite points only, split at gaps.
@@ -54,6 +56,10 @@ pub fn mms_by_layer(stats: &Stats) -> Scene {
         .iter()
         .any(|l| l.null.iter().any(|s| s.is_some()));
     let has_band = stats.pairs > 1;
+    let has_untrained = stats
+        .layers
+        .iter()
+        .any(|l| l.untrained.iter().any(|s| s.is_some()));
 
     let mut entries: Vec<(Key, String)> = vec![(Key::Heading, "mms at tolerance ε".to_string())];
     for (i, e) in stats.eps.iter().enumerate() {
@@ -85,6 +91,17 @@ pub fn mms_by_layer(stats: &Stats) -> Scene {
                 marker: None,
             },
             "null: rows shuffled".to_string(),
+        ));
+    }
+    if has_untrained {
+        entries.push((
+            Key::Line {
+                color: Rgb(120, 120, 120),
+                width: 1.6,
+                dash: Some(UNTRAINED_DASH.to_vec()),
+                marker: Some((crate::scene::Shape::Circle, false)),
+            },
+            "untrained nets (same seeds)".to_string(),
         ));
     }
     if has_cka {
@@ -130,7 +147,7 @@ pub fn mms_by_layer(stats: &Stats) -> Scene {
     let title = "Maximum match similarity by layer";
     let mut scene = Scene::new(width.round(), height.round(), title);
     let subtitle = format!(
-        "mean over {} seed pair{}{}{}",
+        "mean over {} seed pair{}{}{}{}",
         stats.pairs,
         if stats.pairs == 1 { "" } else { "s" },
         if has_band {
@@ -140,6 +157,11 @@ pub fn mms_by_layer(stats: &Stats) -> Scene {
         },
         if has_null {
             "; dashed: two nets with the images of one shuffled (chance level)"
+        } else {
+            ""
+        },
+        if has_untrained {
+            "; dotted: the same seeds' nets before training"
         } else {
             ""
         },
@@ -229,6 +251,36 @@ pub fn mms_by_layer(stats: &Stats) -> Scene {
         for seg in segments(&pts) {
             let p = seg.iter().map(|(x, y)| (ax.px(*x), ax.py(*y))).collect();
             scene.line(p, category(i), 1.5, Some(&[5.0, 4.0]));
+        }
+    }
+    // Untrained baseline: dotted lines with hollow markers, in the colour of their ε.
+    for (i, _) in stats.eps.iter().enumerate() {
+        let pts: Vec<(f64, Option<f64>)> = stats
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(li, l)| {
+                (
+                    li as f64,
+                    l.untrained.get(i).copied().flatten().map(|s| s.mean),
+                )
+            })
+            .collect();
+        for seg in segments(&pts) {
+            let p = seg.iter().map(|(x, y)| (ax.px(*x), ax.py(*y))).collect();
+            scene.line(p, category(i), 1.6, Some(&UNTRAINED_DASH[..]));
+        }
+        for (x, y) in pts {
+            if let Some(y) = y.filter(|y| y.is_finite()) {
+                scene.marker(
+                    ax.px(x),
+                    ax.py(y),
+                    SHAPES[i % SHAPES.len()],
+                    5.5,
+                    None,
+                    category(i),
+                );
+            }
         }
     }
     // CKA.

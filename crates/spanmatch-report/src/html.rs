@@ -52,6 +52,15 @@ fn f3(v: f64) -> String {
     format!("{v:.3}")
 }
 
+/// A signed difference, mean ± s.d. when there are several.
+fn diff_sd(s: Option<Summary>) -> String {
+    match s {
+        None => "—".to_string(),
+        Some(s) if s.n > 1 => format!("{:+.3}<span class=\"sd\"> ± {}</span>", s.mean, f3(s.std)),
+        Some(s) => format!("{:+.3}", s.mean),
+    }
+}
+
 fn mean_sd(s: Option<Summary>) -> String {
     match s {
         None => "—".to_string(),
@@ -228,6 +237,41 @@ pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String
             );
         }
     }
+    if let Some(last) = stats.eps.len().checked_sub(1) {
+        let diffs: Vec<(&str, f64)> = stats
+            .layers
+            .iter()
+            .filter_map(|l| {
+                l.trained_minus_untrained
+                    .get(last)
+                    .copied()
+                    .flatten()
+                    .map(|d| (l.name.as_str(), d.mean))
+            })
+            .collect();
+        if !diffs.is_empty() {
+            let above: Vec<&str> = diffs
+                .iter()
+                .filter(|(_, d)| *d > 0.0)
+                .map(|(n, _)| *n)
+                .collect();
+            let lo = diffs.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1));
+            let hi = diffs.iter().copied().max_by(|a, b| a.1.total_cmp(&b.1));
+            if let (Some(lo), Some(hi)) = (lo, hi) {
+                let _ = writeln!(
+                    s,
+                    "<li>Untrained baseline (the same seeds' nets before training) at ε = {}: trained pairs match more in {} of {} layers; trained minus untrained mms ranges from {:+.3} (<b>{}</b>) to {:+.3} (<b>{}</b>).</li>",
+                    eps_label(stats.eps[last]),
+                    above.len(),
+                    diffs.len(),
+                    lo.1,
+                    escape(lo.0),
+                    hi.1,
+                    escape(hi.0)
+                );
+            }
+        }
+    }
     let cka: Vec<f64> = stats
         .layers
         .iter()
@@ -262,15 +306,28 @@ pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String
 
     // Per-layer table.
     let ne = stats.eps.len();
+    let has_untrained = stats
+        .layers
+        .iter()
+        .any(|l| l.trained_minus_untrained.iter().any(|d| d.is_some()));
+    let has_simple = stats.layers.iter().any(|l| l.simple.is_some());
     s.push_str("<h2>Per-layer results</h2>\n<div class=\"scroll\"><table>\n<thead>\n<tr>");
     s.push_str("<th rowspan=\"2\">#</th><th rowspan=\"2\" class=\"l\">layer</th><th rowspan=\"2\">kind</th><th rowspan=\"2\">neurons</th><th rowspan=\"2\">rows</th><th rowspan=\"2\">dead<br>(mean/net)</th>");
     let _ = write!(
         s,
-        "<th colspan=\"{ne}\">mms, mean ± s.d. over {} pair{}</th><th colspan=\"{ne}\">null (rows shuffled)</th><th rowspan=\"2\">linear CKA</th><th rowspan=\"2\">full-match<br>ε</th><th rowspan=\"2\">self-<br>check</th></tr>\n<tr>",
+        "<th colspan=\"{ne}\">mms, mean ± s.d. over {} pair{}</th><th colspan=\"{ne}\">null (rows shuffled)</th>",
         stats.pairs,
         if stats.pairs == 1 { "" } else { "s" }
     );
-    for _ in 0..2 {
+    if has_untrained {
+        let _ = write!(s, "<th colspan=\"{ne}\">trained minus untrained mms</th>");
+    }
+    s.push_str("<th rowspan=\"2\">linear CKA</th><th rowspan=\"2\">full-match<br>ε</th>");
+    if has_simple {
+        s.push_str("<th rowspan=\"2\">simple<br>matches</th>");
+    }
+    s.push_str("<th rowspan=\"2\">self-<br>check</th></tr>\n<tr>");
+    for _ in 0..(2 + usize::from(has_untrained)) {
         for e in &stats.eps {
             let _ = write!(s, "<th>ε={}</th>", eps_label(*e));
         }
@@ -297,11 +354,29 @@ pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String
                 m.map_or("—".to_string(), |m| f3(m.mean))
             );
         }
-        let _ = writeln!(
+        if has_untrained {
+            for d in &l.trained_minus_untrained {
+                let _ = write!(s, "<td>{}</td>", diff_sd(*d));
+            }
+        }
+        let _ = write!(
             s,
-            "<td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<td>{}</td><td>{}</td>",
             mean_sd(l.cka),
             l.max_epsilon.map_or("—".to_string(), |m| f3(m.mean)),
+        );
+        if has_simple {
+            let _ = write!(
+                s,
+                "<td>{}</td>",
+                l.simple
+                    .as_ref()
+                    .map_or("—".to_string(), |a| format!("{:.1}", a.mean_count))
+            );
+        }
+        let _ = writeln!(
+            s,
+            "<td>{}</td></tr>",
             match l.self_ok {
                 Some(true) => "<span class=\"ok\">✓</span>",
                 Some(false) => "<span class=\"bad\">✗</span>",
@@ -310,7 +385,7 @@ pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String
         );
     }
     s.push_str("</tbody></table></div>\n");
-    s.push_str("<p class=\"meta\">mms = (|X*| + |Y*|) / (|X| + |Y|), dead neurons counted in the denominator. full-match ε: the smallest ε at which every live neuron is matched (mean over pairs). Null: two nets compared with the images of one side shuffled (same images, different order): what chance gives at this many rows and neurons. Self-check: each net against itself, dead neurons counted as matched (must be 1). s.d. uses n − 1.</p>\n");
+    s.push_str("<p class=\"meta\">mms = (|X*| + |Y*|) / (|X| + |Y|), dead neurons counted in the denominator. full-match ε: the smallest ε at which every live neuron is matched (mean over pairs). Null: two nets compared with the images of one side shuffled (same images, different order): what chance gives at this many rows and neurons. Self-check: each net against itself, dead neurons counted as matched (must be 1). Trained minus untrained: each seed pair's mms minus that of the same seeds' nets before training (mean ± s.d. over pairs); positive where training made the nets match more than the architecture and the input statistics alone. Simple matches: mean number per seed pair at the ε of the simple matches. s.d. uses n − 1.</p>\n");
 
     // Nets.
     s.push_str("<h2>Nets</h2>\n<table>\n<thead><tr><th>seed</th><th>test accuracy</th><th>epochs</th><th>training time (s)</th><th>h:mm:ss</th></tr></thead>\n<tbody>\n");
@@ -364,8 +439,8 @@ pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String
     rows.push((
         "comparisons".to_string(),
         format!(
-            "{} seed pairs, {} self-checks, {} nulls",
-            stats.pairs, stats.selfs, stats.nulls
+            "{} seed pairs, {} untrained pairs, {} self-checks, {} nulls",
+            stats.pairs, stats.untrained, stats.selfs, stats.nulls
         ),
     ));
     kv_table(&mut s, &rows);

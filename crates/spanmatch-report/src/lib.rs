@@ -17,7 +17,8 @@ mod example;
 pub mod figures;
 mod html;
 pub mod raster;
-pub mod results;
+/// The results schema, defined by the engine (the one library API) and re-exported here.
+pub use spanmatch_engine::results;
 pub mod scene;
 pub mod stats;
 
@@ -55,20 +56,6 @@ impl Default for RenderOptions {
     }
 }
 
-/// Command-line arguments of `spanmatch report`: re-render the report from a `results.json`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct ReportArgs {
-    /// The results.json written by `spanmatch reproduce`.
-    pub results: PathBuf,
-    /// Output directory for report.html and the PNG figures [default: the directory of
-    /// results.json].
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    /// Do not write PNG figures (report.html only).
-    #[arg(long)]
-    pub no_png: bool,
-}
-
 /// The figures in display order: (scene, HTML caption, PNG file name).
 fn figures(stats: &stats::Stats) -> Vec<(scene::Scene, String, &'static str)> {
     let mut v = vec![
@@ -78,8 +65,9 @@ fn figures(stats: &stats::Stats) -> Vec<(scene::Scene, String, &'static str)> {
              different seeds, one line per tolerance ε (mean over seed pairs; shaded band: \
              min–max over pairs). Dashed lines of the same colour: the null, two nets \
              compared with the images of one side shuffled, i.e. what chance gives at this \
-             many rows and neurons. Black: linear CKA, a basis-invariant similarity, on the same \
-             activations."
+             many rows and neurons. Dotted lines with hollow markers (when computed): the \
+             untrained baseline, the same seeds' nets at initialisation compared the same way. \
+             Black: linear CKA, a basis-invariant similarity, on the same activations."
                 .to_string(),
             MMS_PNG,
         ),
@@ -151,22 +139,20 @@ pub fn render_with(
     Ok(written)
 }
 
-/// `spanmatch report`: reads `args.results` and renders the report; prints the files written.
-pub fn run_report(args: ReportArgs) -> anyhow::Result<()> {
-    let results = read_results(&args.results)?;
-    let out = match args.out {
-        Some(o) => o,
-        None => match args.results.parent() {
+/// `spanmatch report`: reads `results` and renders the report into `out` (default: the
+/// directory of `results`); returns the files written.
+pub fn rerender(results: &Path, out: Option<&Path>, png: bool) -> anyhow::Result<Vec<PathBuf>> {
+    let parsed = read_results(results)?;
+    let out = match out {
+        Some(o) => o.to_path_buf(),
+        None => match results.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         },
     };
     let options = RenderOptions {
-        png: !args.no_png,
+        png,
         ..RenderOptions::default()
     };
-    for path in render_with(&results, &out, options)? {
-        println!("wrote {}", path.display());
-    }
-    Ok(())
+    render_with(&parsed, &out, options)
 }

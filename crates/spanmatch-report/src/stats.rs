@@ -77,6 +77,13 @@ pub struct LayerStats {
     pub mms: Vec<Option<Summary>>,
     /// mms of the null comparisons, one per ε.
     pub null: Vec<Option<Summary>>,
+    /// mms of the untrained pairs (the same seeds' nets at initialisation), one per ε.
+    pub untrained: Vec<Option<Summary>>,
+    /// Trained minus untrained mms, one per ε: over the seed pairs present in both (each pair's
+    /// difference), else the difference of the two means (then `n` = 1 and `std` = 0).
+    pub trained_minus_untrained: Vec<Option<Summary>>,
+    /// Linear CKA of the untrained pairs.
+    pub cka_untrained: Option<Summary>,
     /// Whether every self-check reached mms 1 at every ε (None: no self-check).
     pub self_ok: Option<bool>,
     /// Linear CKA over the pair comparisons.
@@ -102,6 +109,8 @@ pub struct Stats {
     pub nulls: usize,
     /// Number of self-checks.
     pub selfs: usize,
+    /// Number of untrained-pair comparisons.
+    pub untrained: usize,
     /// Layers in network order.
     pub layers: Vec<LayerStats>,
 }
@@ -180,6 +189,7 @@ pub fn compute(results: &ReproduceResults) -> Stats {
         let pairs: Vec<_> = of_kind(results, ComparisonKind::Pair, &name).collect();
         let nulls: Vec<_> = of_kind(results, ComparisonKind::Null, &name).collect();
         let selfs: Vec<_> = of_kind(results, ComparisonKind::SelfCheck, &name).collect();
+        let untrained: Vec<_> = of_kind(results, ComparisonKind::Untrained, &name).collect();
         let any = pairs
             .first()
             .or(selfs.first())
@@ -197,6 +207,33 @@ pub fn compute(results: &ReproduceResults) -> Stats {
                 })
                 .collect()
         };
+
+        let mms = per_eps(&pairs);
+        let untrained_mms = per_eps(&untrained);
+        let trained_minus_untrained: Vec<Option<Summary>> = (0..results.eps.len())
+            .map(|i| {
+                // Paired by seeds when the same pair was compared trained and untrained.
+                let diffs: Vec<f64> = pairs
+                    .iter()
+                    .filter_map(|(a, b, l)| {
+                        let u = untrained
+                            .iter()
+                            .find(|(ua, ub, _)| (ua, ub) == (a, b) || (ua, ub) == (b, a))?;
+                        Some(l.mms.get(i)? - u.2.mms.get(i)?)
+                    })
+                    .collect();
+                if !diffs.is_empty() {
+                    return Summary::of(&diffs);
+                }
+                match (
+                    mms.get(i).copied().flatten(),
+                    untrained_mms.get(i).copied().flatten(),
+                ) {
+                    (Some(t), Some(u)) => Summary::of(&[t.mean - u.mean]),
+                    _ => None,
+                }
+            })
+            .collect();
 
         // Dead neurons per net (seed), from any comparison that involves it.
         let mut dead: BTreeMap<u64, usize> = BTreeMap::new();
@@ -271,8 +308,11 @@ pub fn compute(results: &ReproduceResults) -> Stats {
                 .unwrap_or(0),
             rows: summary.map(|s| s.rows).or(any.map(|l| l.rows)).unwrap_or(0),
             dead,
-            mms: per_eps(&pairs),
+            mms,
             null: per_eps(&nulls),
+            untrained: untrained_mms,
+            trained_minus_untrained,
+            cka_untrained: measure(&untrained, "cka_linear"),
             self_ok,
             cka: measure(&pairs, "cka_linear"),
             cka_null: measure(&nulls, "cka_linear"),
@@ -287,6 +327,7 @@ pub fn compute(results: &ReproduceResults) -> Stats {
         pairs: count(ComparisonKind::Pair),
         nulls: count(ComparisonKind::Null),
         selfs: count(ComparisonKind::SelfCheck),
+        untrained: count(ComparisonKind::Untrained),
         layers,
     }
 }
@@ -320,6 +361,7 @@ mod tests {
         let r = crate::example_results();
         let s = compute(&r);
         assert_eq!(s.pairs, 3);
+        assert_eq!(s.untrained, 3);
         assert_eq!(s.layers.len(), r.layers.len());
         for l in &s.layers {
             assert_eq!(l.self_ok, Some(true));
@@ -331,6 +373,14 @@ mod tests {
             assert!(means.windows(2).all(|w| w[0] <= w[1] + 1e-12), "{means:?}");
             // the null lies below the pairs
             assert!(l.null.last().unwrap().unwrap().mean < l.mms.last().unwrap().unwrap().mean);
+            // trained minus untrained: paired over the 3 seed pairs, equal to the difference
+            // of the means.
+            for i in 0..s.eps.len() {
+                let d = l.trained_minus_untrained[i].unwrap();
+                assert_eq!(d.n, 3);
+                let want = l.mms[i].unwrap().mean - l.untrained[i].unwrap().mean;
+                assert!((d.mean - want).abs() < 1e-12, "{} vs {want}", d.mean);
+            }
         }
     }
 }

@@ -3,9 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use spanmatch_report::{
-    accuracy_label, example_results, raster::Fonts, read_results, render, render_with, run_report,
-    write_results, ComparisonKind, RenderOptions, ReportArgs, MMS_PNG, PROFILES_PNG, REPORT_HTML,
-    SIMPLE_PNG,
+    accuracy_label, example_results, raster::Fonts, read_results, render, render_with, rerender,
+    write_results, ComparisonKind, RenderOptions, MMS_PNG, PROFILES_PNG, REPORT_HTML, SIMPLE_PNG,
 };
 
 /// A fresh, empty directory under the system temp dir, unique to this test.
@@ -117,8 +116,10 @@ fn results_json_round_trip() {
     assert!(
         text.contains("\"Pair\"") && text.contains("\"SelfCheck\"") && text.contains("\"Null\"")
     );
+    assert!(text.contains("\"kind\": \"untrained\""));
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(v["comparisons"].as_array().unwrap().len(), 5);
+    // 3 seed pairs, a self-check, a null and the 3 untrained pairs.
+    assert_eq!(v["comparisons"].as_array().unwrap().len(), 8);
     assert_eq!(
         v["comparisons"][0]["layers"][0]["profile"]
             .as_array()
@@ -171,12 +172,7 @@ fn missing_file_error_names_the_file() {
         format!("{err:#}").contains(&path.display().to_string()),
         "{err:#}"
     );
-    let err = run_report(ReportArgs {
-        results: path.clone(),
-        out: Some(dir.clone()),
-        no_png: true,
-    })
-    .unwrap_err();
+    let err = rerender(&path, Some(&dir), false).unwrap_err();
     assert!(
         format!("{err:#}").contains(&path.display().to_string()),
         "{err:#}"
@@ -193,12 +189,7 @@ fn invalid_json_error_names_the_file() {
     {
         let path = dir.join(format!("bad{i}.json"));
         std::fs::write(&path, text).unwrap();
-        let err = run_report(ReportArgs {
-            results: path.clone(),
-            out: Some(dir.join("out")),
-            no_png: true,
-        })
-        .unwrap_err();
+        let err = rerender(&path, Some(&dir.join("out")), false).unwrap_err();
         let msg = format!("{err:#}");
         assert!(msg.contains(&path.display().to_string()), "{msg}");
         assert!(msg.contains("not a valid"), "{msg}");
@@ -208,16 +199,11 @@ fn invalid_json_error_names_the_file() {
 }
 
 #[test]
-fn run_report_rerenders_next_to_results_json() {
+fn rerender_writes_next_to_results_json() {
     let dir = temp_dir("rerender");
     let path = dir.join("results.json");
     write_results(&example_results(), &path).unwrap();
-    run_report(ReportArgs {
-        results: path,
-        out: None,
-        no_png: true,
-    })
-    .unwrap();
+    rerender(&path, None, false).unwrap();
     assert!(dir.join(REPORT_HTML).is_file());
     assert!(!dir.join(MMS_PNG).exists());
     let _ = std::fs::remove_dir_all(&dir);
@@ -273,5 +259,73 @@ fn degenerate_results_render_without_panicking() {
         peak_memory_mb: None,
     };
     render(&empty, &dir).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn untrained_baseline_is_a_series_and_a_table_column() {
+    let opts = RenderOptions {
+        png: false,
+        ..RenderOptions::default()
+    };
+    let results = example_results();
+    let dir = temp_dir("untrained");
+    render_with(&results, &dir, opts).unwrap();
+    let html = std::fs::read_to_string(dir.join(REPORT_HTML)).unwrap();
+    assert!(html.contains("untrained nets (same seeds)"), "legend entry");
+    assert!(html.contains("trained minus untrained mms"), "table column");
+    assert!(
+        html.contains("Untrained baseline (the same seeds"),
+        "at a glance"
+    );
+    // The example's trained pairs match more than the untrained ones: positive differences.
+    assert!(html.contains("<td>+0."));
+    // Results without untrained comparisons (older files) render without the column; the
+    // kind's old spelling reads too.
+    let mut old = results.clone();
+    old.comparisons
+        .retain(|c| c.kind != ComparisonKind::Untrained);
+    let d2 = temp_dir("untrained-old");
+    render_with(&old, &d2, opts).unwrap();
+    let html = std::fs::read_to_string(d2.join(REPORT_HTML)).unwrap();
+    assert!(!html.contains("trained minus untrained"));
+    assert!(!html.contains("untrained nets (same seeds)"));
+    let k: ComparisonKind = serde_json::from_str("\"Untrained\"").unwrap();
+    assert_eq!(k, ComparisonKind::Untrained);
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&d2);
+}
+
+#[test]
+fn results_without_per_neuron_fields_still_read() {
+    // results.json written before thresholds and simple-match indices were kept.
+    let results = example_results();
+    let mut v = serde_json::to_value(&results).unwrap();
+    let mut stripped = 0;
+    for c in v["comparisons"].as_array_mut().unwrap() {
+        for l in c["layers"].as_array_mut().unwrap() {
+            let l = l.as_object_mut().unwrap();
+            assert!(l.remove("thresholds_a").is_some() && l.remove("thresholds_b").is_some());
+            stripped += 1;
+            if let Some(s) = l.get_mut("simple").and_then(|s| s.as_object_mut()) {
+                s.remove("matches");
+            }
+        }
+    }
+    assert!(stripped > 0);
+    let dir = temp_dir("old-schema");
+    let path = dir.join("results.json");
+    std::fs::write(&path, serde_json::to_string(&v).unwrap()).unwrap();
+    let back = read_results(&path).unwrap();
+    assert!(back
+        .comparisons
+        .iter()
+        .flat_map(|c| &c.layers)
+        .all(|l| l.thresholds_a.is_empty() && l.thresholds_b.is_empty()));
+    // And nothing empty is written back.
+    write_results(&back, &path).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(!text.contains("thresholds_a") && !text.contains("\"matches\""));
+    rerender(&path, None, false).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -94,7 +94,7 @@ pub enum DataError {
 }
 
 /// Supported datasets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DatasetKind {
     /// MNIST handwritten digits, 28x28x1.
@@ -112,13 +112,73 @@ impl fmt::Display for DatasetKind {
 }
 
 /// Train or test split.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Split {
     /// Training split.
     Train,
     /// Test split.
     Test,
+}
+
+/// A dataset or split name that is not one of the known ones.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} '{name}'; valid: {valid}")]
+pub struct UnknownName {
+    /// What was being named ("dataset", "split").
+    pub what: &'static str,
+    /// The name given.
+    pub name: String,
+    /// The valid names, in words.
+    pub valid: &'static str,
+}
+
+impl DatasetKind {
+    /// Every dataset, in the order of the help texts.
+    pub const ALL: [DatasetKind; 3] = [
+        DatasetKind::Mnist,
+        DatasetKind::FashionMnist,
+        DatasetKind::Cifar10,
+    ];
+}
+
+impl std::str::FromStr for DatasetKind {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        DatasetKind::ALL
+            .into_iter()
+            .find(|d| d.name() == s)
+            .ok_or_else(|| UnknownName {
+                what: "dataset",
+                name: s.to_string(),
+                valid: "mnist, fashion-mnist, cifar10",
+            })
+    }
+}
+
+impl Split {
+    /// Canonical name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Test => "test",
+        }
+    }
+}
+
+impl std::str::FromStr for Split {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "train" => Ok(Split::Train),
+            "test" => Ok(Split::Test),
+            _ => Err(UnknownName {
+                what: "split",
+                name: s.to_string(),
+                valid: "train, test",
+            }),
+        }
+    }
 }
 
 impl DatasetKind {

@@ -17,6 +17,7 @@ use anyhow::{bail, Context, Result};
 use crate::data::Dataset;
 use crate::model::LayerInfo;
 use crate::net::Net;
+use crate::train::{EvalAccumulator, EvalResult};
 
 /// Receives activations batch by batch.
 pub trait ActivationSink {
@@ -59,13 +60,18 @@ pub fn select_layers(net: &Net, layers: Option<&[String]>) -> Result<Vec<LayerIn
 /// Runs `nets` over `data` (in order, no augmentation) in batches of `batch_size`, passing the
 /// selected layers' activations (`None` = all ReLU layers) to `sink`, then calls
 /// `sink.finish()`.
+///
+/// The same forward pass also scores the logits against `data`'s labels: the result holds each
+/// net's accuracy and mean cross-entropy on `data` (in the order of `nets`), equal to what
+/// [`evaluate`](crate::train::evaluate) gives with the same batch size, so no second pass over
+/// the data is needed for them.
 pub fn extract(
     nets: &[&Net],
     data: &Dataset,
     batch_size: usize,
     layers: Option<&[String]>,
     sink: &mut dyn ActivationSink,
-) -> Result<()> {
+) -> Result<Vec<EvalResult>> {
     if nets.is_empty() {
         bail!("no network to extract from");
     }
@@ -86,18 +92,25 @@ pub fn extract(
             .collect();
         wants.push(want);
     }
+    let mut evals = vec![EvalAccumulator::default(); nets.len()];
     let idx: Vec<usize> = (0..data.len()).collect();
     let mut x = Vec::new();
+    let mut labels = Vec::new();
     for chunk in idx.chunks(batch_size.max(1)) {
         data.batch(chunk, None, &mut x);
+        labels.clear();
+        labels.extend(chunk.iter().map(|&i| data.labels[i]));
         for (ni, net) in nets.iter().enumerate() {
-            net.forward_eval(x.clone(), chunk.len(), &wants[ni], &mut |l, shape, d| {
-                sink.batch(ni, l, shape, d)
-                    .with_context(|| format!("net {ni}, layer {}", l.name))
-            })?;
+            let logits =
+                net.forward_eval(x.clone(), chunk.len(), &wants[ni], &mut |l, shape, d| {
+                    sink.batch(ni, l, shape, d)
+                        .with_context(|| format!("net {ni}, layer {}", l.name))
+                })?;
+            evals[ni].add(&logits, &labels, net.config().num_classes);
         }
     }
-    sink.finish()
+    sink.finish()?;
+    Ok(evals.iter().map(EvalAccumulator::finish).collect())
 }
 
 /// A sink that keeps everything in memory (`(net, layer name)` -> row-major values, images

@@ -8,12 +8,10 @@
 //! * [`train`](mod@train): seeded SGD training with checkpoints/resume and evaluation.
 //! * [`extract`](mod@extract): streaming post-ReLU activations of one or several nets to an
 //!   [`ActivationSink`], including an incremental `.npz` writer.
-//! * [`cli`]: clap argument structs and `run_*` entry points for the `spanmatch` binary.
 
 #![warn(missing_docs)]
 
 pub mod bench;
-pub mod cli;
 pub mod data;
 pub mod extract;
 pub mod model;
@@ -22,7 +20,6 @@ pub mod rng;
 pub mod train;
 
 pub use bench::{bench_training, BenchResult};
-pub use cli::{run_bench, run_extract, run_train, BenchArgs, ExtractArgs, TrainArgs};
 pub use data::{DataOptions, Dataset, DatasetKind, Split};
 pub use extract::{extract, ActivationSink, CollectSink, NpzWriter};
 pub use model::{layer_names, LayerInfo, ModelConfig};

@@ -173,6 +173,35 @@ pub struct TrainedNet {
     pub net: Net,
     /// Per-epoch statistics.
     pub history: Vec<EpochRecord>,
+    /// [`state_digest`] of the net before its first training step, recorded when training
+    /// started and carried in the checkpoint (None for checkpoints written before it was kept).
+    pub init_digest: Option<String>,
+}
+
+/// The network a run starts from, before any training step: the seed fixes every initial value,
+/// so this re-creates the initial weights of any trained net of `config` bitwise (checkable
+/// against [`TrainedNet::init_digest`]).
+pub fn initial_net(config: &TrainConfig) -> Result<Net> {
+    Net::new(&config.model, config.seed)
+}
+
+/// SHA-256 (hex) of a net's parameters and BN buffers: names, shapes and the f32 bit patterns,
+/// so two nets have the same digest exactly when their weights are bitwise equal.
+pub fn state_digest(net: &Net) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for (name, shape, data) in net.state(false)? {
+        h.update((name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update((shape.len() as u64).to_le_bytes());
+        for d in shape {
+            h.update((d as u64).to_le_bytes());
+        }
+        for v in data {
+            h.update(v.to_bits().to_le_bytes());
+        }
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Accuracy and loss on a dataset.
@@ -257,11 +286,15 @@ pub fn train_on(
             }
             tn
         }
-        _ => TrainedNet {
-            config: config.clone(),
-            net: Net::new(&config.model, config.seed)?,
-            history: Vec::new(),
-        },
+        _ => {
+            let net = initial_net(config)?;
+            TrainedNet {
+                config: config.clone(),
+                init_digest: Some(state_digest(&net)?),
+                net,
+                history: Vec::new(),
+            }
+        }
     };
     if let Some(dir) = &opts.out_dir {
         std::fs::create_dir_all(dir)
@@ -361,7 +394,7 @@ pub fn evaluate(net: &Net, data: &Dataset, batch_size: usize) -> Result<EvalResu
     let classes = net.config().num_classes;
     let idx: Vec<usize> = (0..data.len()).collect();
     let mut xbuf = Vec::new();
-    let (mut correct, mut loss) = (0usize, 0.0f64);
+    let mut acc = EvalAccumulator::default();
     for chunk in idx.chunks(batch_size.max(1)) {
         data.batch(chunk, None, &mut xbuf);
         let labels: Vec<u8> = chunk.iter().map(|&i| data.labels[i]).collect();
@@ -371,23 +404,57 @@ pub fn evaluate(net: &Net, data: &Dataset, batch_size: usize) -> Result<EvalResu
             &[],
             &mut |_, _, _| Ok(()),
         )?;
-        correct += count_correct(&logits, &labels, classes);
-        for (row, &l) in logits.chunks_exact(classes).zip(&labels) {
+        acc.add(&logits, &labels, classes);
+    }
+    Ok(acc.finish())
+}
+
+/// Running accuracy and cross-entropy over batches of logits: what [`evaluate`] and the
+/// extraction pass ([`crate::extract::extract`]) share, so both give the same numbers.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct EvalAccumulator {
+    correct: usize,
+    loss: f64,
+    images: usize,
+}
+
+impl EvalAccumulator {
+    /// Adds one batch: `logits` is `[labels.len() * classes]`, row-major. A label the net has
+    /// no output for counts as wrong, with infinite loss.
+    pub fn add(&mut self, logits: &[f32], labels: &[u8], classes: usize) {
+        self.correct += count_correct(logits, labels, classes);
+        for (row, &l) in logits.chunks_exact(classes).zip(labels) {
+            if l as usize >= classes {
+                self.loss = f64::INFINITY;
+                continue;
+            }
             let m = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
             let lse = m + row.iter().map(|&v| (v as f64 - m).exp()).sum::<f64>().ln();
-            loss += lse - row[l as usize] as f64;
+            self.loss += lse - row[l as usize] as f64;
+        }
+        self.images += labels.len();
+    }
+
+    /// Number of correctly classified images so far.
+    pub fn correct(&self) -> usize {
+        self.correct
+    }
+
+    /// Accuracy and mean cross-entropy of the images added so far.
+    pub fn finish(&self) -> EvalResult {
+        let n = self.images.max(1) as f64;
+        EvalResult {
+            accuracy: self.correct as f64 / n,
+            loss: self.loss / n,
         }
     }
-    let n = data.len().max(1) as f64;
-    Ok(EvalResult {
-        accuracy: correct as f64 / n,
-        loss: loss / n,
-    })
 }
 
 const CONFIG: &str = "config.json";
 const CKPT: &str = "checkpoint.safetensors";
 const HISTORY: &str = "history.json";
+/// Checkpoint metadata key of [`TrainedNet::init_digest`].
+const INIT_DIGEST: &str = "init_sha256";
 
 fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
     let s = serde_json::to_string_pretty(v)?;
@@ -421,6 +488,9 @@ pub fn save_checkpoint(dir: &Path, tn: &TrainedNet) -> Result<()> {
     // epoch count can never disagree; history.json is a human-readable copy.
     meta.insert("history".to_string(), serde_json::to_string(&tn.history)?);
     meta.insert("format".to_string(), "spanmatch-train".to_string());
+    if let Some(d) = &tn.init_digest {
+        meta.insert(INIT_DIGEST.to_string(), d.clone());
+    }
     let buf = safetensors::serialize(views, Some(meta))
         .with_context(|| format!("{}: cannot serialise checkpoint", dir.display()))?;
     atomic_write(&dir.join(CKPT), &buf)?;
@@ -474,14 +544,20 @@ pub fn load_checkpoint(path: &Path) -> Result<TrainedNet> {
     })?;
     let history = st_history(&buf)
         .with_context(|| format!("{}: missing or invalid history metadata", file.display()))?;
+    let init_digest = st_meta(&buf, INIT_DIGEST);
     Ok(TrainedNet {
         config,
         net,
         history,
+        init_digest,
     })
 }
 
-fn st_history(buf: &[u8]) -> Option<Vec<EpochRecord>> {
+fn st_meta(buf: &[u8], key: &str) -> Option<String> {
     let (_, meta) = safetensors::SafeTensors::read_metadata(buf).ok()?;
-    serde_json::from_str(meta.metadata().as_ref()?.get("history")?).ok()
+    meta.metadata().as_ref()?.get(key).cloned()
+}
+
+fn st_history(buf: &[u8]) -> Option<Vec<EpochRecord>> {
+    serde_json::from_str(&st_meta(buf, "history")?).ok()
 }

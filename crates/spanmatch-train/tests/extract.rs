@@ -110,3 +110,54 @@ fn npy_header_is_aligned() {
         assert_eq!(*h.last().unwrap(), b'\n');
     }
 }
+
+#[test]
+fn extraction_pass_scores_the_nets_like_evaluate() {
+    use spanmatch_train::train::{evaluate, train_on, TrainConfig, TrainOptions};
+    // A briefly trained net (accuracy well away from chance) and an untrained one, with a batch
+    // size that does not divide the data: the single pass must give evaluate's numbers exactly.
+    let train = separable(256, 4, 1, 8, 2);
+    let data = separable(45, 4, 1, 8, 3);
+    let model = tiny_cnn(1, 8, 4, false, 0.0);
+    let config = TrainConfig {
+        dataset: spanmatch_train::DatasetKind::FashionMnist,
+        model_name: "tiny".into(),
+        model: model.clone(),
+        seed: 4,
+        epochs: 3,
+        batch_size: 16,
+        lr: 0.05,
+        lr_milestones: vec![],
+        lr_gamma: 0.1,
+        momentum: 0.9,
+        weight_decay: 5e-4,
+        train_limit: None,
+        test_limit: None,
+    };
+    let trained = train_on(&config, &train, None, &TrainOptions::default()).unwrap();
+    let fresh = Net::new(&model, 9).unwrap();
+    let mut sink = CollectSink::default();
+    let evals = extract(&[&trained.net, &fresh], &data, 7, None, &mut sink).unwrap();
+    assert_eq!(evals.len(), 2);
+    let want = [
+        evaluate(&trained.net, &data, 7).unwrap(),
+        evaluate(&fresh, &data, 7).unwrap(),
+    ];
+    assert_eq!(evals, want);
+    assert!(
+        evals[0].accuracy > 0.5,
+        "trained net should beat chance: {:?}",
+        evals[0]
+    );
+    // Only some layers selected: the logits (and so the scores) do not change.
+    let mut s = CollectSink::default();
+    let some = extract(
+        &[&trained.net],
+        &data,
+        7,
+        Some(&[model.layers().unwrap()[1].name.clone()]),
+        &mut s,
+    )
+    .unwrap();
+    assert_eq!(some[0], want[0]);
+}

@@ -222,3 +222,50 @@ fn presets() {
     let f = TrainConfig::fast_default(0).unwrap();
     assert_eq!(f.dataset, DatasetKind::FashionMnist);
 }
+
+fn bits(net: &Net) -> Vec<(String, Vec<u32>)> {
+    net.state(false)
+        .unwrap()
+        .into_iter()
+        .map(|(n, _, d)| (n, d.into_iter().map(f32::to_bits).collect()))
+        .collect()
+}
+
+#[test]
+fn initial_net_recreates_the_start_of_training_bitwise() {
+    use spanmatch_train::train::{initial_net, state_digest};
+    let dir = tempfile::tempdir().unwrap();
+    let data = with_aug(separable(48, 4, 1, 8, 6));
+    let model = tiny_cnn(1, 8, 4, true, 0.2);
+    let opts = TrainOptions {
+        out_dir: Some(dir.path().to_path_buf()),
+        ..Default::default()
+    };
+    let trained = train_on(&config(model.clone(), 11, 2), &data, None, &opts).unwrap();
+    let init = initial_net(&trained.config).unwrap();
+    // Training recorded the digest of the net it started from: the re-created one has it.
+    assert_eq!(trained.init_digest, Some(state_digest(&init).unwrap()));
+    // Zero epochs of training return the initial net itself: bitwise equal.
+    let zero = train_on(
+        &config(model.clone(), 11, 0),
+        &data,
+        None,
+        &TrainOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(bits(&zero.net), bits(&init));
+    assert_eq!(zero.init_digest, trained.init_digest);
+    // Training moved every weight tensor away from it; another seed starts elsewhere.
+    assert_ne!(bits(&trained.net), bits(&init));
+    assert_ne!(
+        state_digest(&trained.net).unwrap(),
+        state_digest(&init).unwrap()
+    );
+    let other = initial_net(&config(model.clone(), 12, 2)).unwrap();
+    assert_ne!(state_digest(&other).unwrap(), state_digest(&init).unwrap());
+    // The digest travels in the checkpoint and survives a resume.
+    let loaded = load_checkpoint(dir.path()).unwrap();
+    assert_eq!(loaded.init_digest, trained.init_digest);
+    let resumed = train_on(&config(model, 11, 3), &data, None, &opts).unwrap();
+    assert_eq!(resumed.init_digest, trained.init_digest);
+}

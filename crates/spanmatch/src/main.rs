@@ -1,13 +1,11 @@
 //! `spanmatch`: to what extent do two neural networks learn the same representation?
 //!
-//! Subcommands live in `commands/` (one module each), the streaming pass shared by all of them in
-//! `pipeline.rs`, and tables/JSON in `output.rs`.
+//! The command line is thin: argument parsing (clap), progress bars and printing. Everything it
+//! computes comes from the library API in `spanmatch-engine` (the same code the Python bindings
+//! call); subcommands live in `commands/` (one module each).
 
-mod analysis;
 mod commands;
-mod output;
-mod pairsink;
-mod pipeline;
+mod progress;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -31,13 +29,13 @@ enum Command {
     /// every pair (with self and chance controls) and write results.json and an HTML report.
     Reproduce(commands::reproduce::ReproduceArgs),
     /// Re-render report.html and the PNG figures from a results.json of `reproduce`.
-    Report(spanmatch_report::ReportArgs),
+    Report(commands::report::ReportArgs),
     /// Train one network (seeded; checkpoints in --out; an interrupted run resumes).
-    Train(spanmatch_train::TrainArgs),
+    Train(commands::train::TrainArgs),
     /// Run a trained network over a test set and write every ReLU layer's activations to .npz.
-    Extract(spanmatch_train::ExtractArgs),
+    Extract(commands::train::ExtractArgs),
     /// Training throughput (images/s) of a model on synthetic data.
-    BenchTraining(spanmatch_train::BenchArgs),
+    BenchTraining(commands::train::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,10 +49,10 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench_reference::run(args),
         Command::Simple(args) => commands::simple::run(args),
         Command::Reproduce(args) => commands::reproduce::run(args),
-        Command::Report(args) => spanmatch_report::run_report(args.clone()),
-        Command::Train(args) => spanmatch_train::run_train(args),
-        Command::Extract(args) => spanmatch_train::run_extract(args),
-        Command::BenchTraining(args) => spanmatch_train::run_bench(args),
+        Command::Report(args) => commands::report::run(args),
+        Command::Train(args) => commands::train::run_train(args),
+        Command::Extract(args) => commands::train::run_extract(args),
+        Command::BenchTraining(args) => commands::train::run_bench(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -62,5 +60,39 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Cli;
+    use clap::CommandFactory;
+
+    /// clap's own consistency checks, and a help text on every argument of every subcommand.
+    #[test]
+    fn every_argument_has_help() {
+        let cli = Cli::command();
+        cli.clone().debug_assert();
+        let mut checked = 0;
+        for sub in cli.get_subcommands() {
+            assert!(
+                sub.get_about().is_some(),
+                "{} has no description",
+                sub.get_name()
+            );
+            for arg in sub.get_arguments() {
+                if ["help", "version"].contains(&arg.get_id().as_str()) {
+                    continue;
+                }
+                assert!(
+                    arg.get_help().is_some(),
+                    "spanmatch {} --{} has no help text",
+                    sub.get_name(),
+                    arg.get_id()
+                );
+                checked += 1;
+            }
+        }
+        assert!(checked > 50, "only {checked} arguments checked");
     }
 }

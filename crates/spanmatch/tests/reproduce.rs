@@ -3,6 +3,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use spanmatch_train::train::{evaluate, initial_net, load_checkpoint, state_digest};
+
 /// Writes an IDX file (big-endian header, u8 payload).
 fn write_idx(path: &Path, dims: &[u32], data: &[u8]) {
     let mut bytes = vec![0u8, 0, 0x08, dims.len() as u8];
@@ -98,6 +100,7 @@ fn tiny_reproduce_run_has_every_layer_pair_and_sane_controls() {
     assert_eq!(r["nets"].as_array().unwrap().len(), 3);
     let comps = r["comparisons"].as_array().unwrap();
     let mut pairs = Vec::new();
+    let mut untrained = Vec::new();
     let (mut selfs, mut nulls) = (0, Vec::new());
     for c in comps {
         let ls = c["layers"].as_array().unwrap();
@@ -128,6 +131,7 @@ fn tiny_reproduce_run_has_every_layer_pair_and_sane_controls() {
                 (last - want).abs() < 1e-12,
                 "profile at ε = 1: {last}, expected {want}"
             );
+            check_per_neuron(c, l, &eps);
         }
         match c["kind"].as_str().unwrap() {
             "SelfCheck" => {
@@ -149,11 +153,51 @@ fn tiny_reproduce_run_has_every_layer_pair_and_sane_controls() {
                 }
             }
             "Pair" => pairs.push((c["seed_a"].as_u64().unwrap(), c["seed_b"].as_u64().unwrap())),
+            "untrained" => {
+                untrained.push((c["seed_a"].as_u64().unwrap(), c["seed_b"].as_u64().unwrap()))
+            }
             k => panic!("unknown comparison kind {k}"),
         }
     }
     pairs.sort();
     assert_eq!(pairs, vec![(0, 1), (0, 2), (1, 2)]);
+    // The untrained baseline: the same seed pairs, each net re-created from its seed and
+    // verified bitwise (by digest) against the net its training started from.
+    untrained.sort();
+    assert_eq!(untrained, pairs);
+    let how = r["config"]["untrained"].as_str().unwrap();
+    assert!(how.contains("3 of 3"), "{how}");
+    for seed in 0..3u64 {
+        let tn = load_checkpoint(&out.join("checkpoints").join(format!("seed-{seed}"))).unwrap();
+        let init = initial_net(&tn.config).unwrap();
+        assert_eq!(tn.init_digest, Some(state_digest(&init).unwrap()));
+        assert_ne!(state_digest(&tn.net).unwrap(), state_digest(&init).unwrap());
+    }
+    // One forward pass per net: the accuracies come from the extraction pass and equal what a
+    // separate evaluation pass gives, exactly.
+    let test = spanmatch_train::data::load(
+        spanmatch_train::DatasetKind::FashionMnist,
+        spanmatch_train::Split::Test,
+        &spanmatch_train::DataOptions {
+            data_dir: Some(data.clone()),
+            allow_download: false,
+        },
+    )
+    .unwrap();
+    for (i, net) in r["nets"].as_array().unwrap().iter().enumerate() {
+        let seed = net["seed"].as_u64().unwrap();
+        assert_eq!(seed, i as u64);
+        let tn = load_checkpoint(&out.join("checkpoints").join(format!("seed-{seed}"))).unwrap();
+        let want = evaluate(&tn.net, &test, 200).unwrap().accuracy;
+        assert_eq!(net["test_accuracy"].as_f64().unwrap(), want, "seed {seed}");
+    }
+    assert_eq!(
+        r["config"]["untrained_test_accuracy"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
     assert_eq!(selfs, 3);
     let null_mean = nulls.iter().sum::<f64>() / nulls.len() as f64;
     assert!(
@@ -172,5 +216,121 @@ fn tiny_reproduce_run_has_every_layer_pair_and_sane_controls() {
     for name in &layers {
         assert!(html.contains(name.as_str()));
     }
+    assert!(html.contains("trained minus untrained mms"));
+    assert!(html.contains("untrained nets (same seeds)"));
+    // `spanmatch report` re-renders the per-neuron results.json.
+    let again = Command::new(env!("CARGO_BIN_EXE_spanmatch"))
+        .arg("report")
+        .arg(out.join("results.json"))
+        .args(["--out"])
+        .arg(tmp.join("rerendered"))
+        .output()
+        .expect("run spanmatch report");
+    assert!(
+        again.status.success(),
+        "report failed: {}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(tmp.join("rerendered").join("report.html").is_file());
+
+    // --no-untrained (reusing the finished checkpoints): no untrained comparison.
+    let status = Command::new(env!("CARGO_BIN_EXE_spanmatch"))
+        .args(["reproduce", "--arch", "vgg11_bn", "--width", "0.0625"])
+        .args(["--hidden", "16,16", "--epochs", "1", "--seeds", "0,1"])
+        .arg("--no-untrained")
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .expect("run spanmatch");
+    assert!(
+        status.status.success(),
+        "reproduce --no-untrained failed: {}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    let kinds: Vec<&str> = r["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "Pair").count(), 1);
+    assert!(!kinds.contains(&"untrained"), "{kinds:?}");
+    assert!(r["config"]["untrained"]
+        .as_str()
+        .unwrap()
+        .contains("skipped"));
     let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// Per-neuron results of one layer of one comparison: the thresholds ε*(v) give the maximum
+/// match at every ε (mms = #{v : ε*(v) <= ε} / (n1 + n2)), are null exactly for the dropped dead
+/// neurons, and top out at max_epsilon; the simple matches list valid indices on both sides,
+/// as many as counted, with the sizes of the histogram.
+fn check_per_neuron(c: &serde_json::Value, l: &serde_json::Value, eps: &[f64]) {
+    let what = format!("{} {}", c["kind"], l["layer"]);
+    let (n1, n2) = (
+        l["neurons_a"].as_u64().unwrap() as usize,
+        l["neurons_b"].as_u64().unwrap() as usize,
+    );
+    let mut all = Vec::new();
+    for (side, n) in [("a", n1), ("b", n2)] {
+        let t = l[format!("thresholds_{side}")].as_array().unwrap();
+        assert_eq!(t.len(), n, "{what}: thresholds_{side}");
+        let dead: Vec<u64> = l[format!("dead_{side}")]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap())
+            .collect();
+        for (i, v) in t.iter().enumerate() {
+            if c["kind"] != "SelfCheck" {
+                assert_eq!(
+                    v.is_null(),
+                    dead.contains(&(i as u64)),
+                    "{what}: neuron {i}"
+                );
+            }
+            if let Some(x) = v.as_f64() {
+                assert!((0.0..=1.0).contains(&x), "{what}: threshold {x}");
+                all.push(x);
+            }
+        }
+    }
+    let max = all.iter().copied().fold(0.0, f64::max);
+    assert_eq!(max, l["max_epsilon"].as_f64().unwrap(), "{what}: max ε");
+    for (i, e) in eps.iter().enumerate() {
+        let within = all.iter().filter(|t| **t <= *e).count();
+        let mms = l["mms"][i].as_f64().unwrap();
+        assert!(
+            (mms - within as f64 / (n1 + n2) as f64).abs() < 1e-12,
+            "{what}: mms {mms} at ε = {e} from {within} thresholds"
+        );
+    }
+    if let Some(simple) = l.get("simple") {
+        let matches = simple["matches"].as_array().map_or(&[][..], |m| &m[..]);
+        assert_eq!(
+            matches.len() as u64,
+            simple["count"].as_u64().unwrap(),
+            "{what}: simple matches"
+        );
+        let mut sizes = std::collections::BTreeMap::new();
+        for m in matches {
+            let (a, b) = (m["a"].as_array().unwrap(), m["b"].as_array().unwrap());
+            assert!(!a.is_empty() && !b.is_empty(), "{what}: empty side");
+            assert!(a.iter().all(|i| (i.as_u64().unwrap() as usize) < n1));
+            assert!(b.iter().all(|i| (i.as_u64().unwrap() as usize) < n2));
+            *sizes.entry(a.len() + b.len()).or_insert(0u64) += 1;
+        }
+        let hist: std::collections::BTreeMap<usize, u64> = simple["size_histogram"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p[0].as_u64().unwrap() as usize, p[1].as_u64().unwrap()))
+            .collect();
+        assert_eq!(sizes, hist, "{what}: sizes");
+    }
 }

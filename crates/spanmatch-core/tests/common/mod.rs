@@ -1,5 +1,5 @@
 //! Test support: data generators and a straightforward reference implementation of the maximum
-//! match on the full activation matrices (iterated least-squares projections, as in method.md).
+//! match on the full activation matrices (iterated least-squares projections).
 #![allow(dead_code, unused_imports)]
 
 use faer::Mat;

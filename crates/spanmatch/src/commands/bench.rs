@@ -1,11 +1,10 @@
 //! `spanmatch bench-stats`: times the streaming pass and the matching of a large `.npy` pair.
 
-use crate::pipeline::{self, StreamOptions};
 use anyhow::{Context, Result};
 use clap::Args;
-use indicatif::ProgressBar;
 use spanmatch_core::rng::SplitMix64;
 use spanmatch_core::{MatchOptions, MatchProblem};
+use spanmatch_engine::stream::{self as pipeline, StreamOptions};
 use spanmatch_io::write::{Encoding, NpyStreamWriter};
 use spanmatch_io::{ActivationFile, DType, Layout};
 use std::path::{Path, PathBuf};
@@ -138,7 +137,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             block_rows: block,
             sampling: None,
         },
-        &ProgressBar::hidden(),
+        &mut spanmatch_engine::Quiet,
     )?;
     let stats_s = t.elapsed().as_secs_f64();
     let t = Instant::now();

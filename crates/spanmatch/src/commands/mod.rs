@@ -4,5 +4,7 @@ pub mod bench;
 pub mod bench_reference;
 pub mod compare;
 pub mod example;
+pub mod report;
 pub mod reproduce;
 pub mod simple;
+pub mod train;

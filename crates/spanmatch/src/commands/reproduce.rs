@@ -1,22 +1,26 @@
 //! `spanmatch reproduce`: the paper's experiment end to end. Trains (or reuses) one net per
-//! seed, streams every layer's activations on the test set into the engine for every seed pair,
-//! and writes `results.json` and an HTML report with figures.
+//! seed, then makes one forward pass over the test set with every net (the trained nets and,
+//! unless `--no-untrained`, the same seeds' nets at initialisation): it scores each net's test
+//! accuracy and streams every layer's activations into the engine for every seed pair (trained
+//! and untrained), the self-checks and the null. Writes `results.json` (with each neuron's
+//! threshold ε*(v) and, with `--simple`, the simple matches) and an HTML report with figures.
 
-use crate::analysis::{analyse, AnalysisOptions};
-use crate::pairsink::{PairAccumulatorSink, PairSpec};
+use crate::commands::train::{Preset, TrainArgs};
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use spanmatch_core::measures::Measure;
 use spanmatch_core::{DeadPolicy, MatchOptions, Side, Tolerances};
-use spanmatch_report::results::{
+use spanmatch_engine::analysis::{analyse, AnalysisOptions};
+use spanmatch_engine::multi::{PairAccumulators, PairSpec};
+use spanmatch_engine::results::{
     Comparison, ComparisonKind, LayerSummary, NetSummary, ReproduceResults,
 };
-use spanmatch_train::cli::{Preset, TrainArgs};
 use spanmatch_train::data::{self, DataOptions, DatasetKind, Split};
-use spanmatch_train::extract::extract;
+use spanmatch_train::extract::{extract, ActivationSink};
+use spanmatch_train::model::LayerInfo;
 use spanmatch_train::model::LayerKind;
-use spanmatch_train::train::{evaluate, train, TrainOptions, TrainedNet};
+use spanmatch_train::train::{initial_net, state_digest, train_on, TrainOptions, TrainedNet};
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -26,7 +30,7 @@ use std::time::Instant;
 pub struct ReproduceArgs {
     /// Dataset: fashion-mnist (installed by `apt-get install dataset-fashion-mnist`), mnist or
     /// cifar10 (found in --data-dir, $SPANMATCH_DATA or the user cache; see --download).
-    #[arg(long, value_enum, default_value_t = DatasetKind::FashionMnist)]
+    #[arg(long, value_parser = crate::commands::train::dataset_parser(), default_value = "fashion-mnist")]
     pub dataset: DatasetKind,
     /// Architecture: vgg11|vgg13|vgg16|vgg19 (suffix _bn: batch norm), plain20|32|44|56, mlp,
     /// small-cnn.
@@ -81,6 +85,10 @@ pub struct ReproduceArgs {
     /// the literal definition).
     #[arg(long, value_parser = ["drop", "match"], default_value = "drop")]
     pub dead: String,
+    /// Skip the untrained baseline (the same seeds' nets at initialisation, compared like the
+    /// trained pairs in the same pass).
+    #[arg(long)]
+    pub no_untrained: bool,
 }
 
 fn parse_measures(names: &[String]) -> Result<Vec<Measure>> {
@@ -189,6 +197,14 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         }
         t
     };
+    let train_set = {
+        let mut t = data::load(args.dataset, Split::Train, &data_opts)
+            .context("loading the training set")?;
+        if args.train_limit > 0 {
+            t.truncate(args.train_limit);
+        }
+        t
+    };
     for &seed in &args.seeds {
         let targs = TrainArgs {
             dataset: args.dataset,
@@ -225,8 +241,12 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
             "net seed {seed}: {} on {} for {} epochs",
             config.model_name, args.dataset, config.epochs
         );
-        let tn = train(
+        // No test set for the trainer: it would evaluate the last epoch in a forward pass of its
+        // own; the extraction pass below scores the nets instead.
+        let tn = train_on(
             &config,
+            &train_set,
+            None,
             &TrainOptions {
                 out_dir: Some(targs.out.clone()),
                 progress: std::io::stderr().is_terminal(),
@@ -236,11 +256,10 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         )
         .with_context(|| format!("training the net of seed {seed}"))?;
         let train_seconds: f64 = tn.history.iter().map(|h| h.seconds).sum();
-        let acc = evaluate(&tn.net, &test, args.batch_size)?.accuracy;
-        eprintln!("net seed {seed}: test accuracy {:.2}%", 100.0 * acc);
+        // The test accuracy comes from the extraction pass below (one forward pass per net).
         summaries.push(NetSummary {
             seed,
-            test_accuracy: acc,
+            test_accuracy: f64::NAN,
             epochs: tn.history.len(),
             train_seconds,
         });
@@ -248,39 +267,95 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     }
     let t_train = started.elapsed().as_secs_f64();
 
-    // 2. One pass over the test set: every pair, every layer.
-    let layers = nets[0].net.layers().to_vec();
-    let k = nets.len();
-    let mut specs: Vec<PairSpec> = Vec::new();
-    for i in 0..k {
-        for j in i + 1..k {
-            specs.push(PairSpec {
-                a: i,
-                b: j,
-                shuffle_b: false,
-            });
+    // The untrained baseline: each seed's net at initialisation, re-created from its seed and
+    // checked bitwise (by digest) against the net its training started from.
+    let mut untrained = Vec::new();
+    if !args.no_untrained {
+        for tn in &nets {
+            let init = initial_net(&tn.config)?;
+            if let Some(want) = &tn.init_digest {
+                let got = state_digest(&init)?;
+                if &got != want {
+                    bail!(
+                        "seed {}: the re-created initial net (digest {got}) differs from the one \
+                         its training started from (digest {want}); was the checkpoint written \
+                         by another version of spanmatch?",
+                        tn.config.seed
+                    );
+                }
+            }
+            untrained.push(init);
         }
     }
-    specs.push(PairSpec {
-        a: 0,
-        b: 1,
-        shuffle_b: true,
-    });
+    let untrained_verified = nets.iter().filter(|n| n.init_digest.is_some()).count();
+
+    // 2. One pass over the test set: every pair, every layer; trained nets are 0..k, their
+    // untrained starts k..2k.
+    let layers = nets[0].net.layers().to_vec();
+    let k = nets.len();
+    let mut specs: Vec<(ComparisonKind, PairSpec)> = Vec::new();
+    for i in 0..k {
+        for j in i + 1..k {
+            let spec = |a, b| PairSpec {
+                a,
+                b,
+                shuffle_b: false,
+            };
+            specs.push((ComparisonKind::Pair, spec(i, j)));
+            if !untrained.is_empty() {
+                specs.push((ComparisonKind::Untrained, spec(k + i, k + j)));
+            }
+        }
+    }
+    specs.push((
+        ComparisonKind::Null,
+        PairSpec {
+            a: 0,
+            b: 1,
+            shuffle_b: true,
+        },
+    ));
+    let n_nets = k + untrained.len();
     let extract_bar = bar(test.len() as u64, "extracting");
-    let mut sink = PairAccumulatorSink::new(k, layers.clone(), specs.clone())
-        .with_progress(extract_bar.clone());
-    let refs: Vec<&spanmatch_train::net::Net> = nets.iter().map(|n| &n.net).collect();
+    let mut sink = Sink {
+        pairs: PairAccumulators::new(
+            n_nets,
+            layers.iter().map(|l| l.name.clone()).collect(),
+            specs.iter().map(|(_, s)| *s).collect(),
+        ),
+        bar: extract_bar.clone(),
+    };
+    let refs: Vec<&spanmatch_train::net::Net> = nets
+        .iter()
+        .map(|n| &n.net)
+        .chain(untrained.iter())
+        .collect();
     eprintln!(
-        "extracting {} layers of {} nets on {} test images ...",
+        "extracting {} layers of {} nets{} on {} test images ...",
         layers.len(),
         k,
+        if untrained.is_empty() {
+            ""
+        } else {
+            " and their untrained starts"
+        },
         test.len()
     );
     let t0 = Instant::now();
-    extract(&refs, &test, args.batch_size, None, &mut sink).context("extracting activations")?;
+    let evals = extract(&refs, &test, args.batch_size, None, &mut sink)
+        .context("extracting activations")?;
     extract_bar.finish_and_clear();
     let t_extract = t0.elapsed().as_secs_f64();
-    let accs = sink.into_accumulators();
+    let untrained_accuracy: Vec<f64> = evals[k..].iter().map(|e| e.accuracy).collect();
+    for (summary, eval) in summaries.iter_mut().zip(&evals) {
+        summary.test_accuracy = eval.accuracy;
+        eprintln!(
+            "net seed {}: test accuracy {:.2}%",
+            summary.seed,
+            100.0 * eval.accuracy
+        );
+    }
+    let accs = sink.pairs.into_accumulators();
 
     // 3. Analysis of every (comparison, layer).
     let opts = AnalysisOptions {
@@ -310,7 +385,7 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     let mut comparisons = Vec::new();
     let mut self_done = vec![false; k];
     let mut layer_summaries = Vec::new();
-    for (pi, spec) in specs.iter().enumerate() {
+    for (pi, (kind, spec)) in specs.iter().enumerate() {
         let mut results = Vec::new();
         let mut self_results: Vec<(usize, Vec<_>)> = Vec::new();
         for (li, layer) in layers.iter().enumerate() {
@@ -332,7 +407,7 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
                     rows: stats.rows,
                 });
             }
-            if !spec.shuffle_b {
+            if *kind == ComparisonKind::Pair {
                 for (net, side) in [(spec.a, Side::A), (spec.b, Side::B)] {
                     if !self_done[net] {
                         let r =
@@ -356,13 +431,9 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
             });
         }
         comparisons.push(Comparison {
-            kind: if spec.shuffle_b {
-                ComparisonKind::Null
-            } else {
-                ComparisonKind::Pair
-            },
-            seed_a: args.seeds[spec.a],
-            seed_b: args.seeds[spec.b],
+            kind: *kind,
+            seed_a: args.seeds[spec.a % k],
+            seed_b: args.seeds[spec.b % k],
             layers: results,
         });
     }
@@ -386,6 +457,16 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
             "dead_policy": args.dead,
             "sine_tolerance": spanmatch_core::tolerance::SINE_TOL,
             "null": "net of the first seed against the second seed's net with the images rotated by one within each batch",
+            "untrained": if untrained.is_empty() {
+                serde_json::Value::from("skipped (--no-untrained)")
+            } else {
+                serde_json::Value::from(format!(
+                    "the same seeds' nets at initialisation, compared pair by pair in the same pass; \
+                     {untrained_verified} of {k} re-created initial nets verified bitwise against \
+                     the digest recorded when their training started"
+                ))
+            },
+            "untrained_test_accuracy": untrained_accuracy,
         }),
         eps: args.eps.clone(),
         nets: summaries,
@@ -416,4 +497,26 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         println!("report:  {}", f.display());
     }
     Ok(())
+}
+
+/// Forwards the extraction's batches to the engine's pair accumulators, with a progress bar in
+/// images.
+struct Sink {
+    pairs: PairAccumulators,
+    bar: ProgressBar,
+}
+
+impl ActivationSink for Sink {
+    fn batch(
+        &mut self,
+        net: usize,
+        layer: &LayerInfo,
+        shape: &[usize],
+        data: &[f32],
+    ) -> Result<()> {
+        let before = self.pairs.inputs_done();
+        self.pairs.batch(net, &layer.name, shape, data)?;
+        self.bar.inc(self.pairs.inputs_done() - before);
+        Ok(())
+    }
 }

@@ -2,22 +2,20 @@
 //! v-minimal match of the neurons in the maximum match), de-duplicated, with sizes.
 
 use crate::commands::compare::{tolerances, DeadArg, LayoutArg};
-use crate::pipeline::{self, StreamOptions};
+use crate::progress::Bars;
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use spanmatch_core::simple::{
     simple_matches, verify, SimpleMatch, SimpleMatches, SimpleOptions, Verification,
 };
-use spanmatch_core::{DeadPolicy, JointStats, MatchOptions, MatchProblem, Side};
-use spanmatch_io::{ActivationFile, Layout};
+use spanmatch_core::{DeadPolicy, MatchOptions, MatchProblem, Side};
+use spanmatch_engine::compare::file_layer_stats;
+use spanmatch_engine::Progress;
+use spanmatch_io::Layout;
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::path::PathBuf;
 
 /// Arguments of `spanmatch simple`.
 #[derive(Debug, Args)]
@@ -108,94 +106,16 @@ fn neuron_label((side, i): (Side, usize)) -> String {
     }
 }
 
-/// Streams one layer pair of two files into its statistics (with a progress bar).
-pub fn layer_stats(
-    a: &Path,
-    b: &Path,
-    layer: Option<&str>,
-    layout: Layout,
-) -> Result<(String, JointStats)> {
-    let fa = ActivationFile::open(a).context("opening net A's activations")?;
-    let fb = ActivationFile::open(b).context("opening net B's activations")?;
-    let name = match layer {
-        Some(n) => n.to_string(),
-        None => {
-            if fa.layers().len() == 1 && fb.layers().len() == 1 {
-                fa.layers()[0].name.clone()
-            } else {
-                bail!(
-                    "--layer is required: {} holds {} layers ({})",
-                    a.display(),
-                    fa.layers().len(),
-                    fa.layers()
-                        .iter()
-                        .map(|l| l.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-            }
-        }
-    };
-    for (f, which) in [(&fa, "A"), (&fb, "B")] {
-        if f.layer(&name).is_none() {
-            bail!(
-                "layer '{name}' is not in {} (net {which})",
-                f.path().display()
-            );
-        }
-    }
-    let mut ra = fa.reader(&name, layout)?;
-    let mut rb = fb.reader(&name, layout)?;
-    for w in ra.warnings().iter().chain(rb.warnings()) {
-        eprintln!("warning: {w}");
-    }
-    let bar = pipeline::progress_bar(&name, ra.rows() * (ra.bytes_per_row() + rb.bytes_per_row()));
-    let block_rows = pipeline::default_block_rows(ra.neurons(), rb.neurons());
-    let stats = pipeline::stream_pair(
-        &mut ra,
-        &mut rb,
-        &StreamOptions {
-            block_rows,
-            sampling: None,
-        },
-        &bar,
-    )
-    .with_context(|| format!("reading layer '{name}'"))?;
-    bar.finish_and_clear();
-    Ok((name, stats.full.finish()))
-}
-
 /// Simple matches of a problem with a progress bar; Ctrl-C stops early (partial result).
 pub fn run_simple(problem: &MatchProblem, options: &SimpleOptions) -> Result<SimpleMatches> {
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // A second registration (e.g. in tests calling this twice) fails harmlessly.
-        let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
-    }
-    let bar = if std::io::stderr().is_terminal() {
-        let b = ProgressBar::new(0);
-        if let Ok(style) = ProgressStyle::with_template(
-            "{prefix:>12} [{bar:30}] {pos}/{len} neurons, ETA {eta} (Ctrl-C stops and keeps what was found)",
-        ) {
-            b.set_style(style.progress_chars("=> "));
-        }
-        b.set_prefix("simple");
-        b
-    } else {
-        ProgressBar::hidden()
-    };
-    let result = simple_matches(problem, options, |done, total| {
-        bar.set_length(total as u64);
-        bar.set_position(done as u64);
-        if stop.load(Ordering::SeqCst) {
-            ControlFlow::Break(())
-        } else {
+    let mut bars = Bars::new();
+    Ok(simple_matches(problem, options, |done, total| {
+        if bars.simple(done, total) {
             ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(())
         }
-    })?;
-    bar.finish_and_clear();
-    Ok(result)
+    })?)
 }
 
 /// Runs `spanmatch simple`.
@@ -209,7 +129,13 @@ pub fn run(args: &SimpleArgs) -> Result<()> {
     let tol = tolerances(args.tol)?;
     let layout = Layout::from(args.layout);
     let dead = DeadPolicy::from(args.dead);
-    let (name, stats) = layer_stats(&args.a, &args.b, args.layer.as_deref(), layout)?;
+    let (name, stats) = file_layer_stats(
+        &args.a,
+        &args.b,
+        args.layer.as_deref(),
+        layout,
+        &mut Bars::new(),
+    )?;
     let problem = MatchProblem::new(&stats, MatchOptions { tol, dead })
         .with_context(|| format!("layer '{name}'"))?;
     let options = SimpleOptions {

@@ -1,15 +1,15 @@
-//! Everything spanmatch reports about one layer pair, computed from its statistics alone.
+//! Everything `reproduce` reports about one layer pair (the [`LayerResult`] of results.json),
+//! computed from its statistics alone.
 
+use crate::results::{LayerResult, SimpleMatchIndices, SimpleSummary};
 use anyhow::{Context, Result};
 use spanmatch_core::measures::{self, Measure};
 use spanmatch_core::simple::{simple_matches, SimpleOptions};
 use spanmatch_core::{JointStats, MatchOptions, MatchProblem};
-use spanmatch_report::results::{LayerResult, SimpleSummary};
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
-/// Step of the ε grid on which the ε-profile curve is sampled.
-pub const PROFILE_GRID_STEP: f64 = 0.01;
+use crate::compare::PROFILE_GRID_STEP;
 
 /// What to compute beyond the maximum match.
 #[derive(Debug, Clone, Default)]
@@ -22,8 +22,8 @@ pub struct AnalysisOptions {
     pub simple_eps: Option<f64>,
 }
 
-/// Analyses one layer pair: ε-profile, mms at every ε, profile curve, dead neurons, measures and
-/// optionally simple matches.
+/// Analyses one layer pair: ε-profile, mms at every ε, profile curve, dead neurons, each
+/// neuron's threshold ε*(v), measures and optionally the simple matches (sizes and indices).
 pub fn analyse(
     layer: &str,
     stats: &JointStats,
@@ -75,6 +75,14 @@ pub fn analyse(
                 count: r.matches.len(),
                 largest: r.matches.iter().map(|m| m.size()).max().unwrap_or(0),
                 size_histogram: hist.into_iter().collect(),
+                matches: r
+                    .matches
+                    .iter()
+                    .map(|m| SimpleMatchIndices {
+                        a: m.a.clone(),
+                        b: m.b.clone(),
+                    })
+                    .collect(),
             })
         }
     };
@@ -86,6 +94,8 @@ pub fn analyse(
         dead_a: problem.dead_a().to_vec(),
         dead_b: problem.dead_b().to_vec(),
         max_epsilon: profile.max_epsilon(),
+        thresholds_a: profile.thresholds_a().to_vec(),
+        thresholds_b: profile.thresholds_b().to_vec(),
         mms,
         profile: curve,
         measures,

@@ -25,7 +25,8 @@ pub struct ReproduceResults {
     pub nets: Vec<NetSummary>,
     /// The compared layers of the architecture, with their position in the network.
     pub layers: Vec<LayerSummary>,
-    /// Every comparison that was run: seed pairs, self-checks and shuffled-row nulls.
+    /// Every comparison that was run: seed pairs, self-checks, shuffled-row nulls and untrained
+    /// pairs.
     pub comparisons: Vec<Comparison>,
     /// Wall-clock timings, free form (e.g. `{"train_s": .., "extract_s": .., "match_s": ..}`).
     pub timings: serde_json::Value,
@@ -71,6 +72,11 @@ pub enum ComparisonKind {
     /// A net against itself with the rows of one side shuffled (same images, different order):
     /// what chance gives at this many rows and neurons.
     Null,
+    /// The nets of two seeds at initialisation (before any training step; `seed_a != seed_b`),
+    /// compared like a `Pair`: how much of a trained pair's match the architecture and the input
+    /// statistics give without learning.
+    #[serde(rename = "untrained", alias = "Untrained")]
+    Untrained,
 }
 
 /// The per-layer results of one comparison.
@@ -103,6 +109,14 @@ pub struct LayerResult {
     pub dead_b: Vec<usize>,
     /// The smallest ε at which every live neuron is matched (the first peeling step's sine).
     pub max_epsilon: f64,
+    /// Threshold ε*(v) of each neuron of net A, by index: the smallest ε at which it is in the
+    /// maximum match (`null` for a dead neuron dropped under the reference policy). Empty when
+    /// not recorded (results written before it was kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds_a: Vec<Option<f64>>,
+    /// Threshold ε*(v) of each neuron of net B, as `thresholds_a`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds_b: Vec<Option<f64>>,
     /// Maximum match similarity, one value per entry of `ReproduceResults::eps`.
     pub mms: Vec<f64>,
     /// The match profile: `(ε, fraction of neurons matched)` on the grid ε = 0, 0.01, ..., 1.
@@ -127,6 +141,19 @@ pub struct SimpleSummary {
     pub size_histogram: Vec<(usize, usize)>,
     /// Size of the largest simple match.
     pub largest: usize,
+    /// The simple matches themselves, largest first: the neuron indices on both sides. Empty
+    /// when not recorded (results written before they were kept).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub matches: Vec<SimpleMatchIndices>,
+}
+
+/// One simple match: neurons of net A and of net B (indices into the layer, increasing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SimpleMatchIndices {
+    /// Neurons of net A.
+    pub a: Vec<usize>,
+    /// Neurons of net B.
+    pub b: Vec<usize>,
 }
 
 impl LayerResult {

@@ -79,6 +79,26 @@ pub struct LayerReport {
     /// Simple matches (`--simple EPS`), when requested.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub simple: Option<SimpleReport>,
+    /// The match of the mean-centred activations (`--center`), when requested.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub centered: Option<CenteredReport>,
+    /// The neuron-basis null (`--null rotate`): mms of net A against net B's layer rotated by
+    /// random orthogonal matrices, at each ε, when requested.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub null: Option<spanmatch_core::controls::RotationNull>,
+}
+
+/// The match of the mean-centred activations (each neuron's mean over the rows removed).
+#[derive(Debug, Clone, Serialize)]
+pub struct CenteredReport {
+    /// Per neuron of A, its threshold in the centred problem.
+    pub thresholds_a: Vec<Option<f64>>,
+    /// Same for B.
+    pub thresholds_b: Vec<Option<f64>>,
+    /// The smallest ε at which every live neuron matches, centred.
+    pub max_epsilon: f64,
+    /// The maximum match at each ε, centred.
+    pub matches: Vec<MaxMatch>,
 }
 
 /// The measures of one layer pair: those of the channel view (features = channels, rows =
@@ -192,6 +212,74 @@ fn render(header: &[String], rows: &[Vec<String>]) -> String {
         line(r, &mut out);
     }
     out
+}
+
+/// Both tables of `spanmatch compare` (the match table, then the measures table when there are
+/// measures), as printed.
+pub fn tables(report: &Report) -> String {
+    let mut s = table(report);
+    for more in [measures_table(report), controls_table(report)] {
+        if !more.is_empty() {
+            s.push('\n');
+            s.push_str(&more);
+        }
+    }
+    s
+}
+
+/// The controls table, when `--center` or `--null` was asked: per layer and ε, the paper's mms,
+/// the centred mms and the rotation null's mean [min, max]. Empty otherwise.
+pub fn controls_table(report: &Report) -> String {
+    let center = report.layers.iter().any(|l| l.centered.is_some());
+    let null = report.layers.iter().any(|l| l.null.is_some());
+    if !center && !null {
+        return String::new();
+    }
+    let mut header = vec!["layer".to_string(), "ε".to_string(), "mms".to_string()];
+    if center {
+        header.push("centred".to_string());
+    }
+    if null {
+        header.push("rotation null mean [min, max]".to_string());
+        header.push("p".to_string());
+    }
+    let mut rows = Vec::new();
+    for l in &report.layers {
+        for (k, m) in l.matches.iter().enumerate() {
+            let mut r = vec![
+                l.name.clone(),
+                format!("{}", m.eps),
+                format!("{:.3}", m.mms),
+            ];
+            if center {
+                r.push(match &l.centered {
+                    Some(c) => format!("{:.3}", c.matches[k].mms),
+                    None => "—".to_string(),
+                });
+            }
+            if null {
+                match l.null.as_ref().and_then(|n| n.per_eps.get(k)) {
+                    Some(n) => {
+                        r.push(format!("{:.3} [{:.3}, {:.3}]", n.mean, n.min, n.max));
+                        r.push(format!("{:.3}", n.p_value));
+                    }
+                    None => {
+                        r.push("—".to_string());
+                        r.push("—".to_string());
+                    }
+                }
+            }
+            rows.push(r);
+        }
+    }
+    let mut s = render(&header, &rows);
+    if null {
+        s.push_str(
+            "(rotation null: net B's layer rotated by Haar-random orthogonal matrices, which keeps its span \
+             and destroys its neuron basis; mms - null mean is the part of the match carried by the neurons themselves)\n",
+        );
+    }
+    s
 }
 
 /// The per-layer table: layer, neurons A/B, rows, dead A/B, mms at each ε, max ε.

@@ -1,13 +1,13 @@
-//! Streaming a layer pair into Gram accumulators: the one pass over the data that every
-//! subcommand (`compare`, and later `simple`, `reproduce`) starts with.
+//! Streaming a layer pair of two activation files into Gram accumulators: the one pass over the
+//! data that every file-based front (`compare`, `simple`, the Python `compare` on paths) starts
+//! with.
 
+use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use spanmatch_core::rng::SplitMix64;
 use spanmatch_core::GramAccumulator;
 use spanmatch_io::LayerReader;
 use std::collections::HashSet;
-use std::io::IsTerminal;
 
 /// Default size of one joint row block (`[x_row | y_row]` as f64): 8 MiB. Measured on a
 /// 1,000,000 x (256 + 256) pair, blocks of 8 MiB ran the pass in 4.0 s and blocks of 64 MiB in
@@ -80,22 +80,8 @@ pub struct PairStats {
     pub sampled: Vec<GramAccumulator>,
 }
 
-/// A progress bar on stderr counting file bytes, hidden when stderr is not a terminal.
-pub fn progress_bar(label: &str, total_bytes: u64) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::with_draw_target(Some(total_bytes), ProgressDrawTarget::stderr());
-    if let Ok(style) = ProgressStyle::with_template(
-        "{prefix:>12} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
-    ) {
-        bar.set_style(style.progress_chars("=> "));
-    }
-    bar.set_prefix(label.to_string());
-    bar
-}
-
-/// Streams both readers block by block into one accumulator (plus one per sampled repeat).
+/// Streams both readers block by block into one accumulator (plus one per sampled repeat),
+/// reporting the bytes read to `progress`.
 ///
 /// Both readers must have the same number of rows; row r of A and row r of B must describe the
 /// same input (image, position).
@@ -103,7 +89,7 @@ pub fn stream_pair(
     a: &mut LayerReader,
     b: &mut LayerReader,
     options: &StreamOptions,
-    progress: &ProgressBar,
+    progress: &mut dyn Progress,
 ) -> Result<PairStats> {
     let (n1, n2) = (a.neurons(), b.neurons());
     let n = n1 + n2;

@@ -1,15 +1,28 @@
-//! Command-line argument structs and entry points (`spanmatch train`, `spanmatch extract`,
-//! `spanmatch bench-training`); the `spanmatch` binary flattens these into its subcommands.
+//! `spanmatch train`, `spanmatch extract`, `spanmatch bench-training`: arguments and entry points
+//! over the training crate.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 
-use crate::data::{self, DataOptions, DatasetKind, Split};
-use crate::extract::{extract, select_layers, ActivationSink, NpzWriter, TeeSink};
-use crate::model::ModelConfig;
-use crate::train::{load_checkpoint, train, TrainConfig, TrainOptions};
+use spanmatch_train::data::{self, DataOptions, DatasetKind, Split};
+use spanmatch_train::extract::{extract, select_layers, ActivationSink, NpzWriter, TeeSink};
+use spanmatch_train::model::ModelConfig;
+use spanmatch_train::train::{load_checkpoint, train, TrainConfig, TrainOptions};
+
+/// `--dataset`: the names of [`DatasetKind`], listed in `--help`.
+pub fn dataset_parser() -> impl clap::builder::TypedValueParser<Value = DatasetKind> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["mnist", "fashion-mnist", "cifar10"])
+        .try_map(|s| s.parse::<DatasetKind>())
+}
+
+/// `--split`: train or test.
+pub fn split_parser() -> impl clap::builder::TypedValueParser<Value = Split> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(["train", "test"]).try_map(|s| s.parse::<Split>())
+}
 
 /// Hyper-parameter presets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -25,7 +38,7 @@ pub enum Preset {
 #[derive(Args, Clone, Debug)]
 pub struct TrainArgs {
     /// Dataset to train on.
-    #[arg(long, value_enum, default_value_t = DatasetKind::FashionMnist)]
+    #[arg(long, value_parser = crate::commands::train::dataset_parser(), default_value = "fashion-mnist")]
     pub dataset: DatasetKind,
     /// Model: vgg11|vgg13|vgg16|vgg19 (suffix _bn for batch norm), plain20|plain32|plain44|plain56, mlp, small-cnn.
     #[arg(long, default_value = "small-cnn")]
@@ -177,7 +190,7 @@ pub struct ExtractArgs {
     #[arg(long, value_enum)]
     pub dataset: Option<DatasetKind>,
     /// Split to run over.
-    #[arg(long, value_enum, default_value_t = Split::Test)]
+    #[arg(long, value_parser = crate::commands::train::split_parser(), default_value = "test")]
     pub split: Split,
     /// Only the first N images.
     #[arg(long)]
@@ -228,7 +241,7 @@ pub fn run_extract(args: &ExtractArgs) -> Result<()> {
             .with_context(|| format!("{}", args.checkpoints[i].display()))?;
         writers.push(NpzWriter::create(out, i, &layers, data.len())?);
     }
-    let refs: Vec<&crate::net::Net> = nets.iter().map(|t| &t.net).collect();
+    let refs: Vec<&spanmatch_train::net::Net> = nets.iter().map(|t| &t.net).collect();
     let mut tee = TeeSink(
         writers
             .iter_mut()
@@ -276,7 +289,7 @@ pub fn run_bench(args: &BenchArgs) -> Result<()> {
         .try_into()
         .map_err(|_| anyhow::anyhow!("--input needs three values C,H,W"))?;
     let cfg = ModelConfig::from_name(&args.model, input, 10, args.width, None)?;
-    let r = crate::bench::bench_training(&cfg, args.batch_size, args.steps, 2)?;
+    let r = spanmatch_train::bench::bench_training(&cfg, args.batch_size, args.steps, 2)?;
     println!(
         "{} {:?} width {} batch {}: median {:.0} img/s (min {:.0}, max {:.0}) over {} steps",
         args.model,

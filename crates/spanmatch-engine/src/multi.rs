@@ -1,10 +1,9 @@
 //! Feeding the activations of several nets, batch by batch, into one Gram accumulator per
-//! (comparison, layer): the single pass of `spanmatch reproduce`.
+//! (comparison, layer): the single pass of `spanmatch reproduce`. Knows nothing of the nets:
+//! the training front forwards each batch of each layer of each net to [`PairAccumulators::batch`].
 
 use anyhow::{bail, Context, Result};
 use spanmatch_core::GramAccumulator;
-use spanmatch_train::extract::ActivationSink;
-use spanmatch_train::model::LayerInfo;
 
 /// Which two nets a comparison puts side by side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,24 +20,24 @@ pub struct PairSpec {
 /// One batch of one layer of one net: its shape and values.
 type Pending = (Vec<usize>, Vec<f32>);
 
-/// An [`ActivationSink`] that accumulates the joint statistics of every requested pair of nets
+/// Accumulates the joint statistics of every requested pair of nets
 /// for every layer, holding at most one batch of activations.
-pub struct PairAccumulatorSink {
+pub struct PairAccumulators {
     pairs: Vec<PairSpec>,
     nets: usize,
-    layers: Vec<LayerInfo>,
+    layers: Vec<String>,
     /// accumulators[pair][layer], created on the first batch (when widths are known).
     accumulators: Vec<Vec<Option<GramAccumulator>>>,
     /// pending[net][layer]: this batch's activations, until the last net has sent them.
     pending: Vec<Vec<Option<Pending>>>,
     joint: Vec<f64>,
     rows_seen: Vec<u64>,
-    progress: indicatif::ProgressBar,
+    batches_done: u64,
 }
 
-impl PairAccumulatorSink {
+impl PairAccumulators {
     /// A sink for `nets` nets with the given layers (in forward order) and pairs.
-    pub fn new(nets: usize, layers: Vec<LayerInfo>, pairs: Vec<PairSpec>) -> Self {
+    pub fn new(nets: usize, layers: Vec<String>, pairs: Vec<PairSpec>) -> Self {
         let nl = layers.len();
         Self {
             accumulators: vec![vec![None; nl]; pairs.len()],
@@ -48,15 +47,14 @@ impl PairAccumulatorSink {
             layers,
             joint: Vec::new(),
             rows_seen: vec![0; nl],
-            progress: indicatif::ProgressBar::hidden(),
+            batches_done: 0,
         }
     }
 
-    /// Reports progress in images on `bar` (advanced when the last net's last layer of a batch
-    /// has been accumulated).
-    pub fn with_progress(mut self, bar: indicatif::ProgressBar) -> Self {
-        self.progress = bar;
-        self
+    /// Inputs (images) fully accumulated so far: advanced when the last net's last layer of a
+    /// batch has been accumulated.
+    pub fn inputs_done(&self) -> u64 {
+        self.batches_done
     }
 
     /// The accumulators, `[pair][layer]` (None for a layer that received no batch).
@@ -64,11 +62,11 @@ impl PairAccumulatorSink {
         self.accumulators
     }
 
-    fn layer_index(&self, layer: &LayerInfo) -> Result<usize> {
+    fn layer_index(&self, layer: &str) -> Result<usize> {
         self.layers
             .iter()
-            .position(|l| l.name == layer.name)
-            .with_context(|| format!("activations for unexpected layer {}", layer.name))
+            .position(|l| l == layer)
+            .with_context(|| format!("activations for unexpected layer {layer}"))
     }
 
     fn process_layer(&mut self, li: usize) -> Result<()> {
@@ -78,13 +76,13 @@ impl PairAccumulatorSink {
             else {
                 bail!(
                     "layer {}: a net sent no activations for this batch",
-                    self.layers[li].name
+                    self.layers[li]
                 );
             };
             if sa[0] != sb[0] || sa[2..] != sb[2..] {
                 bail!(
                     "layer {}: nets {} and {} give shapes {:?} and {:?} for the same batch",
-                    self.layers[li].name,
+                    self.layers[li],
                     spec.a,
                     spec.b,
                     sa,
@@ -114,7 +112,7 @@ impl PairAccumulatorSink {
             }
             let acc = self.accumulators[pi][li].get_or_insert_with(|| GramAccumulator::new(c1, c2));
             acc.push_joint(&self.joint)
-                .with_context(|| format!("layer {}", self.layers[li].name))?;
+                .with_context(|| format!("layer {}", self.layers[li]))?;
             if pi == 0 {
                 self.rows_seen[li] += (b * positions) as u64;
             }
@@ -126,14 +124,11 @@ impl PairAccumulatorSink {
     }
 }
 
-impl ActivationSink for PairAccumulatorSink {
-    fn batch(
-        &mut self,
-        net: usize,
-        layer: &LayerInfo,
-        shape: &[usize],
-        data: &[f32],
-    ) -> Result<()> {
+impl PairAccumulators {
+    /// One batch of one layer of one net: `shape` = `[batch, channels, spatial...]` and the
+    /// values in that (C) order. The pairs of a layer are accumulated when the last net has sent
+    /// its batch of that layer.
+    pub fn batch(&mut self, net: usize, layer: &str, shape: &[usize], data: &[f32]) -> Result<()> {
         if net >= self.nets {
             bail!(
                 "activations from net {net}, but only {} nets were announced",
@@ -143,13 +138,13 @@ impl ActivationSink for PairAccumulatorSink {
         if shape.len() < 2 {
             bail!(
                 "layer {}: activation shape {shape:?} has no channel axis",
-                layer.name
+                layer
             );
         }
         if let Some(i) = data.iter().position(|v| !v.is_finite()) {
             bail!(
                 "net {net}, layer {}: non-finite activation {} at flat position {i} of a batch of shape {shape:?}",
-                layer.name,
+                layer,
                 data[i]
             );
         }
@@ -158,7 +153,7 @@ impl ActivationSink for PairAccumulatorSink {
         if net + 1 == self.nets {
             self.process_layer(li)?;
             if li + 1 == self.layers.len() {
-                self.progress.inc(shape[0] as u64);
+                self.batches_done += shape[0] as u64;
             }
         }
         Ok(())

@@ -1,0 +1,208 @@
+//! The blocked / batched algorithms equal the pre-optimisation ones: ε-profile thresholds to
+//! 1e-12 (`MatchProblem::profile` vs `profile_reference`), simple matches match for match
+//! (`simple_matches` vs `reference_simple_matches`), on random planted cases of many sizes.
+
+mod common;
+
+use common::*;
+use spanmatch_core::rng::SplitMix64;
+use spanmatch_core::simple::{reference_simple_matches, simple_matches, SimpleOptions};
+use spanmatch_core::{MatchProblem, Peeler, Side};
+use std::ops::ControlFlow;
+
+/// Blocks of shared dimension 1..=4 (`extra` more neurons on A than the dimension), `unrelated`
+/// independent neurons per side, `dups` exact duplicates of earlier A neurons, optional ReLU.
+#[allow(clippy::too_many_arguments)]
+fn planted(
+    rng: &mut SplitMix64,
+    rows: usize,
+    blocks: usize,
+    extra: usize,
+    unrelated: usize,
+    dups: usize,
+    noise: f64,
+    relu_data: bool,
+) -> (Acts, Acts) {
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for b in 0..blocks {
+        let d = 1 + (b * 7 + 3) % 4;
+        let basis = randn(rng, rows, d);
+        let mut xa = &basis * randn(rng, d, d + extra);
+        let mut yb = &basis * randn(rng, d, d);
+        for j in 0..xa.ncols() {
+            for i in 0..rows {
+                xa[(i, j)] += noise * rng.normal();
+            }
+        }
+        for j in 0..yb.ncols() {
+            for i in 0..rows {
+                yb[(i, j)] += noise * rng.normal();
+            }
+        }
+        xs.push(xa);
+        ys.push(yb);
+    }
+    xs.push(randn(rng, rows, unrelated));
+    ys.push(randn(rng, rows, unrelated));
+    let mut x = hcat(&xs.iter().collect::<Vec<_>>());
+    let y = hcat(&ys.iter().collect::<Vec<_>>());
+    if dups > 0 {
+        let n = x.ncols();
+        let dup = faer::Mat::from_fn(rows, dups, |i, j| x[(i, (j * 5) % n)]);
+        x = hcat(&[&x, &dup]);
+    }
+    if relu_data {
+        (relu(&x), relu(&y))
+    } else {
+        (x, y)
+    }
+}
+
+fn max_threshold_difference(p: &MatchProblem) -> f64 {
+    let (fast, slow) = (p.profile(), p.profile_reference());
+    let diff = |a: &[Option<f64>], b: &[Option<f64>]| -> f64 {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| match (x, y) {
+                (Some(x), Some(y)) => (x - y).abs(),
+                (None, None) => 0.0,
+                _ => f64::INFINITY,
+            })
+            .fold(0.0, f64::max)
+    };
+    assert_eq!(fast.steps().len(), slow.steps().len());
+    assert!((fast.max_epsilon() - slow.max_epsilon()).abs() <= 1e-12);
+    diff(fast.thresholds_a(), slow.thresholds_a())
+        .max(diff(fast.thresholds_b(), slow.thresholds_b()))
+}
+
+#[test]
+fn profile_thresholds_equal_reference() {
+    let mut rng = SplitMix64::new(1201);
+    // (blocks, extra, unrelated, dups, noise, relu) for sizes from a few neurons to 256 + 256.
+    let cases: &[(usize, usize, usize, usize, f64, bool)] = &[
+        (2, 0, 1, 0, 0.0, false),
+        (5, 1, 3, 2, 0.01, false),
+        (10, 0, 10, 3, 0.05, true),
+        (20, 1, 20, 0, 0.02, false),
+        (40, 0, 30, 5, 0.01, true),
+        (70, 1, 60, 0, 0.03, false),
+        (100, 0, 6, 4, 0.02, true),
+    ];
+    for (c, &(blocks, extra, unrelated, dups, noise, relu_data)) in cases.iter().enumerate() {
+        let (x, y) = planted(
+            &mut rng, 600, blocks, extra, unrelated, dups, noise, relu_data,
+        );
+        let p = problem_of(&x, &y);
+        let d = max_threshold_difference(&p);
+        assert!(
+            d <= 1e-12,
+            "case {c} ({}+{} neurons): thresholds differ by {d:e}",
+            x.ncols(),
+            y.ncols()
+        );
+    }
+}
+
+#[test]
+fn profile_of_realistic_relu_layers_equals_reference() {
+    // Full-rank ReLU activations with a shared low-rank part: large batches in every round.
+    let mut rng = SplitMix64::new(1202);
+    for &n in &[64usize, 256] {
+        let rows = 3 * n;
+        let shared = randn(&mut rng, rows, n / 4);
+        let x = relu(
+            &(&shared * randn(&mut rng, n / 4, n) + randn(&mut rng, rows, n) * faer::Scale(0.5)),
+        );
+        let y = relu(
+            &(&shared * randn(&mut rng, n / 4, n) + randn(&mut rng, rows, n) * faer::Scale(0.5)),
+        );
+        let d = max_threshold_difference(&problem_of(&x, &y));
+        assert!(d <= 1e-12, "{n}+{n}: thresholds differ by {d:e}");
+    }
+}
+
+#[test]
+fn batched_max_match_equals_sequential_peeling() {
+    let mut rng = SplitMix64::new(1203);
+    for c in 0..6 {
+        let (x, y) = planted(&mut rng, 300, 8 + 4 * c, c % 2, 6, c % 3, 0.02, c >= 3);
+        let p = problem_of(&x, &y);
+        for &eps in &[0.0, 0.1, 0.3, 0.6] {
+            let mut fast = Peeler::new(&p, p.live_a(), p.live_b());
+            let mut slow = Peeler::new_reference(&p, p.live_a(), p.live_b());
+            fast.peel_until(eps);
+            slow.peel_until_sequential(eps);
+            assert_eq!(fast.neurons(), slow.neurons(), "case {c}, ε = {eps}");
+        }
+    }
+}
+
+#[test]
+fn simple_matches_equal_reference_match_for_match() {
+    let mut rng = SplitMix64::new(1204);
+    // Sizes up to 256 + 256 (the largest only at one ε: the reference is slow).
+    type Case = (usize, usize, usize, usize, f64, bool, &'static [f64]);
+    let cases: &[Case] = &[
+        (3, 0, 2, 0, 0.0, false, &[0.0, 0.3]),
+        (6, 1, 3, 2, 0.01, false, &[0.0, 0.1, 0.25, 0.5]),
+        (10, 0, 5, 0, 0.02, true, &[0.2, 0.5]),
+        (16, 1, 8, 3, 0.03, false, &[0.1, 0.25]),
+        (30, 0, 10, 0, 0.01, true, &[0.25]),
+        (100, 0, 6, 0, 0.01, false, &[0.25]),
+    ];
+    for (c, &(blocks, extra, unrelated, dups, noise, relu_data, epss)) in cases.iter().enumerate() {
+        let (x, y) = planted(
+            &mut rng, 500, blocks, extra, unrelated, dups, noise, relu_data,
+        );
+        let p = problem_of(&x, &y);
+        for &eps in epss {
+            for orders in [0, 1] {
+                let o = SimpleOptions {
+                    eps,
+                    orders: if blocks <= 16 { orders } else { 0 },
+                    seed: 7,
+                };
+                let fast = simple_matches(&p, &o, |_, _| ControlFlow::Continue(())).unwrap();
+                let slow =
+                    reference_simple_matches(&p, &o, |_, _| ControlFlow::Continue(())).unwrap();
+                assert_eq!(
+                    fast,
+                    slow,
+                    "case {c} ({}+{} neurons), ε = {eps}",
+                    x.ncols(),
+                    y.ncols()
+                );
+                if blocks > 16 {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn v_minimal_equals_sequential_for_every_neuron_and_random_orders() {
+    let mut rng = SplitMix64::new(1205);
+    for c in 0..4 {
+        let (x, y) = planted(&mut rng, 200, 6 + c, c % 2, 4, c % 2, 0.02, c % 2 == 1);
+        let p = problem_of(&x, &y);
+        for &eps in &[0.05, 0.3] {
+            let mut full = Peeler::new(&p, p.live_a(), p.live_b());
+            full.peel_until(eps);
+            let mut order: Vec<(Side, usize)> = full.neurons();
+            for round in 0..2 {
+                if round == 1 {
+                    SplitMix64::new(c as u64).shuffle(&mut order);
+                }
+                for &v in &order {
+                    let fast = spanmatch_core::simple::v_minimal(&full, v, eps, &order);
+                    let slow = spanmatch_core::simple::reference_v_minimal(&full, v, eps, &order);
+                    assert_eq!(fast, slow, "case {c}, ε = {eps}, v = {v:?}");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,880 @@
+//! Python bindings of spanmatch (`spanmatch._native`). Thin: array reading (in place, any
+//! strides, float16/bfloat16/float32/float64), and calls into the engine's library API. The
+//! Python package (`python/spanmatch/`) wraps these in documented, typed classes.
+//!
+//! Every computation releases the GIL (`Python::detach`). Errors become `ValueError`,
+//! `TypeError` or `FileNotFoundError` with the CLI's messages; a Rust panic surfaces as PyO3's
+//! `PanicException`, never as an abort.
+
+use numpy::ndarray::ArrayViewD;
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods,
+};
+use pyo3::exceptions::{PyFileNotFoundError, PyTypeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use spanmatch_core::measures::Measure;
+use spanmatch_core::simple::{simple_matches, SimpleOptions};
+use spanmatch_core::{GramAccumulator, JointStats, MatchOptions, MatchProblem, RowNormMoments};
+use spanmatch_engine::compare::{self as engine, check_eps, parse_measures, NullOptions};
+use spanmatch_engine::stream::{default_block_rows, Sampling};
+use spanmatch_engine::{AnalyseOptions, Collect, CompareOptions, LayerLabel};
+use spanmatch_io::Layout;
+use std::ops::ControlFlow;
+
+/// Maps an engine error to the matching Python exception, with the CLI's message.
+fn to_py(e: anyhow::Error) -> PyErr {
+    let msg = format!("{e:#}");
+    for cause in e.chain() {
+        if let Some(io) = cause.downcast_ref::<spanmatch_io::IoError>() {
+            match io {
+                spanmatch_io::IoError::NotFound { .. } => return PyFileNotFoundError::new_err(msg),
+                spanmatch_io::IoError::UnsupportedDtype { .. } => return PyTypeError::new_err(msg),
+                _ => {}
+            }
+        }
+    }
+    PyValueError::new_err(msg)
+}
+
+fn core_err(e: spanmatch_core::CoreError) -> PyErr {
+    PyValueError::new_err(e.to_string())
+}
+
+fn parse_layout(layout: &str) -> PyResult<Layout> {
+    match layout.to_ascii_lowercase().as_str() {
+        "nchw" | "channels_first" => Ok(Layout::Nchw),
+        "nhwc" | "channels_last" => Ok(Layout::Nhwc),
+        other => Err(PyValueError::new_err(format!(
+            "layout: '{other}' is not a layout; use 'nchw' (channels first, [N, C, ...]) or 'nhwc' (channels last, [N, ..., C])"
+        ))),
+    }
+}
+
+fn matching(dead: &str, tol: Option<f64>) -> PyResult<MatchOptions> {
+    let dead = match dead {
+        "drop" => spanmatch_core::DeadPolicy::Drop,
+        "match" => spanmatch_core::DeadPolicy::Match,
+        other => {
+            return Err(PyValueError::new_err(format!(
+                "dead: '{other}' is not a policy; use 'drop' (leave dead neurons out of matches, count them in mms) or 'match' (literal definition)"
+            )))
+        }
+    };
+    Ok(MatchOptions {
+        tol: engine::tolerances(tol, "tol").map_err(to_py)?,
+        dead,
+    })
+}
+
+/// One array of activations, read in place.
+enum View<'a> {
+    F16(ArrayViewD<'a, half::f16>),
+    F32(ArrayViewD<'a, f32>),
+    F64(ArrayViewD<'a, f64>),
+    /// bfloat16 bits, carried as uint16 (numpy has no bfloat16).
+    Bf16(ArrayViewD<'a, u16>),
+}
+
+/// A borrowed array (the borrow keeps the buffer alive and unaliased while the GIL is released).
+enum Held<'py> {
+    F16(PyReadonlyArrayDyn<'py, half::f16>),
+    F32(PyReadonlyArrayDyn<'py, f32>),
+    F64(PyReadonlyArrayDyn<'py, f64>),
+    U16(PyReadonlyArrayDyn<'py, u16>),
+}
+
+impl<'py> Held<'py> {
+    fn from_any(obj: &Bound<'py, PyAny>, bf16: bool, side: &str) -> PyResult<Self> {
+        let Ok(untyped) = obj.cast::<PyUntypedArray>() else {
+            return Err(PyTypeError::new_err(format!(
+                "{side}: expected a numpy array, got {}",
+                obj.get_type().name()?
+            )));
+        };
+        let dtype = untyped.dtype().str()?.to_string();
+        let held = if bf16 {
+            obj.extract::<PyReadonlyArrayDyn<'py, u16>>().map(Held::U16)
+        } else if let Ok(a) = obj.extract::<PyReadonlyArrayDyn<'py, f32>>() {
+            Ok(Held::F32(a))
+        } else if let Ok(a) = obj.extract::<PyReadonlyArrayDyn<'py, f64>>() {
+            Ok(Held::F64(a))
+        } else {
+            obj.extract::<PyReadonlyArrayDyn<'py, half::f16>>()
+                .map(Held::F16)
+        };
+        held.map_err(|_| {
+            PyTypeError::new_err(format!(
+                "{side}: unsupported element type {dtype}; activations must be float16, bfloat16, float32 or float64"
+            ))
+        })
+    }
+
+    fn view(&self) -> View<'_> {
+        match self {
+            Held::F16(a) => View::F16(a.as_array()),
+            Held::F32(a) => View::F32(a.as_array()),
+            Held::F64(a) => View::F64(a.as_array()),
+            Held::U16(a) => View::Bf16(a.as_array()),
+        }
+    }
+}
+
+impl View<'_> {
+    fn shape(&self) -> &[usize] {
+        match self {
+            View::F16(a) => a.shape(),
+            View::F32(a) => a.shape(),
+            View::F64(a) => a.shape(),
+            View::Bf16(a) => a.shape(),
+        }
+    }
+}
+
+/// Where the neurons and rows of an array are.
+#[derive(Debug, Clone)]
+struct Geometry {
+    neurons: usize,
+    positions: usize,
+    rows: usize,
+    channel_axis: usize,
+    spatial_axes: Vec<usize>,
+}
+
+fn geometry(shape: &[usize], layout: Layout, side: &str) -> PyResult<Geometry> {
+    if shape.len() < 2 {
+        return Err(PyValueError::new_err(format!(
+            "{side}: an array of rank {} (shape {shape:?}); activations need at least 2 axes: [N, C] or [N, C, ...]",
+            shape.len()
+        )));
+    }
+    let r = shape.len();
+    let (channel_axis, spatial_axes): (usize, Vec<usize>) = match layout {
+        Layout::Nchw => (1, (2..r).collect()),
+        Layout::Nhwc => (r - 1, (1..r - 1).collect()),
+    };
+    let neurons = shape[channel_axis];
+    let positions: usize = spatial_axes.iter().map(|&a| shape[a]).product();
+    if neurons == 0 {
+        return Err(PyValueError::new_err(format!(
+            "{side}: the layer has no neurons (shape {shape:?})"
+        )));
+    }
+    Ok(Geometry {
+        neurons,
+        positions,
+        rows: shape[0] * positions,
+        channel_axis,
+        spatial_axes,
+    })
+}
+
+/// Writes rows `[row0, row0 + rows)` of an array into `dst` (rows of `stride` f64, starting at
+/// column `col0`).
+fn gather_view<T: Copy>(
+    a: &ArrayViewD<'_, T>,
+    g: &Geometry,
+    (row0, rows): (usize, usize),
+    dst: &mut [f64],
+    (stride, col0): (usize, usize),
+    conv: impl Fn(T) -> f64,
+) {
+    let strides = a.strides();
+    let shape = a.shape();
+    let ptr = a.as_ptr();
+    let st_c = strides[g.channel_axis];
+    // Offsets (in elements) of every spatial position within an image, row-major.
+    let mut offsets = Vec::with_capacity(g.positions);
+    let mut idx = vec![0usize; g.spatial_axes.len()];
+    for _ in 0..g.positions {
+        let off: isize = g
+            .spatial_axes
+            .iter()
+            .zip(&idx)
+            .map(|(&ax, &i)| i as isize * strides[ax])
+            .sum();
+        offsets.push(off);
+        for k in (0..idx.len()).rev() {
+            idx[k] += 1;
+            if idx[k] < shape[g.spatial_axes[k]] {
+                break;
+            }
+            idx[k] = 0;
+        }
+    }
+    let channels_inner = st_c.unsigned_abs() == 1 || g.positions == 1;
+    let mut r = row0;
+    let end = row0 + rows;
+    while r < end {
+        let img = r / g.positions;
+        let s0 = r % g.positions;
+        let s1 = (g.positions).min(s0 + (end - r));
+        let base = img as isize * strides[0];
+        let out0 = (r - row0) * stride + col0;
+        if channels_inner {
+            for (k, s) in (s0..s1).enumerate() {
+                let row = &mut dst[out0 + k * stride..][..g.neurons];
+                let p = base + offsets[s];
+                for (c, v) in row.iter_mut().enumerate() {
+                    // SAFETY: (img, c, s) is inside the array's shape, so the offset computed
+                    // from its strides points at one of its elements.
+                    *v = conv(unsafe { *ptr.offset(p + c as isize * st_c) });
+                }
+            }
+        } else {
+            for c in 0..g.neurons {
+                let pc = base + c as isize * st_c;
+                for (k, s) in (s0..s1).enumerate() {
+                    // SAFETY: as above.
+                    dst[out0 + k * stride + c] = conv(unsafe { *ptr.offset(pc + offsets[s]) });
+                }
+            }
+        }
+        r += s1 - s0;
+    }
+}
+
+fn gather(v: &View<'_>, g: &Geometry, span: (usize, usize), dst: &mut [f64], cols: (usize, usize)) {
+    match v {
+        View::F16(a) => gather_view(a, g, span, dst, cols, f64::from),
+        View::F32(a) => gather_view(a, g, span, dst, cols, f64::from),
+        View::F64(a) => gather_view(a, g, span, dst, cols, |x| x),
+        View::Bf16(a) => gather_view(a, g, span, dst, cols, |bits| {
+            f64::from(half::bf16::from_bits(bits))
+        }),
+    }
+}
+
+/// Describes row `row` of an array for error messages: input index and spatial index.
+fn position(g: &Geometry, shape: &[usize], row: usize) -> String {
+    let img = row / g.positions;
+    if g.spatial_axes.is_empty() {
+        return format!("input {img}");
+    }
+    let mut s = row % g.positions;
+    let mut idx = vec![0; g.spatial_axes.len()];
+    for k in (0..idx.len()).rev() {
+        let d = shape[g.spatial_axes[k]];
+        idx[k] = s % d;
+        s /= d;
+    }
+    format!("input {img}, position {idx:?}")
+}
+
+/// Streams an array pair into the accumulator, block by block (GIL released by the caller).
+fn accumulate(
+    acc: &mut GramAccumulator,
+    (va, ga): (&View<'_>, &Geometry),
+    (vb, gb): (&View<'_>, &Geometry),
+) -> Result<(), String> {
+    let (n1, n2) = (ga.neurons, gb.neurons);
+    let n = n1 + n2;
+    let block = default_block_rows(n1, n2).min(ga.rows.max(1));
+    let mut buf = vec![0.0; block * n];
+    let mut r = 0;
+    while r < ga.rows {
+        let m = block.min(ga.rows - r);
+        let joint = &mut buf[..m * n];
+        gather(va, ga, (r, m), joint, (n, 0));
+        gather(vb, gb, (r, m), joint, (n, n1));
+        if let Some(i) = joint.iter().position(|v| !v.is_finite()) {
+            let (row, col) = (r + i / n, i % n);
+            let (side, g, shape, c) = if col < n1 {
+                ("a", ga, va.shape(), col)
+            } else {
+                ("b", gb, vb.shape(), col - n1)
+            };
+            return Err(format!(
+                "{side}: non-finite value {} at {}, channel {c} (array shape {shape:?})",
+                joint[i],
+                position(g, shape, row)
+            ));
+        }
+        acc.push_joint(joint).map_err(|e| e.to_string())?;
+        r += m;
+    }
+    Ok(())
+}
+
+/// Streaming statistics of a layer pair (see the Python class `spanmatch.Accumulator`).
+#[pyclass(module = "spanmatch._native", name = "Accumulator")]
+struct PyAccumulator {
+    layout: Layout,
+    acc: Option<GramAccumulator>,
+}
+
+#[pymethods]
+impl PyAccumulator {
+    #[new]
+    #[pyo3(signature = (layout = "nchw"))]
+    fn new(layout: &str) -> PyResult<Self> {
+        Ok(Self {
+            layout: parse_layout(layout)?,
+            acc: None,
+        })
+    }
+
+    /// Adds one batch: `a` and `b` are the two nets' activations on the same inputs.
+    #[pyo3(signature = (a, b, bf16_a = false, bf16_b = false))]
+    fn update(
+        &mut self,
+        py: Python<'_>,
+        a: &Bound<'_, PyAny>,
+        b: &Bound<'_, PyAny>,
+        bf16_a: bool,
+        bf16_b: bool,
+    ) -> PyResult<()> {
+        let ha = Held::from_any(a, bf16_a, "a")?;
+        let hb = Held::from_any(b, bf16_b, "b")?;
+        let (va, vb) = (ha.view(), hb.view());
+        let ga = geometry(va.shape(), self.layout, "a")?;
+        let gb = geometry(vb.shape(), self.layout, "b")?;
+        if va.shape()[0] != vb.shape()[0] || ga.rows != gb.rows {
+            return Err(PyValueError::new_err(format!(
+                "a has {} rows (shape {:?}) but b has {} rows (shape {:?}); both must hold the same inputs in the same order",
+                ga.rows,
+                va.shape(),
+                gb.rows,
+                vb.shape()
+            )));
+        }
+        if let Some(acc) = &self.acc {
+            if (acc.n1(), acc.n2()) != (ga.neurons, gb.neurons) {
+                return Err(PyValueError::new_err(format!(
+                    "this accumulator holds {} + {} neurons, but the batch has {} + {} (a: shape {:?}, b: shape {:?})",
+                    acc.n1(),
+                    acc.n2(),
+                    ga.neurons,
+                    gb.neurons,
+                    va.shape(),
+                    vb.shape()
+                )));
+            }
+        }
+        let acc = self
+            .acc
+            .get_or_insert_with(|| GramAccumulator::new(ga.neurons, gb.neurons));
+        let mut work = acc.clone_empty_like();
+        py.detach(|| accumulate(&mut work, (&va, &ga), (&vb, &gb)))
+            .map_err(PyValueError::new_err)?;
+        acc.merge(&work).map_err(core_err)
+    }
+
+    /// Adds another accumulator's statistics (disjoint inputs).
+    fn merge(&mut self, other: &PyAccumulator) -> PyResult<()> {
+        match (&mut self.acc, &other.acc) {
+            (_, None) => Ok(()),
+            (None, Some(o)) => {
+                self.acc = Some(o.clone());
+                Ok(())
+            }
+            (Some(a), Some(o)) => a.merge(o).map_err(core_err),
+        }
+    }
+
+    #[getter]
+    fn rows(&self) -> u64 {
+        self.acc.as_ref().map_or(0, |a| a.rows())
+    }
+
+    #[getter]
+    fn n1(&self) -> Option<usize> {
+        self.acc.as_ref().map(|a| a.n1())
+    }
+
+    #[getter]
+    fn n2(&self) -> Option<usize> {
+        self.acc.as_ref().map(|a| a.n2())
+    }
+
+    #[getter]
+    fn layout(&self) -> &'static str {
+        engine::layout_name(self.layout)
+    }
+
+    /// The finished statistics.
+    fn finish(&self) -> PyResult<PyStats> {
+        match &self.acc {
+            Some(a) if a.rows() > 0 => Ok(PyStats { acc: a.clone() }),
+            _ => Err(PyValueError::new_err(
+                "no rows were accumulated: call update(a, b) at least once before finish()",
+            )),
+        }
+    }
+
+    /// Exact state as bytes (layout, then the flat statistics).
+    fn state<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let mut bytes = vec![match self.layout {
+            Layout::Nchw => 0u8,
+            Layout::Nhwc => 1u8,
+        }];
+        if let Some(a) = &self.acc {
+            for v in a.to_flat() {
+                bytes.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        PyBytes::new(py, &bytes)
+    }
+
+    /// Rebuilds an accumulator from `state()`.
+    #[staticmethod]
+    fn from_state(state: &[u8]) -> PyResult<Self> {
+        let (&tag, rest) = state
+            .split_first()
+            .ok_or_else(|| PyValueError::new_err("empty accumulator state"))?;
+        let layout = match tag {
+            0 => Layout::Nchw,
+            1 => Layout::Nhwc,
+            _ => return Err(PyValueError::new_err("invalid accumulator state")),
+        };
+        let acc = if rest.is_empty() {
+            None
+        } else {
+            Some(GramAccumulator::from_flat(&floats(rest)?).map_err(core_err)?)
+        };
+        Ok(Self { layout, acc })
+    }
+
+    fn __eq__(&self, other: &PyAccumulator) -> bool {
+        self.layout == other.layout
+            && self.acc.as_ref().map(|a| a.to_flat()) == other.acc.as_ref().map(|a| a.to_flat())
+    }
+}
+
+fn floats(bytes: &[u8]) -> PyResult<Vec<f64>> {
+    if !bytes.len().is_multiple_of(8) {
+        return Err(PyValueError::new_err(
+            "invalid state: not a whole number of float64 values",
+        ));
+    }
+    Ok(bytes
+        .chunks_exact(8)
+        .map(|c| {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            f64::from_le_bytes(b)
+        })
+        .collect())
+}
+
+/// Trait-free helper: an empty accumulator of the same widths.
+trait CloneEmpty {
+    fn clone_empty_like(&self) -> GramAccumulator;
+}
+
+impl CloneEmpty for GramAccumulator {
+    fn clone_empty_like(&self) -> GramAccumulator {
+        GramAccumulator::new(self.n1(), self.n2())
+    }
+}
+
+/// Finished statistics of one layer pair (see the Python class `spanmatch.Stats`).
+#[pyclass(module = "spanmatch._native", name = "Stats")]
+#[derive(Clone)]
+struct PyStats {
+    acc: GramAccumulator,
+}
+
+impl PyStats {
+    fn joint(&self) -> JointStats {
+        self.acc.finish()
+    }
+
+    fn problem(&self, py: Python<'_>, dead: &str, tol: Option<f64>) -> PyResult<MatchProblem> {
+        let options = matching(dead, tol)?;
+        let joint = self.joint();
+        py.detach(|| {
+            joint.check_finite()?;
+            MatchProblem::from_stats(joint, options)
+        })
+        .map_err(core_err)
+    }
+}
+
+fn thresholds(py: Python<'_>, t: &[Option<f64>]) -> Py<PyArray1<f64>> {
+    t.iter()
+        .map(|v| v.unwrap_or(f64::NAN))
+        .collect::<Vec<_>>()
+        .into_pyarray(py)
+        .unbind()
+}
+
+#[pymethods]
+impl PyStats {
+    #[getter]
+    fn n1(&self) -> usize {
+        self.acc.n1()
+    }
+
+    #[getter]
+    fn n2(&self) -> usize {
+        self.acc.n2()
+    }
+
+    #[getter]
+    fn rows(&self) -> u64 {
+        self.acc.rows()
+    }
+
+    /// The symmetric Gram matrix of `[A | B]` (a copy).
+    fn gram<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f64>> {
+        let j = self.joint();
+        let n = j.n1 + j.n2;
+        let v: Vec<f64> = (0..n * n).map(|k| j.gram[(k / n, k % n)]).collect();
+        numpy::ndarray::Array2::from_shape_vec((n, n), v)
+            .map(|a| a.into_pyarray(py))
+            .unwrap_or_else(|_| numpy::ndarray::Array2::zeros((n, n)).into_pyarray(py))
+    }
+
+    /// Column sums of `[A | B]`.
+    fn sums<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        self.joint().sums.into_pyarray(py)
+    }
+
+    /// Thresholds of A, thresholds of B (NaN for dropped dead neurons), max ε, dead A, dead B.
+    #[pyo3(signature = (dead = "drop", tol = None))]
+    #[allow(clippy::type_complexity)]
+    fn profile(
+        &self,
+        py: Python<'_>,
+        dead: &str,
+        tol: Option<f64>,
+    ) -> PyResult<(
+        Py<PyArray1<f64>>,
+        Py<PyArray1<f64>>,
+        f64,
+        Vec<usize>,
+        Vec<usize>,
+    )> {
+        let p = self.problem(py, dead, tol)?;
+        let profile = py.detach(|| p.profile());
+        Ok((
+            thresholds(py, profile.thresholds_a()),
+            thresholds(py, profile.thresholds_b()),
+            profile.max_epsilon(),
+            p.dead_a().to_vec(),
+            p.dead_b().to_vec(),
+        ))
+    }
+
+    /// The maximum match at ε: (indices of A, indices of B, mms).
+    #[pyo3(signature = (eps, dead = "drop", tol = None))]
+    fn max_match(
+        &self,
+        py: Python<'_>,
+        eps: f64,
+        dead: &str,
+        tol: Option<f64>,
+    ) -> PyResult<(Vec<usize>, Vec<usize>, f64)> {
+        check_eps(&[eps], "eps").map_err(to_py)?;
+        let p = self.problem(py, dead, tol)?;
+        let m = py.detach(|| p.profile().max_match(eps)).map_err(core_err)?;
+        Ok((m.a, m.b, m.mms))
+    }
+
+    /// Simple matches at ε: a list of (indices of A, indices of B, times found), and whether the
+    /// list is exact and complete.
+    #[pyo3(signature = (eps, dead = "drop", tol = None, orders = 0, seed = 0))]
+    #[allow(clippy::type_complexity)]
+    fn simple_matches(
+        &self,
+        py: Python<'_>,
+        eps: f64,
+        dead: &str,
+        tol: Option<f64>,
+        orders: usize,
+        seed: u64,
+    ) -> PyResult<(Vec<(Vec<usize>, Vec<usize>, usize)>, bool)> {
+        check_eps(&[eps], "eps").map_err(to_py)?;
+        let p = self.problem(py, dead, tol)?;
+        let r = py
+            .detach(|| {
+                simple_matches(&p, &SimpleOptions { eps, orders, seed }, |_, _| {
+                    ControlFlow::Continue(())
+                })
+            })
+            .map_err(core_err)?;
+        Ok((
+            r.matches.into_iter().map(|m| (m.a, m.b, m.count)).collect(),
+            r.exact_case,
+        ))
+    }
+
+    /// The basis-invariant measures, as a JSON object.
+    #[pyo3(signature = (names))]
+    fn measures(&self, py: Python<'_>, names: Vec<String>) -> PyResult<String> {
+        let which = parse_measures(&names, "measures").map_err(to_py)?;
+        let joint = self.joint();
+        let m = py
+            .detach(|| {
+                joint.check_finite()?;
+                spanmatch_core::measures::compute(&joint, &which)
+            })
+            .map_err(core_err)?;
+        serde_json::to_string(&m).map_err(|e| PyValueError::new_err(e.to_string()))
+    }
+
+    /// Exact state as bytes.
+    fn state<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        let bytes: Vec<u8> = self
+            .acc
+            .to_flat()
+            .into_iter()
+            .flat_map(f64::to_le_bytes)
+            .collect();
+        PyBytes::new(py, &bytes)
+    }
+
+    /// Rebuilds statistics from `state()`.
+    #[staticmethod]
+    fn from_state(state: &[u8]) -> PyResult<Self> {
+        Ok(Self {
+            acc: GramAccumulator::from_flat(&floats(state)?).map_err(core_err)?,
+        })
+    }
+
+    /// Statistics computed elsewhere (a GPU, another process).
+    #[staticmethod]
+    #[pyo3(signature = (n1, n2, rows, gram, sums, weighted_by_a, weighted_by_b, aa, ab, bb))]
+    #[allow(clippy::too_many_arguments)]
+    fn from_parts(
+        n1: usize,
+        n2: usize,
+        rows: u64,
+        gram: Vec<f64>,
+        sums: Vec<f64>,
+        weighted_by_a: Vec<f64>,
+        weighted_by_b: Vec<f64>,
+        aa: f64,
+        ab: f64,
+        bb: f64,
+    ) -> PyResult<Self> {
+        if n1 == 0 || n2 == 0 {
+            return Err(PyValueError::new_err(format!(
+                "a layer needs at least one neuron on each side (got {n1} + {n2})"
+            )));
+        }
+        let moments = RowNormMoments {
+            weighted_by_a,
+            weighted_by_b,
+            aa,
+            ab,
+            bb,
+        };
+        Ok(Self {
+            acc: GramAccumulator::from_parts(n1, n2, rows, &gram, &sums, moments)
+                .map_err(core_err)?,
+        })
+    }
+
+    fn __eq__(&self, other: &PyStats) -> bool {
+        self.acc.to_flat() == other.acc.to_flat()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn analyse_options(
+    eps: Vec<f64>,
+    measures: Vec<String>,
+    dead: &str,
+    tol: Option<f64>,
+    simple: Option<f64>,
+    orders: usize,
+    seed: u64,
+    curve: bool,
+    center: bool,
+    null: Option<&str>,
+    null_draws: usize,
+) -> PyResult<AnalyseOptions> {
+    let null = match null {
+        None => None,
+        Some("rotate") if null_draws > 0 => Some(NullOptions {
+            draws: null_draws,
+            seed,
+        }),
+        Some("rotate") => return Err(PyValueError::new_err("null_draws must be at least 1")),
+        Some(other) => {
+            return Err(PyValueError::new_err(format!(
+                "null: '{other}' is not a control; use 'rotate' (the neuron-basis null) or None"
+            )))
+        }
+    };
+    check_eps(&eps, "eps").map_err(to_py)?;
+    if let Some(e) = simple {
+        check_eps(&[e], "simple").map_err(to_py)?;
+    }
+    Ok(AnalyseOptions {
+        eps,
+        matching: matching(dead, tol)?,
+        measures: parse_measures(&measures, "measures").map_err(to_py)?,
+        simple: simple.map(|eps| SimpleOptions { eps, orders, seed }),
+        curve,
+        center,
+        null,
+    })
+}
+
+/// What `analyse` and `compare_files` return: the report as JSON, the text tables of the CLI,
+/// the warnings and the profile curves.
+type Outcome = (String, String, Vec<String>, Vec<Vec<[f64; 2]>>);
+
+fn outcome(
+    report: &spanmatch_engine::Report,
+    warnings: Vec<String>,
+    curves: Vec<Vec<[f64; 2]>>,
+) -> PyResult<Outcome> {
+    let json = serde_json::to_string(report).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok((
+        json,
+        spanmatch_engine::report::tables(report),
+        warnings,
+        curves,
+    ))
+}
+
+/// Analyses layer pairs from their statistics; returns the report as JSON and the warnings.
+#[pyfunction]
+#[pyo3(signature = (stats, names, names_b, shapes_a, shapes_b, eps, measures, dead = "drop", tol = None, simple = None, orders = 0, seed = 0, file_a = "a", file_b = "b", layout = "nchw", curve = false, center = false, null = None, null_draws = 10))]
+#[allow(clippy::too_many_arguments)]
+fn analyse(
+    py: Python<'_>,
+    stats: Vec<PyRef<'_, PyStats>>,
+    names: Vec<String>,
+    names_b: Vec<Option<String>>,
+    shapes_a: Vec<Vec<u64>>,
+    shapes_b: Vec<Vec<u64>>,
+    eps: Vec<f64>,
+    measures: Vec<String>,
+    dead: &str,
+    tol: Option<f64>,
+    simple: Option<f64>,
+    orders: usize,
+    seed: u64,
+    file_a: &str,
+    file_b: &str,
+    layout: &str,
+    curve: bool,
+    center: bool,
+    null: Option<&str>,
+    null_draws: usize,
+) -> PyResult<Outcome> {
+    let options = analyse_options(
+        eps, measures, dead, tol, simple, orders, seed, curve, center, null, null_draws,
+    )?;
+    let layout = parse_layout(layout)?;
+    let n = stats.len();
+    if [names.len(), names_b.len(), shapes_a.len(), shapes_b.len()]
+        .iter()
+        .any(|&l| l != n)
+    {
+        return Err(PyValueError::new_err(
+            "analyse: stats, names, names_b, shapes_a and shapes_b must have the same length",
+        ));
+    }
+    let mut report = engine::empty_report(file_a, file_b, &options, layout, false);
+    let mut progress = Collect::default();
+    let mut curves = Vec::new();
+    let labelled: Vec<(LayerLabel, JointStats)> = stats
+        .into_iter()
+        .zip(names)
+        .zip(names_b)
+        .zip(shapes_a.into_iter().zip(shapes_b))
+        .map(|(((s, name), name_b), (shape_a, shape_b))| {
+            (
+                LayerLabel {
+                    name,
+                    name_b,
+                    shape_a,
+                    shape_b,
+                },
+                s.joint(),
+            )
+        })
+        .collect();
+    py.detach(|| -> anyhow::Result<()> {
+        for (label, joint) in labelled {
+            let layer = engine::analyse_layer(label, joint, &options, &mut progress)?;
+            report.layers.push(layer.report);
+            curves.push(layer.curve);
+        }
+        Ok(())
+    })
+    .map_err(to_py)?;
+    outcome(&report, progress.warnings, curves)
+}
+
+/// Compares two activation files (as `spanmatch compare`); returns the report as JSON and the
+/// warnings.
+#[pyfunction]
+#[pyo3(signature = (path_a, path_b, eps, measures, dead = "drop", tol = None, layout = "nchw", layers = Vec::new(), simple = None, orders = 0, seed = 0, block_rows = None, sample_columns = None, repeats = 16, flatten = false, curve = false, center = false, null = None, null_draws = 10))]
+#[allow(clippy::too_many_arguments)]
+fn compare_files(
+    py: Python<'_>,
+    path_a: std::path::PathBuf,
+    path_b: std::path::PathBuf,
+    eps: Vec<f64>,
+    measures: Vec<String>,
+    dead: &str,
+    tol: Option<f64>,
+    layout: &str,
+    layers: Vec<String>,
+    simple: Option<f64>,
+    orders: usize,
+    seed: u64,
+    block_rows: Option<usize>,
+    sample_columns: Option<u64>,
+    repeats: usize,
+    flatten: bool,
+    curve: bool,
+    center: bool,
+    null: Option<&str>,
+    null_draws: usize,
+) -> PyResult<Outcome> {
+    let options = CompareOptions {
+        analyse: analyse_options(
+            eps, measures, dead, tol, simple, orders, seed, curve, center, null, null_draws,
+        )?,
+        layers,
+        layout: parse_layout(layout)?,
+        block_rows,
+        sampling: sample_columns.map(|columns| Sampling {
+            columns,
+            repeats,
+            seed,
+        }),
+        flatten,
+        flatten_images: None,
+    };
+    let mut progress = Collect::default();
+    let c = py
+        .detach(|| engine::compare_files(&path_a, &path_b, &options, &mut progress))
+        .map_err(to_py)?;
+    outcome(&c.report, progress.warnings, c.curves)
+}
+
+/// Panics on purpose, inside a GIL-released section: the test that a Rust panic surfaces as a
+/// Python exception and leaves the interpreter alive.
+#[pyfunction]
+fn _test_panic(py: Python<'_>) {
+    py.detach(|| panic!("deliberate panic (spanmatch test hook)"));
+}
+
+/// The names of the measures, in report order.
+#[pyfunction]
+fn measure_names() -> Vec<&'static str> {
+    Measure::ALL.into_iter().map(Measure::name).collect()
+}
+
+/// The compiled part of spanmatch.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    spanmatch_core::gram_kernel::init();
+    m.add_class::<PyAccumulator>()?;
+    m.add_class::<PyStats>()?;
+    m.add_function(wrap_pyfunction!(analyse, m)?)?;
+    m.add_function(wrap_pyfunction!(compare_files, m)?)?;
+    m.add_function(wrap_pyfunction!(measure_names, m)?)?;
+    m.add_function(wrap_pyfunction!(_test_panic, m)?)?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

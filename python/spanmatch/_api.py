@@ -1,0 +1,537 @@
+"""The numpy front: streaming accumulators, finished statistics, and whole comparisons."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings as _warnings
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+
+from . import _native
+from ._result import MaxMatch, Profile, Result, SimpleMatch
+
+__all__ = ["DEFAULT_EPS", "Accumulator", "Stats", "compare", "analyse", "as_activations"]
+
+#: The ε values used when none are given (those of the paper's figures).
+DEFAULT_EPS: Tuple[float, ...] = (0.15, 0.2, 0.25, 0.3, 0.5)
+
+PathLike = Union[str, "os.PathLike[str]"]
+ArrayLike = Any
+
+
+def as_activations(x: ArrayLike, what: str = "a") -> Tuple[np.ndarray, bool]:
+    """Returns a numpy view of an activation array without copying where the layout allows, and
+    whether it holds bfloat16 bits (as uint16).
+
+    Accepts numpy arrays, CPU torch tensors (float16/bfloat16/float32/float64; read in place),
+    objects with ``__dlpack__`` or ``__array__``. ``what`` names the argument in error messages.
+    """
+    if isinstance(x, np.ndarray):
+        return x, False
+    module = type(x).__module__ or ""
+    if module.startswith("torch"):
+        import torch
+
+        t = x.detach()
+        if t.device.type != "cpu":
+            raise ValueError(
+                f"{what}: the tensor is on {t.device}; move it to the CPU (.cpu()) or use "
+                "spanmatch.torch.compare, which accumulates the statistics on the device"
+            )
+        if t.is_conj():
+            t = t.resolve_conj()
+        if t.is_neg():
+            t = t.resolve_neg()
+        if t.dtype == torch.bfloat16:
+            return t.view(torch.int16).numpy().view(np.uint16), True
+        return t.numpy(), False
+    if hasattr(x, "__dlpack__"):
+        try:
+            return np.from_dlpack(x), False
+        except (TypeError, RuntimeError, BufferError):
+            pass
+    if hasattr(x, "__array__") or isinstance(x, (list, tuple)):
+        return np.asarray(x), False
+    raise TypeError(
+        f"{what}: expected an array (numpy, torch tensor, anything with __array__ or __dlpack__), "
+        f"a dict of layer name -> array, or a path; got {type(x).__name__}"
+    )
+
+
+def _native_update(acc: Any, a: ArrayLike, b: ArrayLike) -> None:
+    xa, bf_a = as_activations(a, "a")
+    xb, bf_b = as_activations(b, "b")
+    acc.update(xa, xb, bf_a, bf_b)
+
+
+class Stats:
+    """Finished statistics of one layer pair: everything after the single pass over the data.
+
+    The analysis of a layer pair needs only these (the joint Gram matrix of ``[A | B]`` in
+    float64, column sums, row count, row-norm moments), so every method below costs the same
+    whatever the number of rows. Pickles exactly.
+    """
+
+    __slots__ = ("_native",)
+
+    def __init__(self, native: Any) -> None:
+        self._native = native
+
+    @staticmethod
+    def from_parts(
+        n1: int,
+        n2: int,
+        rows: int,
+        gram: ArrayLike,
+        sums: ArrayLike,
+        weighted_by_a: ArrayLike,
+        weighted_by_b: ArrayLike,
+        aa: float,
+        ab: float,
+        bb: float,
+    ) -> "Stats":
+        """Statistics computed elsewhere (on a GPU, in other processes), in float64.
+
+        With ``M = [A | B]`` the joint rows (A: ``n1`` columns, B: ``n2``), ``a_i = ||A_i||²`` and
+        ``b_i = ||B_i||²``: ``gram = MᵀM`` (``(n1+n2)²``), ``sums = Σ_i M_i``,
+        ``weighted_by_a = Σ_i a_i M_i``, ``weighted_by_b = Σ_i b_i M_i``, ``aa = Σ a_i²``,
+        ``ab = Σ a_i b_i``, ``bb = Σ b_i²``. Statistics of disjoint rows add up exactly.
+        """
+        n = int(n1) + int(n2)
+        g = np.asarray(gram, dtype=np.float64)
+        if g.shape != (n, n):
+            raise ValueError(f"gram: shape {g.shape}, expected ({n}, {n}) for {n1} + {n2} neurons")
+        vec = lambda v, name: np.asarray(v, dtype=np.float64).reshape(-1).tolist()  # noqa: E731
+        return Stats(
+            _native.Stats.from_parts(
+                int(n1),
+                int(n2),
+                int(rows),
+                g.reshape(-1).tolist(),
+                vec(sums, "sums"),
+                vec(weighted_by_a, "weighted_by_a"),
+                vec(weighted_by_b, "weighted_by_b"),
+                float(aa),
+                float(ab),
+                float(bb),
+            )
+        )
+
+    @property
+    def n1(self) -> int:
+        """Neurons of net A."""
+        return int(self._native.n1)
+
+    @property
+    def n2(self) -> int:
+        """Neurons of net B."""
+        return int(self._native.n2)
+
+    @property
+    def rows(self) -> int:
+        """Rows accumulated."""
+        return int(self._native.rows)
+
+    @property
+    def gram(self) -> np.ndarray:
+        """The symmetric ``(n1+n2) x (n1+n2)`` Gram matrix of ``[A | B]`` (a copy)."""
+        return self._native.gram()
+
+    @property
+    def sums(self) -> np.ndarray:
+        """Column sums of ``[A | B]``."""
+        return self._native.sums()
+
+    def profile(self, dead: str = "drop", tol: Optional[float] = None) -> Profile:
+        """Every neuron's threshold ε*: neuron v is in the maximum match at ε iff ε ≥ ε*(v)."""
+        ta, tb, max_eps, da, db = self._native.profile(dead, tol)
+        return Profile(
+            np.asarray(ta),
+            np.asarray(tb),
+            float(max_eps),
+            np.asarray(da, dtype=np.int64),
+            np.asarray(db, dtype=np.int64),
+        )
+
+    def max_match(self, eps: float, dead: str = "drop", tol: Optional[float] = None) -> MaxMatch:
+        """The maximum ε-approximate match: neuron indices on both sides and mms."""
+        a, b, mms = self._native.max_match(float(eps), dead, tol)
+        return MaxMatch(float(eps), np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64), float(mms))
+
+    def simple_matches(
+        self,
+        eps: float,
+        dead: str = "drop",
+        tol: Optional[float] = None,
+        orders: int = 0,
+        seed: int = 0,
+    ) -> List[SimpleMatch]:
+        """The simple matches at ``eps`` (matches that are not unions of smaller ones), largest
+        first: for each neuron of the maximum match, a minimal match containing it.
+
+        At ε = 0 with linearly independent neurons on each side the list is exact and complete;
+        otherwise it depends on the order in which neurons are tried, and ``orders`` adds seeded
+        random orders.
+        """
+        found, _exact = self._native.simple_matches(float(eps), dead, tol, int(orders), int(seed))
+        return [SimpleMatch(np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64), int(c)) for a, b, c in found]
+
+    def measures(self, names: Sequence[str] = ("cka",)) -> Dict[str, Any]:
+        """Basis-invariant measures from the same statistics: ``cka`` (linear CKA, biased and
+        debiased), ``cca``, ``svcca``, ``pwcca``, ``procrustes``."""
+        if isinstance(names, str):
+            names = (names,)
+        return json.loads(self._native.measures(list(names)))
+
+    def result(
+        self,
+        eps: Sequence[float] = DEFAULT_EPS,
+        measures: Sequence[str] = ("cka",),
+        dead: str = "drop",
+        tol: Optional[float] = None,
+        name: str = "layer",
+        simple: Optional[float] = None,
+        center: bool = False,
+        null: Optional[str] = None,
+        null_draws: int = 10,
+        seed: int = 0,
+    ) -> Result:
+        """The full :class:`Result` of this layer pair (as ``spanmatch.compare`` gives it); the
+        arguments are those of :func:`spanmatch.compare`."""
+        return analyse(
+            {name: self},
+            eps=eps,
+            measures=measures,
+            dead=dead,
+            tol=tol,
+            simple=simple,
+            center=center,
+            null=null,
+            null_draws=null_draws,
+            seed=seed,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Stats) and self._native == other._native
+
+    def __reduce__(self) -> Tuple[Any, Tuple[bytes]]:
+        return (_stats_from_state, (bytes(self._native.state()),))
+
+    def __repr__(self) -> str:
+        return f"Stats(n1={self.n1}, n2={self.n2}, rows={self.rows})"
+
+
+def _stats_from_state(state: bytes) -> Stats:
+    return Stats(_native.Stats.from_state(state))
+
+
+class Accumulator:
+    """Streaming statistics of one layer pair: feed batches, merge, pickle, finish.
+
+    ``update(a, b)`` takes one batch of the same inputs for both nets: ``[N, C]`` (fully
+    connected), ``[N, C, ...]`` (convolutional: a channel is a neuron, every (input, position)
+    is a row) or channels-last with ``layout="nhwc"``. Any number of batches, any sizes; the
+    result equals one pass over everything. Arrays are read in place (no copy) in float64
+    accumulation; the GIL is released while working, so threads can update different
+    accumulators at once. Accumulators of disjoint inputs :meth:`merge` exactly, and pickle
+    exactly (this is how they travel through multiprocessing, Dask or Ray).
+
+    Example::
+
+        acc = spanmatch.Accumulator()
+        for xa, xb in batches:
+            acc.update(xa, xb)
+        stats = acc.finish()
+        print(stats.max_match(0.25))
+    """
+
+    __slots__ = ("_native",)
+
+    def __init__(self, layout: str = "nchw") -> None:
+        self._native = _native.Accumulator(layout)
+
+    def update(self, a: ArrayLike, b: ArrayLike) -> "Accumulator":
+        """Adds one batch: ``a`` (net A) and ``b`` (net B) on the same inputs, same order."""
+        _native_update(self._native, a, b)
+        return self
+
+    def merge(self, other: "Accumulator") -> "Accumulator":
+        """Adds the statistics of ``other`` (fed with other inputs); returns self."""
+        if not isinstance(other, Accumulator):
+            raise TypeError(f"merge: expected an Accumulator, got {type(other).__name__}")
+        self._native.merge(other._native)
+        return self
+
+    @property
+    def rows(self) -> int:
+        """Rows accumulated so far."""
+        return int(self._native.rows)
+
+    @property
+    def n1(self) -> Optional[int]:
+        """Neurons of net A (None before the first update)."""
+        return self._native.n1
+
+    @property
+    def n2(self) -> Optional[int]:
+        """Neurons of net B (None before the first update)."""
+        return self._native.n2
+
+    @property
+    def layout(self) -> str:
+        """``"nchw"`` or ``"nhwc"``."""
+        return str(self._native.layout)
+
+    def finish(self) -> Stats:
+        """The finished statistics (the accumulator stays usable)."""
+        return Stats(self._native.finish())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Accumulator) and self._native == other._native
+
+    def __reduce__(self) -> Tuple[Any, Tuple[bytes]]:
+        return (_accumulator_from_state, (bytes(self._native.state()),))
+
+    def __repr__(self) -> str:
+        return f"Accumulator(layout='{self.layout}', n1={self.n1}, n2={self.n2}, rows={self.rows})"
+
+
+def _accumulator_from_state(state: bytes) -> Accumulator:
+    acc = Accumulator.__new__(Accumulator)
+    acc._native = _native.Accumulator.from_state(state)
+    return acc
+
+
+def _emit(warns: Iterable[str]) -> List[str]:
+    out = list(warns)
+    for w in out:
+        _warnings.warn(w, stacklevel=3)
+    return out
+
+
+def _eps_list(eps: Union[float, Sequence[float]]) -> List[float]:
+    if isinstance(eps, (int, float)):
+        return [float(eps)]
+    return [float(e) for e in eps]
+
+
+def _measure_list(measures: Union[str, Sequence[str], None]) -> List[str]:
+    if measures is None:
+        return []
+    if isinstance(measures, str):
+        return [measures]
+    return list(measures)
+
+
+def analyse(
+    stats: Mapping[str, Stats],
+    eps: Sequence[float] = DEFAULT_EPS,
+    measures: Sequence[str] = ("cka",),
+    dead: str = "drop",
+    tol: Optional[float] = None,
+    simple: Optional[float] = None,
+    names_b: Optional[Mapping[str, str]] = None,
+    shapes: Optional[Mapping[str, Tuple[Sequence[int], Sequence[int]]]] = None,
+    label_a: str = "a",
+    label_b: str = "b",
+    layout: str = "nchw",
+    curves: bool = False,
+    center: bool = False,
+    null: Optional[str] = None,
+    null_draws: int = 10,
+    seed: int = 0,
+) -> Result:
+    """Analyses finished statistics, one per layer pair, into a :class:`Result`.
+
+    Args:
+        stats: layer name -> :class:`Stats`, in the order the result lists them.
+        eps: the ε values, each in [0, 1].
+        measures: basis-invariant measures to add (``cka``, ``cca``, ``svcca``, ``pwcca``,
+            ``procrustes``; ``match`` is always computed).
+        dead: ``"drop"`` (dead neurons stay out of matches but count in mms) or ``"match"``.
+        tol: sine tolerance (default 1e-6): sines at or below it count as 0.
+        simple: also the simple matches of every layer at this ε.
+        names_b: net B's layer name per layer, where it differs.
+        shapes: per layer, the array shapes of A and B (for the record).
+        label_a, label_b: what the result calls the two sides (``file_a``/``file_b``).
+        layout: recorded in the result.
+        curves: also sample every ε-profile on a 0.01 grid (``Result.curves``).
+        center: also the match of the mean-centred activations (``LayerResult.centered``).
+        null: ``"rotate"`` adds the neuron-basis null (``LayerResult.null``): net B's layer
+            rotated by ``null_draws`` Haar-random orthogonal matrices seeded by ``seed``.
+        null_draws: number of rotations.
+        seed: seed of the rotations (the same rotations on every machine).
+    """
+    names = list(stats)
+    for n, s in stats.items():
+        if not isinstance(s, Stats):
+            raise TypeError(f"stats['{n}']: expected spanmatch.Stats, got {type(s).__name__}")
+    names_b = names_b or {}
+    shapes = shapes or {}
+    report, tables, warns, curve_list = _native.analyse(
+        [stats[n]._native for n in names],
+        names,
+        [names_b.get(n) if names_b.get(n) != n else None for n in names],
+        [[int(v) for v in shapes[n][0]] if n in shapes else [] for n in names],
+        [[int(v) for v in shapes[n][1]] if n in shapes else [] for n in names],
+        _eps_list(eps),
+        _measure_list(measures),
+        dead,
+        tol,
+        simple,
+        0,
+        int(seed),
+        label_a,
+        label_b,
+        layout,
+        curves,
+        center,
+        null,
+        int(null_draws),
+    )
+    return Result(json.loads(report), tables, _emit(warns), curve_list if curves else None)
+
+
+def _is_path(x: Any) -> bool:
+    return isinstance(x, (str, os.PathLike))
+
+
+def compare(
+    a: Union[ArrayLike, Mapping[str, ArrayLike], PathLike],
+    b: Union[ArrayLike, Mapping[str, ArrayLike], PathLike],
+    eps: Sequence[float] = DEFAULT_EPS,
+    measures: Sequence[str] = ("cka",),
+    dead: str = "drop",
+    layout: str = "nchw",
+    layers: Optional[Sequence[str]] = None,
+    tol: Optional[float] = None,
+    simple: Optional[float] = None,
+    curves: bool = False,
+    center: bool = False,
+    null: Optional[str] = None,
+    null_draws: int = 10,
+    seed: int = 0,
+) -> Result:
+    """To what extent do two nets learn the same representation? Maximum span matches per layer.
+
+    Three lines in a notebook::
+
+        import spanmatch
+        result = spanmatch.compare(acts_a, acts_b)   # arrays, dicts of arrays, or file paths
+        result                                       # the table; result["fc1"].matches[0].a ...
+
+    Args:
+        a: net A's activations: one array (``[N, C]``, ``[N, C, ...]``, or channels-last with
+            ``layout="nhwc"``; numpy, CPU torch tensors, anything with ``__array__`` or
+            ``__dlpack__``; float16/bfloat16/float32/float64; C or Fortran order, read in place),
+            a dict layer name -> array, or the path of a .npy/.npz/.safetensors file.
+        b: net B's activations on the same inputs in the same order, in the same form.
+        eps: the ε values, each in [0, 1] (sine of the largest angle allowed between a neuron's
+            vector and the other net's span).
+        measures: basis-invariant measures from the same statistics (``cka``, ``cca``,
+            ``svcca``, ``pwcca``, ``procrustes``).
+        dead: dead (all-zero) neurons: ``"drop"`` leaves them out of matches, counting them in
+            mms's denominator (the reference code); ``"match"`` puts them in every match.
+        layout: ``"nchw"`` (channels first) or ``"nhwc"`` (channels last) for rank ≥ 3 arrays.
+        layers: the layers to compare (dicts and files); default: every layer of ``a`` also in
+            ``b``, in ``a``'s order.
+        tol: sine tolerance (default 1e-6).
+        simple: also the simple matches of every layer at this ε.
+        curves: also sample every ε-profile on a 0.01 grid (``Result.curves``).
+        center: also the match of the mean-centred activations, beside the paper's uncentred
+            one (``LayerResult.centered``): uncentred asks whether a neuron's whole vector, its
+            mean included, lies in the other span; centred ignores a shared constant offset, the
+            question CKA and CCA ask.
+        null: ``"rotate"``: the neuron-basis null (``LayerResult.null``): mms against net B's
+            layer rotated by random orthogonal matrices, which keeps the span and destroys the
+            neuron basis; mms minus the null is the part of the match carried by the neurons.
+        null_draws: number of rotations of the null.
+        seed: seed of the rotations.
+
+    Returns:
+        A :class:`Result`; ``result.to_dict()`` has the schema of ``spanmatch compare --json``.
+
+    Raises:
+        FileNotFoundError: a path that does not exist.
+        TypeError: an unsupported element type or argument type.
+        ValueError: NaN/Inf (with its position), mismatched rows, wrong rank, ε outside [0, 1],
+            unknown layers or measures.
+    """
+    eps_l = _eps_list(eps)
+    meas = _measure_list(measures)
+    if _is_path(a) or _is_path(b):
+        if not (_is_path(a) and _is_path(b)):
+            raise TypeError("compare: give two file paths, or two arrays / dicts of arrays, not a mix")
+        report, tables, warns, curve_list = _native.compare_files(
+            os.fspath(a),
+            os.fspath(b),
+            eps_l,
+            meas,
+            dead,
+            tol,
+            layout,
+            list(layers or []),
+            simple,
+            0,
+            int(seed),
+            None,
+            None,
+            16,
+            False,
+            curves,
+            center,
+            null,
+            int(null_draws),
+        )
+        return Result(json.loads(report), tables, _emit(warns), curve_list if curves else None)
+
+    if isinstance(a, Mapping) != isinstance(b, Mapping):
+        raise TypeError("compare: a and b must both be arrays or both be dicts of layer name -> array")
+    if isinstance(a, Mapping):
+        assert isinstance(b, Mapping)
+        if layers is not None:
+            names = list(layers)
+            for n in names:
+                if n not in a and n not in b:
+                    raise ValueError(f"layer '{n}' is in neither a nor b")
+                if n not in a:
+                    raise ValueError(f"layer '{n}' is in b but not in a")
+                if n not in b:
+                    raise ValueError(f"layer '{n}' is in a but not in b")
+        else:
+            names = [n for n in a if n in b]
+            if not names:
+                raise ValueError(
+                    f"no layer to compare: a has {sorted(a)} and b has {sorted(b)}, none in common"
+                )
+        pairs = {n: (a[n], b[n]) for n in names}
+    else:
+        pairs = {"layer": (a, b)}
+
+    stats: Dict[str, Stats] = {}
+    shapes: Dict[str, Tuple[Sequence[int], Sequence[int]]] = {}
+    for name, (xa, xb) in pairs.items():
+        acc = Accumulator(layout)
+        try:
+            acc.update(xa, xb)
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"layer '{name}': {e}") from None
+        stats[name] = acc.finish()
+        shapes[name] = (np.shape(as_activations(xa)[0]), np.shape(as_activations(xb)[0]))
+    return analyse(
+        stats,
+        eps=eps_l,
+        measures=meas,
+        dead=dead,
+        tol=tol,
+        simple=simple,
+        shapes=shapes,
+        layout=layout,
+        curves=curves,
+        center=center,
+        null=null,
+        null_draws=null_draws,
+        seed=seed,
+    )

@@ -1,0 +1,103 @@
+"""Layer x layer results: every layer of net A against every layer of net B."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+
+__all__ = ["CrossResult"]
+
+
+def _nan_to_none(a: np.ndarray) -> Any:
+    """Nested lists with NaN as None (JSON has no NaN)."""
+    if a.ndim == 0:
+        v = float(a)
+        return None if np.isnan(v) else v
+    return [_nan_to_none(x) for x in a]
+
+
+@dataclass
+class CrossResult:
+    """Layer x layer comparison of two nets (``spanmatch.torch.compare(..., cross=True)``).
+
+    Entry ``[i, j]`` compares layer ``layers_a[i]`` of net A with layer ``layers_b[j]`` of net
+    B on the same rows. Pairs whose rows differ (e.g. convolutional layers of different spatial
+    sizes) cannot be compared: their entries are NaN and ``comparable[i, j]`` is False.
+
+    Attributes:
+        layers_a: net A's layer names (rows of the matrices).
+        layers_b: net B's layer names (columns).
+        eps: the ε values (first axis of :attr:`mms`).
+        mms: maximum match similarity, shape ``[len(eps), len(layers_a), len(layers_b)]``.
+        cka: linear CKA (biased estimator, as in Kornblith et al. 2019), ``[nA, nB]``.
+        cka_debiased: linear CKA with the debiased HSIC estimator, ``[nA, nB]``.
+        max_epsilon: the smallest ε at which every live neuron of the pair matches, ``[nA, nB]``.
+        rows: rows of each pair (0 where not comparable), ``[nA, nB]``.
+        label_a, label_b: the two models' names (axis labels of the figures).
+    """
+
+    layers_a: List[str]
+    layers_b: List[str]
+    eps: Tuple[float, ...]
+    mms: np.ndarray
+    cka: np.ndarray
+    cka_debiased: np.ndarray
+    max_epsilon: np.ndarray
+    rows: np.ndarray
+    label_a: str = "a"
+    label_b: str = "b"
+    extra: Dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def comparable(self) -> np.ndarray:
+        """``[nA, nB]`` booleans: whether the two layers have the same rows."""
+        return self.rows > 0
+
+    def mms_at(self, eps: float) -> np.ndarray:
+        """The ``[nA, nB]`` mms matrix at one of the result's ε values."""
+        for k, e in enumerate(self.eps):
+            if e == eps:
+                return self.mms[k]
+        raise KeyError(f"ε = {eps} is not one of this result's ε values {list(self.eps)}")
+
+    def best_match(self, measure: str = "cka") -> Dict[str, Optional[str]]:
+        """For each layer of A, the layer of B with the largest ``cka`` (or ``mms@<ε>``)."""
+        m = self._matrix(measure)
+        out: Dict[str, Optional[str]] = {}
+        for i, name in enumerate(self.layers_a):
+            row = m[i]
+            out[name] = None if np.all(np.isnan(row)) else self.layers_b[int(np.nanargmax(row))]
+        return out
+
+    def _matrix(self, measure: str) -> np.ndarray:
+        if measure == "cka":
+            return self.cka
+        if measure == "cka_debiased":
+            return self.cka_debiased
+        if measure.startswith("mms@"):
+            return self.mms_at(float(measure[4:]))
+        raise ValueError(f"measure '{measure}': use 'cka', 'cka_debiased' or 'mms@<ε>'")
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain Python data (NaN written as None), stored under ``"cross"`` by ``Result.to_dict``."""
+        return {
+            "label_a": self.label_a,
+            "label_b": self.label_b,
+            "layers_a": list(self.layers_a),
+            "layers_b": list(self.layers_b),
+            "eps": list(self.eps),
+            "mms": _nan_to_none(self.mms),
+            "cka_linear": _nan_to_none(self.cka),
+            "cka_linear_debiased": _nan_to_none(self.cka_debiased),
+            "max_epsilon": _nan_to_none(self.max_epsilon),
+            "rows": self.rows.astype(int).tolist(),
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"CrossResult({self.label_a} {len(self.layers_a)} layers x {self.label_b} "
+            f"{len(self.layers_b)} layers, eps={list(self.eps)}, "
+            f"{int(self.comparable.sum())} comparable pairs)"
+        )

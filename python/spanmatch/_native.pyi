@@ -1,0 +1,100 @@
+"""Type stubs of the compiled module (crates/spanmatch-py). Use the documented wrappers in
+:mod:`spanmatch` instead of these."""
+
+from typing import List, Optional, Sequence, Tuple
+
+import numpy as np
+
+__version__: str
+
+class Accumulator:
+    def __init__(self, layout: str = "nchw") -> None: ...
+    def update(self, a: np.ndarray, b: np.ndarray, bf16_a: bool = False, bf16_b: bool = False) -> None: ...
+    def merge(self, other: "Accumulator") -> None: ...
+    @property
+    def rows(self) -> int: ...
+    @property
+    def n1(self) -> Optional[int]: ...
+    @property
+    def n2(self) -> Optional[int]: ...
+    @property
+    def layout(self) -> str: ...
+    def finish(self) -> "Stats": ...
+    def state(self) -> bytes: ...
+    @staticmethod
+    def from_state(state: bytes) -> "Accumulator": ...
+
+class Stats:
+    @property
+    def n1(self) -> int: ...
+    @property
+    def n2(self) -> int: ...
+    @property
+    def rows(self) -> int: ...
+    def gram(self) -> np.ndarray: ...
+    def sums(self) -> np.ndarray: ...
+    def profile(
+        self, dead: str = "drop", tol: Optional[float] = None
+    ) -> Tuple[np.ndarray, np.ndarray, float, List[int], List[int]]: ...
+    def max_match(self, eps: float, dead: str = "drop", tol: Optional[float] = None) -> Tuple[List[int], List[int], float]: ...
+    def simple_matches(
+        self, eps: float, dead: str = "drop", tol: Optional[float] = None, orders: int = 0, seed: int = 0
+    ) -> Tuple[List[Tuple[List[int], List[int], int]], bool]: ...
+    def measures(self, names: List[str]) -> str: ...
+    def state(self) -> bytes: ...
+    @staticmethod
+    def from_state(state: bytes) -> "Stats": ...
+    @staticmethod
+    def from_parts(
+        n1: int,
+        n2: int,
+        rows: int,
+        gram: Sequence[float],
+        sums: Sequence[float],
+        weighted_by_a: Sequence[float],
+        weighted_by_b: Sequence[float],
+        aa: float,
+        ab: float,
+        bb: float,
+    ) -> "Stats": ...
+
+Outcome = Tuple[str, str, List[str], List[List[Tuple[float, float]]]]
+
+def analyse(
+    stats: List[Stats],
+    names: List[str],
+    names_b: List[Optional[str]],
+    shapes_a: List[List[int]],
+    shapes_b: List[List[int]],
+    eps: List[float],
+    measures: List[str],
+    dead: str = "drop",
+    tol: Optional[float] = None,
+    simple: Optional[float] = None,
+    orders: int = 0,
+    seed: int = 0,
+    file_a: str = "a",
+    file_b: str = "b",
+    layout: str = "nchw",
+    curve: bool = False,
+) -> Outcome: ...
+def compare_files(
+    path_a: str,
+    path_b: str,
+    eps: List[float],
+    measures: List[str],
+    dead: str = "drop",
+    tol: Optional[float] = None,
+    layout: str = "nchw",
+    layers: List[str] = ...,
+    simple: Optional[float] = None,
+    orders: int = 0,
+    seed: int = 0,
+    block_rows: Optional[int] = None,
+    sample_columns: Optional[int] = None,
+    repeats: int = 16,
+    flatten: bool = False,
+    curve: bool = False,
+) -> Outcome: ...
+def measure_names() -> List[str]: ...
+def _test_panic() -> None: ...

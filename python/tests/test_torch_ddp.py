@@ -1,0 +1,140 @@
+"""spanmatch.torch under torch.distributed: 2 processes (gloo, CPU), uneven shards, same result."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import time
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("tqdm")
+import torch.distributed as dist  # noqa: E402
+import torch.multiprocessing as mp  # noqa: E402
+from torch import nn  # noqa: E402
+
+import spanmatch.torch as smt  # noqa: E402
+
+pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
+
+SIZES = [8, 8, 5, 8, 3, 8, 6]  # batch sizes of the whole data set (7 batches, 46 inputs)
+
+
+def make(seed: int) -> nn.Module:
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(6, 8, 3, padding=1, stride=2),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(8 * 16, 10),
+        nn.ReLU(),
+    )
+
+
+def batches():
+    g = torch.Generator().manual_seed(7)
+    return [(torch.randn(n, 3, 8, 8, generator=g), torch.zeros(n)) for n in SIZES]
+
+
+def run(data, cross: bool):
+    return smt.compare(make(0), make(1), data, cross=cross, progress=False)
+
+
+SCENARIOS = {
+    "uneven": ([[0, 1, 2, 3, 4], [5, 6]], False),
+    "cross": ([[0, 2, 4, 6], [1, 3, 5]], True),  # interleaved shards, layer x layer
+    "empty-rank": ([[], list(range(7))], False),  # rank 0 sees no batch at all
+    "empty-everywhere": ([[], []], False),
+}
+
+
+def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
+    """Runs every scenario in one process group (one spawn for the whole module)."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    try:
+        data = batches()
+        for name, (shards, cross) in SCENARIOS.items():
+            mine = [data[i] for i in shards[rank]]
+            try:
+                out = run(mine, cross).to_dict()
+            except ValueError as e:
+                out = {"error": str(e)}
+            with open(os.path.join(out_dir, f"{name}.rank{rank}.json"), "w") as f:
+                json.dump(out, f)
+    finally:
+        dist.destroy_process_group()
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    """What each rank returned, per scenario: {scenario: [rank 0's dict, rank 1's dict]}."""
+    out_dir = tmp_path_factory.mktemp("ddp")
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    ctx = mp.spawn(_worker, args=(2, free_port(), str(out_dir)), nprocs=2, join=False)
+    deadline = time.monotonic() + 150
+    while not ctx.join(timeout=1):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.terminate()
+            pytest.fail("the distributed workers did not finish within 150 s")
+    found = {}
+    for name in SCENARIOS:
+        found[name] = []
+        for r in range(2):
+            with open(out_dir / f"{name}.rank{r}.json") as f:
+                found[name].append(json.load(f))
+    return found
+
+
+def assert_close(d1, d2, tol=1e-9):
+    assert [l["name"] for l in d1["layers"]] == [l["name"] for l in d2["layers"]]
+    for l1, l2 in zip(d1["layers"], d2["layers"]):
+        assert l1["rows"] == l2["rows"]
+        assert l1["shape_a"] == l2["shape_a"]
+        for k in ("thresholds_a", "thresholds_b"):
+            np.testing.assert_allclose(
+                [np.nan if v is None else v for v in l1[k]],
+                [np.nan if v is None else v for v in l2[k]],
+                atol=tol,
+            )
+        for m1, m2 in zip(l1["matches"], l2["matches"]):
+            assert (m1["eps"], m1["a"], m1["b"], m1["mms"]) == (m2["eps"], m2["a"], m2["b"], m2["mms"])
+        for k in ("cka_linear", "cka_linear_debiased"):
+            assert math.isclose(l1["measures"][k], l2["measures"][k], rel_tol=tol)
+
+
+@pytest.mark.parametrize("scenario", ["uneven", "cross", "empty-rank"])
+def test_ddp_equals_single_process(scenario, ranks):
+    shards, cross = SCENARIOS[scenario]
+    d0, d1 = ranks[scenario]
+    assert "error" not in d0, d0
+    single = run(batches(), cross).to_dict()
+    assert d0 == d1  # every rank returns the same result
+    assert d0["layers"][0]["rows"] == sum(SIZES) * 64
+    assert d0["layers"][0]["shape_a"] == [sum(SIZES), 6, 8, 8]
+    assert_close(d0, single)
+    if cross:
+        c0, cs = d0["cross"], single["cross"]
+        assert c0["layers_a"] == cs["layers_a"]
+        assert c0["mms"] == cs["mms"]
+        np.testing.assert_allclose(
+            np.array(c0["cka_linear"], dtype=float), np.array(cs["cka_linear"], dtype=float), rtol=1e-9
+        )
+
+
+def test_ddp_no_batch_anywhere(ranks):
+    for d in ranks["empty-everywhere"]:
+        assert "no batch on any rank" in d.get("error", "")
