@@ -28,11 +28,13 @@ from pathlib import Path
 import numpy as np
 
 import spanmatch
+import spanmatch.dask
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def median_time(fn, repeats: int) -> float:
+    fn()  # warm-up: page faults, thread pools
     times = []
     for _ in range(repeats):
         t = time.perf_counter()
@@ -106,8 +108,6 @@ def main() -> None:
     if not args.skip_dask:
         import dask.array as da
         from distributed import Client, LocalCluster
-
-        import spanmatch.dask
 
         with LocalCluster(processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, Client(cluster):
             chunk = max(1, rows // 16)

@@ -905,7 +905,7 @@ def compare(
         precision: ``"float64"`` (default: products and sums in float64, exact to rounding) or
             ``"float32"`` (per-batch products in float32, summed across batches in float64:
             for GPUs without fast float64; thresholds moved by up to about 1e-4 in our
-            measurements, see docs/benchmarks-torch.md; on the CPU float64 is as fast).
+            measurements, see docs/benchmarks.md; on the CPU float64 is as fast).
             On the CPU in float64 the layer pairs go to the engine's own accumulator.
         labels: names of the two models for tables and figures (default: their class names).
         distributed: sum the statistics over ``torch.distributed`` ranks (default: when it is

@@ -433,3 +433,15 @@ def test_rotation_null_destroys_one_to_one_matches_and_is_seeded() -> None:
         spanmatch.compare(a, b, null="shuffle")
     with pytest.raises(ValueError, match="null_draws must be at least 1"):
         spanmatch.compare(a, b, null="rotate", null_draws=0)
+
+
+@pytest.mark.parametrize("rows", [50, 20_000])
+def test_a_failed_update_leaves_the_accumulator_unchanged(rows: int) -> None:
+    a, b = planted(rows=rows, noise=0.1, seed=12)
+    acc = spanmatch.Accumulator().update(a[:10], b[:10])
+    before = pickle.dumps(acc)
+    bad = a.copy()
+    bad[-1, 0] = np.nan  # in the last block: earlier blocks were already read
+    with pytest.raises(ValueError, match="non-finite"):
+        acc.update(bad, b)
+    assert pickle.dumps(acc) == before

@@ -211,7 +211,18 @@ fn gather_view<T: Copy>(
         let s1 = (g.positions).min(s0 + (end - r));
         let base = img as isize * strides[0];
         let out0 = (r - row0) * stride + col0;
-        if channels_inner {
+        if st_c == 1 {
+            // Channels contiguous (C-order [N, C], channels-last): convert whole runs.
+            for (k, s) in (s0..s1).enumerate() {
+                let row = &mut dst[out0 + k * stride..][..g.neurons];
+                // SAFETY: the run of `neurons` elements from (img, 0, s) with unit stride is
+                // inside the array (its channel axis has unit stride and that length).
+                let src = unsafe { std::slice::from_raw_parts(ptr.offset(base + offsets[s]), g.neurons) };
+                for (v, &x) in row.iter_mut().zip(src) {
+                    *v = conv(x);
+                }
+            }
+        } else if channels_inner {
             for (k, s) in (s0..s1).enumerate() {
                 let row = &mut dst[out0 + k * stride..][..g.neurons];
                 let p = base + offsets[s];
@@ -266,11 +277,12 @@ fn accumulate(
     acc: &mut GramAccumulator,
     (va, ga): (&View<'_>, &Geometry),
     (vb, gb): (&View<'_>, &Geometry),
+    buf: &mut Vec<f64>,
 ) -> Result<(), String> {
     let (n1, n2) = (ga.neurons, gb.neurons);
     let n = n1 + n2;
     let block = default_block_rows(n1, n2).min(ga.rows.max(1));
-    let mut buf = vec![0.0; block * n];
+    buf.resize(block * n, 0.0);
     let mut r = 0;
     while r < ga.rows {
         let m = block.min(ga.rows - r);
@@ -301,6 +313,8 @@ fn accumulate(
 struct PyAccumulator {
     layout: Layout,
     acc: Option<GramAccumulator>,
+    /// The joint f64 block, kept between updates.
+    scratch: Vec<f64>,
 }
 
 #[pymethods]
@@ -311,6 +325,7 @@ impl PyAccumulator {
         Ok(Self {
             layout: parse_layout(layout)?,
             acc: None,
+            scratch: Vec::new(),
         })
     }
 
@@ -354,10 +369,21 @@ impl PyAccumulator {
         let acc = self
             .acc
             .get_or_insert_with(|| GramAccumulator::new(ga.neurons, gb.neurons));
-        let mut work = acc.clone_empty_like();
-        py.detach(|| accumulate(&mut work, (&va, &ga), (&vb, &gb)))
-            .map_err(PyValueError::new_err)?;
-        acc.merge(&work).map_err(core_err)
+        let mut buf = std::mem::take(&mut self.scratch);
+        let one_block = ga.rows <= default_block_rows(ga.neurons, gb.neurons);
+        let result = if one_block {
+            // One block: it is checked for NaN/Inf before it is added, so a failed update
+            // leaves the accumulator as it was, at no extra cost.
+            py.detach(|| accumulate(acc, (&va, &ga), (&vb, &gb), &mut buf))
+        } else {
+            // Several blocks: accumulate apart and merge only on success (an error in a later
+            // block must not leave the earlier ones added).
+            let mut work = acc.clone_empty_like();
+            py.detach(|| accumulate(&mut work, (&va, &ga), (&vb, &gb), &mut buf))
+                .and_then(|()| acc.merge(&work).map_err(|e| e.to_string()))
+        };
+        self.scratch = buf;
+        result.map_err(PyValueError::new_err)
     }
 
     /// Adds another accumulator's statistics (disjoint inputs).
@@ -432,7 +458,11 @@ impl PyAccumulator {
         } else {
             Some(GramAccumulator::from_flat(&floats(rest)?).map_err(core_err)?)
         };
-        Ok(Self { layout, acc })
+        Ok(Self {
+            layout,
+            acc,
+            scratch: Vec::new(),
+        })
     }
 
     fn __eq__(&self, other: &PyAccumulator) -> bool {
