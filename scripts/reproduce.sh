@@ -5,4 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cargo run --release --quiet -- reproduce "$@"
+# The first build compiles the training framework (several minutes on 2 cores): show its progress.
+echo "building spanmatch (release; the first build takes several minutes) ..." >&2
+cargo build --release --bin spanmatch
+exec target/release/spanmatch reproduce "$@"

@@ -111,6 +111,9 @@ class LayerResult:
         measures: the basis-invariant measures (``cka_linear``, ...), empty when none.
         simple: the simple matches, when asked for (a list of :class:`SimpleMatch`), else None.
         centered: the maximum matches of the mean-centred activations (``center=True``), else None.
+        intervals: bootstrap intervals over chunks of inputs (``bootstrap=R``): a dict with
+            ``level``, ``resamples``, ``chunks``, ``seed``, ``mms`` (one ``{"lo", "hi"}`` per ε)
+            and ``cka_linear``; else None.
         null: the neuron-basis null (``null="rotate"``): per ε a dict with ``observed``, ``mean``,
             ``min``, ``max``, ``p_value`` and the rotated ``values``; else None.
         record: the JSON record this object was built from (the schema of ``spanmatch compare``).
@@ -132,6 +135,7 @@ class LayerResult:
     record: Dict[str, Any] = field(repr=False)
     centered: Optional[List[MaxMatch]] = None
     null: Optional[List[Dict[str, Any]]] = None
+    intervals: Optional[Dict[str, Any]] = None
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> "LayerResult":
@@ -167,6 +171,7 @@ class LayerResult:
                 for m in record["centered"]["matches"]
             ],
             null=None if record.get("null") is None else list(record["null"]["per_eps"]),
+            intervals=record.get("intervals"),
         )
 
     @property

@@ -445,3 +445,58 @@ def test_a_failed_update_leaves_the_accumulator_unchanged(rows: int) -> None:
     with pytest.raises(ValueError, match="non-finite"):
         acc.update(bad, b)
     assert pickle.dumps(acc) == before
+
+
+# ---- bootstrap intervals over chunks of inputs ----
+
+
+def test_bootstrap_intervals_files_and_arrays_agree(tmp_path: Path, spanmatch_cli: Path) -> None:
+    rng = np.random.default_rng(21)
+    conv_a = np.maximum(rng.standard_normal((37, 6, 3, 3)), 0).astype(np.float32)
+    conv_b = np.maximum(conv_a[:, ::-1] + 0.5 * rng.standard_normal(conv_a.shape), 0).astype(np.float32)
+    fa, fb = tmp_path / "a.npz", tmp_path / "b.npz"
+    np.savez(fa, conv=conv_a)
+    np.savez(fb, conv=conv_b)
+    eps = (0.3, 0.6, 0.9)
+    arr = spanmatch.compare({"conv": conv_a}, {"conv": conv_b}, eps=eps, bootstrap=50, chunks=7, seed=5)
+    fil = spanmatch.compare(fa, fb, eps=eps, bootstrap=50, chunks=7, seed=5)
+    out = tmp_path / "cli.json"
+    subprocess.run(
+        [str(spanmatch_cli), "compare", str(fa), str(fb), "--eps", "0.3,0.6,0.9", "--bootstrap", "50",
+         "--chunks", "7", "--seed", "5", "--json", str(out)],
+        check=True, capture_output=True,
+    )
+    cli = json.loads(out.read_text())["layers"][0]["intervals"]
+    ia, iff = arr["conv"].intervals, fil["conv"].intervals
+    assert ia["chunks"] == 7 and ia["resamples"] == 50 and ia["level"] == 0.95
+    for x, y, z in zip(ia["mms"], iff["mms"], cli["mms"]):
+        assert x["lo"] == pytest.approx(y["lo"], abs=1e-12) and x["hi"] == pytest.approx(y["hi"], abs=1e-12)
+        assert z["lo"] == pytest.approx(y["lo"], abs=1e-12) and z["hi"] == pytest.approx(y["hi"], abs=1e-12)
+    # The intervals cover the full-data values, and the full-data result is unchanged by chunking.
+    plain = spanmatch.compare({"conv": conv_a}, {"conv": conv_b}, eps=eps)["conv"]
+    for m, iv in zip(plain.matches, ia["mms"]):
+        assert iv["lo"] - 1e-12 <= m.mms <= iv["hi"] + 1e-12
+    assert arr["conv"].thresholds_a == pytest.approx(plain.thresholds_a, abs=1e-10)
+    cka = plain.measures["cka_linear"]
+    assert ia["cka_linear"]["lo"] - 1e-12 <= cka <= ia["cka_linear"]["hi"] + 1e-12
+    assert "95% interval" in repr(arr)
+    # Same seed, same intervals; one chunk gives a point.
+    again = spanmatch.compare({"conv": conv_a}, {"conv": conv_b}, eps=eps, bootstrap=50, chunks=7, seed=5)
+    assert again["conv"].intervals == ia
+    one = spanmatch.compare({"conv": conv_a}, {"conv": conv_b}, eps=eps, bootstrap=10, chunks=1)["conv"]
+    for m, iv in zip(one.matches, one.intervals["mms"]):
+        assert iv["lo"] == pytest.approx(m.mms, abs=1e-12) and iv["hi"] == pytest.approx(m.mms, abs=1e-12)
+
+
+def test_bootstrap_bad_arguments(tmp_path: Path) -> None:
+    a, b = planted(rows=30)
+    with pytest.raises(ValueError, match="31 chunks for the bootstrap, but only 30 inputs"):
+        spanmatch.compare(a, b, bootstrap=10, chunks=31)
+    with pytest.raises(ValueError, match="bootstrap must be at least 1"):
+        spanmatch.compare(a, b, bootstrap=0)
+    with pytest.raises(ValueError, match="chunks must be at least 1"):
+        spanmatch.compare(a, b, bootstrap=10, chunks=0)
+    np.save(tmp_path / "a.npy", a)
+    np.save(tmp_path / "b.npy", b)
+    with pytest.raises(ValueError, match="31 chunks for the bootstrap, but the files hold only 30 inputs"):
+        spanmatch.compare(tmp_path / "a.npy", tmp_path / "b.npy", bootstrap=10, chunks=31)

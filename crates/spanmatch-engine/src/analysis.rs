@@ -1,8 +1,12 @@
 //! Everything `reproduce` reports about one layer pair (the [`LayerResult`] of results.json),
 //! computed from its statistics alone.
 
-use crate::results::{LayerResult, SimpleMatchIndices, SimpleSummary};
+use crate::results::{
+    Bounds, LayerControls, LayerIntervals, LayerResult, NullEps, RotationNullSummary,
+    SimpleMatchIndices, SimpleSummary,
+};
 use anyhow::{Context, Result};
+use spanmatch_core::controls::{self, ChunkedStats};
 use spanmatch_core::measures::{self, Measure};
 use spanmatch_core::simple::{simple_matches, SimpleOptions};
 use spanmatch_core::{JointStats, MatchOptions, MatchProblem};
@@ -100,5 +104,96 @@ pub fn analyse(
         profile: curve,
         measures,
         simple,
+        controls: LayerControls::default(),
     })
+}
+
+/// Which statistical controls [`analyse_controls`] computes.
+#[derive(Debug, Clone, Default)]
+pub struct ControlOptions {
+    /// Bootstrap over the chunks: `(resamples, seed)`; needs per-chunk statistics.
+    pub bootstrap: Option<(usize, u64)>,
+    /// Random rotations of the neuron-basis null (0: none).
+    pub null_draws: usize,
+    /// Seed of the rotations.
+    pub null_seed: u64,
+    /// Also the mms of the mean-centred activations.
+    pub center: bool,
+}
+
+fn bounds(i: &controls::Interval) -> Option<Bounds> {
+    (i.lo.is_finite() && i.hi.is_finite()).then_some(Bounds { lo: i.lo, hi: i.hi })
+}
+
+/// The statistical controls of one layer pair, from its statistics (`stats`, all inputs) and,
+/// for the bootstrap, its per-chunk statistics (`chunked`, whose merge is `stats`):
+///
+/// * bootstrap percentile intervals (95 %) of mms at every ε and, when `opts.measures` has CKA,
+///   of linear CKA (a resample where CKA is undefined counts as missing);
+/// * the rotation null (`controls::rotation_null`) at every ε;
+/// * the mms of the centred activations (`controls::centered`) at every ε.
+pub fn analyse_controls(
+    layer: &str,
+    stats: &JointStats,
+    chunked: Option<&ChunkedStats>,
+    eps: &[f64],
+    opts: &AnalysisOptions,
+    c: &ControlOptions,
+) -> Result<LayerControls> {
+    let mut out = LayerControls::default();
+    if let (Some((resamples, seed)), Some(chunks)) = (c.bootstrap, chunked) {
+        let with_cka = opts.measures.contains(&Measure::Cka);
+        let matching = opts.matching;
+        let iv = chunks
+            .bootstrap(resamples, seed, |s| {
+                let mut v = controls::mms_at(s, eps, matching)?;
+                if with_cka {
+                    let cka = measures::compute(s, &[Measure::Cka])
+                        .ok()
+                        .and_then(|m| m.cka_linear)
+                        .unwrap_or(f64::NAN);
+                    v.push(cka);
+                }
+                Ok(v)
+            })
+            .with_context(|| format!("layer {layer}: bootstrap"))?;
+        out.intervals = Some(LayerIntervals {
+            level: iv.level,
+            resamples: iv.resamples,
+            chunks: iv.chunks,
+            seed: iv.seed,
+            mms: iv.outputs[..eps.len()].iter().map(bounds).collect(),
+            cka_linear: if with_cka {
+                bounds(&iv.outputs[eps.len()])
+            } else {
+                None
+            },
+        });
+    }
+    if c.null_draws > 0 && !eps.is_empty() {
+        let null = controls::rotation_null(stats, c.null_draws, c.null_seed, eps, opts.matching)
+            .with_context(|| format!("layer {layer}: rotation null"))?;
+        out.rotation_null = Some(RotationNullSummary {
+            draws: null.draws,
+            seed: null.seed,
+            per_eps: null
+                .per_eps
+                .iter()
+                .map(|e| NullEps {
+                    eps: e.eps,
+                    mean: e.mean,
+                    min: e.min,
+                    max: e.max,
+                    p: e.p_value,
+                })
+                .collect(),
+        });
+    }
+    if c.center {
+        out.centered_mms = Some(
+            controls::mms_at(&controls::centered(stats), eps, opts.matching)
+                .with_context(|| format!("layer {layer}: centred mms"))?,
+        );
+    }
+    Ok(out)
 }

@@ -4,8 +4,8 @@
 
 use crate::progress::Progress;
 use crate::report::{
-    mean_std, CenteredReport, LayerMeasures, LayerReport, Report, SampledReport, SimpleMatchReport,
-    SimpleReport, Tolerances as ReportTolerances,
+    mean_std, CenteredReport, IntervalReport, IntervalsReport, LayerMeasures, LayerReport, Report,
+    SampledReport, SimpleMatchReport, SimpleReport, Tolerances as ReportTolerances,
 };
 use crate::stream::{self, PairStats, Sampling, StreamOptions};
 use anyhow::{bail, Context, Result};
@@ -44,7 +44,26 @@ pub struct AnalyseOptions {
     pub center: bool,
     /// Also the neuron-basis null: net B's layer rotated by random orthogonal matrices.
     pub null: Option<NullOptions>,
+    /// Also bootstrap intervals over chunks of the inputs (needs per-chunk statistics: see
+    /// [`analyse_layer_chunked`]).
+    pub bootstrap: Option<BootstrapOptions>,
 }
+
+/// Bootstrap intervals over chunks of the inputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BootstrapOptions {
+    /// Chunks of consecutive inputs (images) whose statistics are kept apart.
+    pub chunks: usize,
+    /// Resamples of the chunks, with replacement.
+    pub resamples: usize,
+    /// Seed of the resampling (ChaCha8: the same intervals on every machine).
+    pub seed: u64,
+}
+
+/// Chunks of the bootstrap when none are given.
+pub const DEFAULT_CHUNKS: usize = 20;
+/// Resamples of the bootstrap when none are given.
+pub const DEFAULT_RESAMPLES: usize = 200;
 
 /// The neuron-basis null of [`AnalyseOptions::null`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,6 +87,7 @@ impl Default for AnalyseOptions {
             curve: false,
             center: false,
             null: None,
+            bootstrap: None,
         }
     }
 }
@@ -351,9 +371,54 @@ pub fn analyse_layer(
             simple,
             centered,
             null,
+            intervals: None,
         },
         curve,
     })
+}
+
+/// [`analyse_layer`] from per-chunk statistics (consecutive chunks of the inputs): the analysis
+/// of the merged statistics, plus bootstrap intervals over the chunks for mms at every ε and for
+/// linear CKA when [`AnalyseOptions::bootstrap`] is set.
+pub fn analyse_layer_chunked(
+    label: LayerLabel,
+    chunks: Vec<JointStats>,
+    options: &AnalyseOptions,
+    progress: &mut dyn Progress,
+) -> Result<AnalysedLayer> {
+    let name = label.name.clone();
+    let chunked =
+        controls::ChunkedStats::new(chunks).map_err(|e| anyhow::anyhow!("layer '{name}': {e}"))?;
+    let joint = chunked.merged();
+    let mut layer = analyse_layer(label, joint, options, progress)?;
+    if let Some(b) = options.bootstrap {
+        let eps = options.eps.clone();
+        let matching = options.matching;
+        let intervals = chunked
+            .bootstrap(b.resamples, b.seed, |s| {
+                let mut out = controls::mms_at(s, &eps, matching)?;
+                let cka = measures::compute(s, &[Measure::Cka])?
+                    .cka_linear
+                    .unwrap_or(f64::NAN);
+                out.push(cka);
+                Ok(out)
+            })
+            .map_err(|e| anyhow::anyhow!("layer '{name}': bootstrap: {e}"))?;
+        let k = options.eps.len();
+        let pair = |i: usize| {
+            let o = &intervals.outputs[i];
+            IntervalReport { lo: o.lo, hi: o.hi }
+        };
+        layer.report.intervals = Some(IntervalsReport {
+            level: intervals.level,
+            resamples: intervals.resamples,
+            chunks: intervals.chunks,
+            seed: intervals.seed,
+            mms: (0..k).map(pair).collect(),
+            cka_linear: (intervals.outputs[k].finite > 0).then(|| pair(k)),
+        });
+    }
+    Ok(layer)
 }
 
 /// A whole comparison: the report and, per layer, the profile curve (empty unless asked).
@@ -391,6 +456,11 @@ pub fn compare_files(
                 "simple: ε = {} is outside [0, 1] (ε is the sine of an angle)",
                 s.eps
             );
+        }
+    }
+    if let Some(bo) = options.analyse.bootstrap {
+        if bo.chunks == 0 || bo.resamples == 0 {
+            bail!("bootstrap: chunks and resamples must be at least 1");
         }
     }
     let fa = ActivationFile::open(a).context("opening net A's activations")?;
@@ -519,6 +589,7 @@ pub fn stream_layer(
     layout: Layout,
     block_rows: Option<usize>,
     sampling: Option<Sampling>,
+    chunks: Option<usize>,
     progress: &mut dyn Progress,
 ) -> Result<(PairStats, LayerLabel)> {
     let mut ra = fa.reader(name, layout)?;
@@ -542,6 +613,24 @@ pub fn stream_layer(
             ));
         }
     }
+    if let Some(k) = chunks {
+        if k as u64 > ra.images() {
+            bail!(
+                "layer '{name}': {k} chunks for the bootstrap, but the files hold only {} inputs; use at most that many chunks",
+                ra.images()
+            );
+        }
+        let bytes = controls::chunk_memory_bytes(ra.neurons(), rb.neurons(), k);
+        if bytes > controls::MAX_CHUNK_BYTES {
+            bail!(
+                "layer '{name}': {k} chunks of {} + {} neurons need {} MiB of statistics (chunks x (n1+n2)^2 x 8 bytes), above the cap of {} MiB; use fewer chunks",
+                ra.neurons(),
+                rb.neurons(),
+                bytes >> 20,
+                controls::MAX_CHUNK_BYTES >> 20
+            );
+        }
+    }
     let block_rows =
         block_rows.unwrap_or_else(|| stream::default_block_rows(ra.neurons(), rb.neurons()));
     progress.start(name, ra.rows() * (ra.bytes_per_row() + rb.bytes_per_row()));
@@ -551,6 +640,7 @@ pub fn stream_layer(
         &StreamOptions {
             block_rows,
             sampling,
+            chunks,
         },
         progress,
     )?;
@@ -579,13 +669,25 @@ fn compare_layer(
         options.layout,
         options.block_rows,
         options.sampling,
+        options.analyse.bootstrap.map(|b| b.chunks),
         progress,
     )?;
     // Keep one copy of the (n1 + n2)² statistics at a time: the accumulator goes once finished.
-    let PairStats { full, sampled } = stats;
-    let joint = full.finish();
-    drop(full);
-    let mut layer = analyse_layer(label, joint, &options.analyse, progress)?;
+    let PairStats {
+        full,
+        sampled,
+        chunks,
+    } = stats;
+    let mut layer = if chunks.is_empty() {
+        let joint = full.finish();
+        drop(full);
+        analyse_layer(label, joint, &options.analyse, progress)?
+    } else {
+        drop(full);
+        let parts = chunks.iter().map(|c| c.finish()).collect();
+        drop(chunks);
+        analyse_layer_chunked(label, parts, &options.analyse, progress)?
+    };
     if options.flatten {
         let kernels =
             flattened_kernels(fa, fb, names, options, progress).context("flattened view")?;
@@ -797,7 +899,7 @@ pub fn file_layer_stats(
             );
         }
     }
-    let (stats, _) = stream_layer(&fa, &fb, (&name, &name), layout, None, None, progress)
+    let (stats, _) = stream_layer(&fa, &fb, (&name, &name), layout, None, None, None, progress)
         .with_context(|| format!("reading layer '{name}'"))?;
     Ok((name, stats.full.finish()))
 }

@@ -86,6 +86,36 @@ pub struct LayerReport {
     /// random orthogonal matrices, at each ε, when requested.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub null: Option<spanmatch_core::controls::RotationNull>,
+    /// Bootstrap intervals over chunks of the inputs (`--bootstrap`), when requested.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<IntervalsReport>,
+}
+
+/// Percentile bootstrap intervals of a layer pair over chunks of the inputs.
+#[derive(Debug, Clone, Serialize)]
+pub struct IntervalsReport {
+    /// Confidence level (0.95).
+    pub level: f64,
+    /// Resamples drawn.
+    pub resamples: usize,
+    /// Chunks of consecutive inputs.
+    pub chunks: usize,
+    /// Seed of the resampling.
+    pub seed: u64,
+    /// Interval of mms at each ε (same order as `eps`).
+    pub mms: Vec<IntervalReport>,
+    /// Interval of linear CKA, when CKA is defined on the resamples.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cka_linear: Option<IntervalReport>,
+}
+
+/// One interval.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct IntervalReport {
+    /// Lower end.
+    pub lo: f64,
+    /// Upper end.
+    pub hi: f64,
 }
 
 /// The match of the mean-centred activations (each neuron's mean over the rows removed).
@@ -227,15 +257,20 @@ pub fn tables(report: &Report) -> String {
     s
 }
 
-/// The controls table, when `--center` or `--null` was asked: per layer and ε, the paper's mms,
-/// the centred mms and the rotation null's mean [min, max]. Empty otherwise.
+/// The controls table, when `--bootstrap`, `--center` or `--null` was asked: per layer and ε,
+/// the paper's mms, its bootstrap interval, the centred mms and the rotation null's mean
+/// [min, max]. Empty otherwise.
 pub fn controls_table(report: &Report) -> String {
     let center = report.layers.iter().any(|l| l.centered.is_some());
     let null = report.layers.iter().any(|l| l.null.is_some());
-    if !center && !null {
+    let intervals = report.layers.iter().any(|l| l.intervals.is_some());
+    if !center && !null && !intervals {
         return String::new();
     }
     let mut header = vec!["layer".to_string(), "ε".to_string(), "mms".to_string()];
+    if intervals {
+        header.push("95% interval".to_string());
+    }
     if center {
         header.push("centred".to_string());
     }

@@ -75,7 +75,7 @@ pub enum ComparisonKind {
     /// The nets of two seeds at initialisation (before any training step; `seed_a != seed_b`),
     /// compared like a `Pair`: how much of a trained pair's match the architecture and the input
     /// statistics give without learning.
-    #[serde(rename = "untrained", alias = "Untrained")]
+    #[serde(alias = "untrained")]
     Untrained,
 }
 
@@ -128,6 +128,81 @@ pub struct LayerResult {
     /// Simple matches at one ε, when computed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub simple: Option<SimpleSummary>,
+    /// The statistical controls of this layer pair (bootstrap intervals, rotation null, centred
+    /// mms), when computed (`reproduce`, trained seed pairs only). Flattened: each control is its
+    /// own optional field of the layer in results.json, absent in older files.
+    #[serde(flatten)]
+    pub controls: LayerControls,
+}
+
+/// The statistical controls of one layer pair (see docs/controls.md). Every field is optional:
+/// results written before they existed, or runs that disabled them, leave them out.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LayerControls {
+    /// Bootstrap percentile intervals over chunks of test images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<LayerIntervals>,
+    /// The neuron-basis null: net B's layer rotated by random orthogonal matrices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rotation_null: Option<RotationNullSummary>,
+    /// mms of the mean-centred activations, one per entry of `ReproduceResults::eps`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub centered_mms: Option<Vec<f64>>,
+}
+
+/// A confidence interval `[lo, hi]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Bounds {
+    /// Lower end.
+    pub lo: f64,
+    /// Upper end.
+    pub hi: f64,
+}
+
+/// Bootstrap percentile intervals of one layer pair: the test images are split into `chunks`
+/// contiguous chunks, each resample draws `chunks` of them with replacement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerIntervals {
+    /// Confidence level (e.g. 0.95).
+    pub level: f64,
+    /// Number of bootstrap resamples.
+    pub resamples: usize,
+    /// Number of chunks of test images.
+    pub chunks: usize,
+    /// Seed of the resampling.
+    pub seed: u64,
+    /// Interval of mms, one per entry of `ReproduceResults::eps` (`null` where no resample gave
+    /// a finite value).
+    pub mms: Vec<Option<Bounds>>,
+    /// Interval of linear CKA, when computed and defined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cka_linear: Option<Bounds>,
+}
+
+/// The rotation null of one layer pair at one ε.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NullEps {
+    /// The ε.
+    pub eps: f64,
+    /// Mean of the rotated pairs' mms.
+    pub mean: f64,
+    /// Smallest rotated mms.
+    pub min: f64,
+    /// Largest rotated mms.
+    pub max: f64,
+    /// Monte Carlo p-value `(1 + #{draws >= observed}) / (1 + draws)`.
+    pub p: f64,
+}
+
+/// The neuron-basis null of one layer pair (`spanmatch_core::controls::rotation_null`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RotationNullSummary {
+    /// Number of random rotations.
+    pub draws: usize,
+    /// Seed of the rotations.
+    pub seed: u64,
+    /// One entry per entry of `ReproduceResults::eps`.
+    pub per_eps: Vec<NullEps>,
 }
 
 /// Summary of the simple matches of one layer comparison at one ε.

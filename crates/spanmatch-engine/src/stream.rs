@@ -4,6 +4,7 @@
 
 use crate::progress::Progress;
 use anyhow::{bail, Context, Result};
+use spanmatch_core::controls::chunk_of;
 use spanmatch_core::rng::SplitMix64;
 use spanmatch_core::GramAccumulator;
 use spanmatch_io::LayerReader;
@@ -69,6 +70,10 @@ pub struct StreamOptions {
     pub block_rows: usize,
     /// Sampled protocol, accumulated in the same pass.
     pub sampling: Option<Sampling>,
+    /// Keep the statistics of this many chunks of consecutive inputs apart (bootstrap
+    /// intervals); the rows of one input (image) are always in the same chunk. `full` then stays
+    /// empty: the full statistics are the merged chunks.
+    pub chunks: Option<usize>,
 }
 
 /// What one pass over a layer pair produces.
@@ -78,6 +83,8 @@ pub struct PairStats {
     pub full: GramAccumulator,
     /// One accumulator per repeat of the sampled protocol (empty without sampling).
     pub sampled: Vec<GramAccumulator>,
+    /// One accumulator per chunk of inputs (empty without chunks).
+    pub chunks: Vec<GramAccumulator>,
 }
 
 /// Streams both readers block by block into one accumulator (plus one per sampled repeat),
@@ -111,6 +118,12 @@ pub fn stream_pair(
     let mut sampled: Vec<GramAccumulator> =
         draws.iter().map(|_| GramAccumulator::new(n1, n2)).collect();
     let mut cursor = vec![0usize; draws.len()];
+    let images = a.images().max(1);
+    let rows_per_image = (rows / images).max(1);
+    let mut chunk_accs: Vec<GramAccumulator> = match options.chunks {
+        Some(k) if k > 0 => (0..k).map(|_| GramAccumulator::new(n1, n2)).collect(),
+        _ => Vec::new(),
+    };
     let mut picked = Vec::new();
     let bytes_per_row = a.bytes_per_row() + b.bytes_per_row();
     let mut row0 = 0u64;
@@ -124,7 +137,25 @@ pub fn stream_pair(
             break;
         }
         let joint = &buf[..got_a * n];
-        full.push_joint(joint).context("accumulating statistics")?;
+        if chunk_accs.is_empty() {
+            full.push_joint(joint).context("accumulating statistics")?;
+        } else {
+            // Runs of rows in the same chunk of inputs.
+            let k = chunk_accs.len();
+            let chunk_of_row = |r: u64| chunk_of((r / rows_per_image).min(images - 1), images, k);
+            let mut start = 0usize;
+            while start < got_a {
+                let c = chunk_of_row(row0 + start as u64);
+                let mut end = start + 1;
+                while end < got_a && chunk_of_row(row0 + end as u64) == c {
+                    end += 1;
+                }
+                chunk_accs[c]
+                    .push_joint(&joint[start * n..end * n])
+                    .context("accumulating chunked statistics")?;
+                start = end;
+            }
+        }
         for ((rows_r, pos), acc) in draws.iter().zip(cursor.iter_mut()).zip(sampled.iter_mut()) {
             picked.clear();
             while *pos < rows_r.len() && rows_r[*pos] < row0 + got_a as u64 {
@@ -140,7 +171,11 @@ pub fn stream_pair(
         row0 += got_a as u64;
         progress.inc(got_a as u64 * bytes_per_row);
     }
-    Ok(PairStats { full, sampled })
+    Ok(PairStats {
+        full,
+        sampled,
+        chunks: chunk_accs,
+    })
 }
 
 #[cfg(test)]

@@ -16,7 +16,9 @@ use pyo3::types::PyBytes;
 use spanmatch_core::measures::Measure;
 use spanmatch_core::simple::{simple_matches, SimpleOptions};
 use spanmatch_core::{GramAccumulator, JointStats, MatchOptions, MatchProblem, RowNormMoments};
-use spanmatch_engine::compare::{self as engine, check_eps, parse_measures, NullOptions};
+use spanmatch_engine::compare::{
+    self as engine, check_eps, parse_measures, BootstrapOptions, NullOptions,
+};
 use spanmatch_engine::stream::{default_block_rows, Sampling};
 use spanmatch_engine::{AnalyseOptions, Collect, CompareOptions, LayerLabel};
 use spanmatch_io::Layout;
@@ -217,7 +219,8 @@ fn gather_view<T: Copy>(
                 let row = &mut dst[out0 + k * stride..][..g.neurons];
                 // SAFETY: the run of `neurons` elements from (img, 0, s) with unit stride is
                 // inside the array (its channel axis has unit stride and that length).
-                let src = unsafe { std::slice::from_raw_parts(ptr.offset(base + offsets[s]), g.neurons) };
+                let src =
+                    unsafe { std::slice::from_raw_parts(ptr.offset(base + offsets[s]), g.neurons) };
                 for (v, &x) in row.iter_mut().zip(src) {
                     *v = conv(x);
                 }
@@ -715,7 +718,23 @@ fn analyse_options(
     center: bool,
     null: Option<&str>,
     null_draws: usize,
+    bootstrap: Option<usize>,
+    chunks: usize,
 ) -> PyResult<AnalyseOptions> {
+    let bootstrap = match bootstrap {
+        None => None,
+        Some(0) => {
+            return Err(PyValueError::new_err(
+                "bootstrap must be at least 1 resample",
+            ))
+        }
+        Some(_) if chunks == 0 => return Err(PyValueError::new_err("chunks must be at least 1")),
+        Some(resamples) => Some(BootstrapOptions {
+            chunks,
+            resamples,
+            seed,
+        }),
+    };
     let null = match null {
         None => None,
         Some("rotate") if null_draws > 0 => Some(NullOptions {
@@ -741,6 +760,7 @@ fn analyse_options(
         curve,
         center,
         null,
+        bootstrap,
     })
 }
 
@@ -764,7 +784,7 @@ fn outcome(
 
 /// Analyses layer pairs from their statistics; returns the report as JSON and the warnings.
 #[pyfunction]
-#[pyo3(signature = (stats, names, names_b, shapes_a, shapes_b, eps, measures, dead = "drop", tol = None, simple = None, orders = 0, seed = 0, file_a = "a", file_b = "b", layout = "nchw", curve = false, center = false, null = None, null_draws = 10))]
+#[pyo3(signature = (stats, names, names_b, shapes_a, shapes_b, eps, measures, dead = "drop", tol = None, simple = None, orders = 0, seed = 0, file_a = "a", file_b = "b", layout = "nchw", curve = false, center = false, null = None, null_draws = 10, bootstrap = None, chunks = Vec::new()))]
 #[allow(clippy::too_many_arguments)]
 fn analyse(
     py: Python<'_>,
@@ -787,11 +807,24 @@ fn analyse(
     center: bool,
     null: Option<&str>,
     null_draws: usize,
+    bootstrap: Option<usize>,
+    chunks: Vec<Vec<PyRef<'_, PyStats>>>,
 ) -> PyResult<Outcome> {
+    let k = chunks.first().map_or(0, Vec::len);
     let options = analyse_options(
-        eps, measures, dead, tol, simple, orders, seed, curve, center, null, null_draws,
+        eps, measures, dead, tol, simple, orders, seed, curve, center, null, null_draws, bootstrap,
+        k,
     )?;
     let layout = parse_layout(layout)?;
+    if !chunks.is_empty() && chunks.len() != stats.len() {
+        return Err(PyValueError::new_err(
+            "analyse: chunks must hold one list of chunk statistics per layer",
+        ));
+    }
+    let chunk_joints: Vec<Vec<JointStats>> = chunks
+        .iter()
+        .map(|c| c.iter().map(|s| s.joint()).collect())
+        .collect();
     let n = stats.len();
     if [names.len(), names_b.len(), shapes_a.len(), shapes_b.len()]
         .iter()
@@ -822,8 +855,14 @@ fn analyse(
         })
         .collect();
     py.detach(|| -> anyhow::Result<()> {
+        let mut parts = chunk_joints.into_iter();
         for (label, joint) in labelled {
-            let layer = engine::analyse_layer(label, joint, &options, &mut progress)?;
+            let layer = match parts.next() {
+                Some(c) if options.bootstrap.is_some() => {
+                    engine::analyse_layer_chunked(label, c, &options, &mut progress)?
+                }
+                _ => engine::analyse_layer(label, joint, &options, &mut progress)?,
+            };
             report.layers.push(layer.report);
             curves.push(layer.curve);
         }
@@ -836,7 +875,7 @@ fn analyse(
 /// Compares two activation files (as `spanmatch compare`); returns the report as JSON and the
 /// warnings.
 #[pyfunction]
-#[pyo3(signature = (path_a, path_b, eps, measures, dead = "drop", tol = None, layout = "nchw", layers = Vec::new(), simple = None, orders = 0, seed = 0, block_rows = None, sample_columns = None, repeats = 16, flatten = false, curve = false, center = false, null = None, null_draws = 10))]
+#[pyo3(signature = (path_a, path_b, eps, measures, dead = "drop", tol = None, layout = "nchw", layers = Vec::new(), simple = None, orders = 0, seed = 0, block_rows = None, sample_columns = None, repeats = 16, flatten = false, curve = false, center = false, null = None, null_draws = 10, bootstrap = None, chunks = 20))]
 #[allow(clippy::too_many_arguments)]
 fn compare_files(
     py: Python<'_>,
@@ -859,10 +898,13 @@ fn compare_files(
     center: bool,
     null: Option<&str>,
     null_draws: usize,
+    bootstrap: Option<usize>,
+    chunks: usize,
 ) -> PyResult<Outcome> {
     let options = CompareOptions {
         analyse: analyse_options(
             eps, measures, dead, tol, simple, orders, seed, curve, center, null, null_draws,
+            bootstrap, chunks,
         )?,
         layers,
         layout: parse_layout(layout)?,

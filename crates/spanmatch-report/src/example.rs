@@ -3,8 +3,8 @@
 use serde_json::json;
 
 use crate::results::{
-    Comparison, ComparisonKind, LayerResult, LayerSummary, NetSummary, ReproduceResults,
-    SimpleSummary,
+    Bounds, Comparison, ComparisonKind, LayerControls, LayerIntervals, LayerResult, LayerSummary,
+    NetSummary, NullEps, ReproduceResults, RotationNullSummary, SimpleSummary,
 };
 
 /// Deterministic pseudo-random numbers in [0, 1) from a key (splitmix64).
@@ -102,7 +102,7 @@ pub fn example_results() -> ReproduceResults {
             _ => logistic_profile(e, centre),
         };
         let profile: Vec<[f64; 2]> = grid.iter().map(|e| [*e, round4(frac(*e))]).collect();
-        let mms = eps.iter().map(|e| round4(frac(*e))).collect();
+        let mms: Vec<f64> = eps.iter().map(|e| round4(frac(*e))).collect();
         // The first ε of the profile at which every neuron is matched.
         let max_epsilon = match kind {
             ComparisonKind::SelfCheck => 0.0,
@@ -142,6 +142,49 @@ pub fn example_results() -> ReproduceResults {
                 })
                 .collect()
         };
+        // Controls of the trained pairs: bootstrap intervals around mms, a rotation null well
+        // below it and a centred match a little below it.
+        let controls = if kind == ComparisonKind::Pair {
+            LayerControls {
+                intervals: Some(LayerIntervals {
+                    level: 0.95,
+                    resamples: 200,
+                    chunks: 20,
+                    seed: 0,
+                    mms: mms
+                        .iter()
+                        .map(|&m| {
+                            Some(Bounds {
+                                lo: round4((m - 0.03).max(0.0)),
+                                hi: round4((m + 0.02).min(1.0)),
+                            })
+                        })
+                        .collect(),
+                    cka_linear: Some(Bounds {
+                        lo: round4((cka - 0.02).max(0.0)),
+                        hi: round4((cka + 0.01).min(1.0)),
+                    }),
+                }),
+                rotation_null: Some(RotationNullSummary {
+                    draws: 5,
+                    seed: 0,
+                    per_eps: eps
+                        .iter()
+                        .zip(&mms)
+                        .map(|(&e, &m)| NullEps {
+                            eps: e,
+                            mean: round4(0.3 * m),
+                            min: round4(0.25 * m),
+                            max: round4(0.35 * m),
+                            p: round4(1.0 / 6.0),
+                        })
+                        .collect(),
+                }),
+                centered_mms: Some(mms.iter().map(|m| round4(0.9 * m)).collect()),
+            }
+        } else {
+            LayerControls::default()
+        };
         LayerResult {
             layer: name.to_string(),
             neurons_a: n,
@@ -159,6 +202,7 @@ pub fn example_results() -> ReproduceResults {
                 "cka_linear_debiased": round4(cka_d),
             })),
             simple,
+            controls,
         }
     };
 

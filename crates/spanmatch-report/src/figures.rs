@@ -46,8 +46,36 @@ fn segments(points: &[(f64, Option<f64>)]) -> Vec<Vec<(f64, f64)>> {
     out
 }
 
-/// mms versus layer: one line per ε (mean over pairs, band min–max), the null as dashed lines,
-/// linear CKA in black.
+/// Fill opacity of the bootstrap-interval band (lighter than the min–max band's 0.16).
+const INTERVAL_OPACITY: f64 = 0.07;
+
+/// A filled band between `(lo, hi)` at x = 0, 1, ...: one polygon per run of at least two
+/// consecutive values present and finite.
+fn band(scene: &mut Scene, ax: &Axes, values: &[Option<(f64, f64)>], color: Rgb, opacity: f64) {
+    let mut run: Vec<(f64, f64, f64)> = Vec::new();
+    let flush = |run: &mut Vec<(f64, f64, f64)>, scene: &mut Scene| {
+        if run.len() >= 2 {
+            let mut poly: Vec<(f64, f64)> = run
+                .iter()
+                .map(|(x, _, hi)| (ax.px(*x), ax.py(*hi)))
+                .collect();
+            poly.extend(run.iter().rev().map(|(x, lo, _)| (ax.px(*x), ax.py(*lo))));
+            scene.polygon(poly, color, opacity);
+        }
+        run.clear();
+    };
+    for (x, v) in values.iter().enumerate() {
+        match v {
+            Some((lo, hi)) if lo.is_finite() && hi.is_finite() => run.push((x as f64, *lo, *hi)),
+            _ => flush(&mut run, scene),
+        }
+    }
+    flush(&mut run, scene);
+}
+
+/// mms versus layer: one line per ε (mean over pairs, band min–max, lighter band the envelope
+/// of the pairs' bootstrap intervals when present), the null as dashed lines, linear CKA in
+/// black.
 pub fn mms_by_layer(stats: &Stats) -> Scene {
     let n = stats.layers.len();
     let has_cka = stats.layers.iter().any(|l| l.cka.is_some());
@@ -56,6 +84,10 @@ pub fn mms_by_layer(stats: &Stats) -> Scene {
         .iter()
         .any(|l| l.null.iter().any(|s| s.is_some()));
     let has_band = stats.pairs > 1;
+    let has_interval = stats
+        .layers
+        .iter()
+        .any(|l| l.mms_interval.iter().any(|b| b.is_some()));
     let has_untrained = stats
         .layers
         .iter()
@@ -80,6 +112,15 @@ pub fn mms_by_layer(stats: &Stats) -> Scene {
                 opacity: 0.22,
             },
             format!("min–max over {} pairs", stats.pairs),
+        ));
+    }
+    if has_interval {
+        entries.push((
+            Key::Swatch {
+                color: Rgb(120, 120, 120),
+                opacity: INTERVAL_OPACITY * 1.4,
+            },
+            "95 % interval over test images".to_string(),
         ));
     }
     if has_null {
@@ -135,7 +176,8 @@ pub fn mms_by_layer(stats: &Stats) -> Scene {
     } else {
         66.0
     };
-    let top = 62.0;
+    // A second subtitle line explains the interval band, when there is one.
+    let top = if has_interval { 76.0 } else { 62.0 };
     let plot_h = 330.0;
     let width = left + plot_w + 36.0 + legend_w + 20.0;
     let below = if rotated {
@@ -167,6 +209,22 @@ pub fn mms_by_layer(stats: &Stats) -> Scene {
         },
     );
     titles(&mut scene, 14.0, title, &subtitle);
+    if has_interval {
+        scene.text(
+            14.0,
+            56.0,
+            if has_band {
+                "lighter band: 95 % bootstrap interval of mms over the test images \
+                 (lowest to highest end over the seed pairs)"
+            } else {
+                "band: 95 % bootstrap interval of mms over the test images \
+                 (lowest to highest end over the seed pairs)"
+            },
+            11.5,
+            Anchor::Start,
+            MID,
+        );
+    }
 
     let ax = Axes {
         left,
@@ -204,40 +262,26 @@ pub fn mms_by_layer(stats: &Stats) -> Scene {
         DARK,
     );
 
-    // Bands first (behind every line).
-    if has_band {
+    // Bands first (behind every line): the bootstrap envelopes (lightest, widest) of every ε,
+    // then the min–max bands on top of them.
+    if has_interval {
         for (i, _) in stats.eps.iter().enumerate() {
-            let pts: Vec<(f64, Option<(f64, f64)>)> = stats
+            let v: Vec<Option<(f64, f64)>> = stats
                 .layers
                 .iter()
-                .enumerate()
-                .map(|(li, l)| {
-                    (
-                        li as f64,
-                        l.mms.get(i).copied().flatten().map(|s| (s.min, s.max)),
-                    )
-                })
+                .map(|l| l.mms_interval.get(i).copied().flatten())
                 .collect();
-            // Each run of consecutive layers with data gets its own band.
-            let mut run: Vec<(f64, f64, f64)> = Vec::new();
-            let flush = |run: &mut Vec<(f64, f64, f64)>, scene: &mut Scene| {
-                if run.len() >= 2 {
-                    let mut poly: Vec<(f64, f64)> = run
-                        .iter()
-                        .map(|(x, _, hi)| (ax.px(*x), ax.py(*hi)))
-                        .collect();
-                    poly.extend(run.iter().rev().map(|(x, lo, _)| (ax.px(*x), ax.py(*lo))));
-                    scene.polygon(poly, category(i), 0.16);
-                }
-                run.clear();
-            };
-            for (x, v) in pts {
-                match v {
-                    Some((lo, hi)) => run.push((x, lo, hi)),
-                    None => flush(&mut run, &mut scene),
-                }
-            }
-            flush(&mut run, &mut scene);
+            band(&mut scene, &ax, &v, category(i), INTERVAL_OPACITY);
+        }
+    }
+    if has_band {
+        for (i, _) in stats.eps.iter().enumerate() {
+            let v: Vec<Option<(f64, f64)>> = stats
+                .layers
+                .iter()
+                .map(|l| l.mms.get(i).copied().flatten().map(|s| (s.min, s.max)))
+                .collect();
+            band(&mut scene, &ax, &v, category(i), 0.16);
         }
     }
     // Null lines.

@@ -61,6 +61,55 @@ fn diff_sd(s: Option<Summary>) -> String {
     }
 }
 
+/// ` [lo, hi]` of an interval, or nothing.
+fn interval(b: Option<(f64, f64)>) -> String {
+    b.map_or(String::new(), |(lo, hi)| {
+        format!("<span class=\"sd\"> [{}, {}]</span>", f3(lo), f3(hi))
+    })
+}
+
+/// One layer of the "At a glance" box: mms at ε with its interval, against the untrained
+/// baseline and the rotation null. None when the layer has no trained-pair mms there.
+fn glance_line(l: &crate::stats::LayerStats, i: usize, eps: f64) -> Option<String> {
+    let m = l.mms.get(i).copied().flatten()?;
+    let mut line = format!("<b>{}</b>: mms {}", escape(&l.name), f3(m.mean));
+    if let Some((lo, hi)) = l.mms_interval.get(i).copied().flatten() {
+        let _ = write!(line, " [{}, {}]", f3(lo), f3(hi));
+    }
+    let _ = write!(line, " at ε={}", eps_label(eps));
+    let interval = l.mms_interval.get(i).copied().flatten();
+    // Above a baseline: the whole interval above it when there is one, else the mean.
+    let cmp = |base: f64| -> &'static str {
+        let lo = interval.map_or(m.mean, |b| b.0);
+        let hi = interval.map_or(m.mean, |b| b.1);
+        if lo > base {
+            "above"
+        } else if hi < base {
+            "below"
+        } else {
+            "not clearly above"
+        }
+    };
+    let mut parts = Vec::new();
+    if let Some(u) = l.untrained.get(i).copied().flatten() {
+        parts.push(format!("{} untrained ({})", cmp(u.mean), f3(u.mean)));
+    }
+    if let Some(r) = l.rotation_null.get(i).copied().flatten() {
+        parts.push(format!(
+            "{} the rotation null ({})",
+            cmp(r.mean),
+            f3(r.mean)
+        ));
+    }
+    if interval.is_none() && parts.is_empty() {
+        return None;
+    }
+    if !parts.is_empty() {
+        let _ = write!(line, ", {}", parts.join(" and "));
+    }
+    Some(line)
+}
+
 fn mean_sd(s: Option<Summary>) -> String {
     match s {
         None => "—".to_string(),
@@ -272,6 +321,24 @@ pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String
             }
         }
     }
+    if let Some(last) = stats.eps.len().checked_sub(1) {
+        let lines: Vec<String> = stats
+            .layers
+            .iter()
+            .filter_map(|l| glance_line(l, last, stats.eps[last]))
+            .collect();
+        if !lines.is_empty() {
+            let _ = writeln!(
+                s,
+                "<li>Per layer at ε = {} (trained seed pairs; [95 % interval over test images]):<ul>",
+                eps_label(stats.eps[last])
+            );
+            for line in lines {
+                let _ = writeln!(s, "<li>{line}</li>");
+            }
+            s.push_str("</ul></li>\n");
+        }
+    }
     let cka: Vec<f64> = stats
         .layers
         .iter()
@@ -311,14 +378,29 @@ pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String
         .iter()
         .any(|l| l.trained_minus_untrained.iter().any(|d| d.is_some()));
     let has_simple = stats.layers.iter().any(|l| l.simple.is_some());
+    let main = ne.checked_sub(1);
+    let has_rot = main.is_some_and(|m| stats.layers.iter().any(|l| l.rotation_null[m].is_some()));
+    let has_centered = main.is_some_and(|m| stats.layers.iter().any(|l| l.centered[m].is_some()));
+    let has_interval = stats
+        .layers
+        .iter()
+        .any(|l| l.mms_interval.iter().any(|b| b.is_some()));
+    let main_label = main.map_or(String::new(), |m| eps_label(stats.eps[m]));
     s.push_str("<h2>Per-layer results</h2>\n<div class=\"scroll\"><table>\n<thead>\n<tr>");
     s.push_str("<th rowspan=\"2\">#</th><th rowspan=\"2\" class=\"l\">layer</th><th rowspan=\"2\">kind</th><th rowspan=\"2\">neurons</th><th rowspan=\"2\">rows</th><th rowspan=\"2\">dead<br>(mean/net)</th>");
     let _ = write!(
         s,
-        "<th colspan=\"{ne}\">mms, mean ± s.d. over {} pair{}</th><th colspan=\"{ne}\">null (rows shuffled)</th>",
+        "<th colspan=\"{ne}\">mms, mean ± s.d. over {} pair{}{}</th><th colspan=\"{ne}\">null (rows shuffled)</th>",
         stats.pairs,
-        if stats.pairs == 1 { "" } else { "s" }
+        if stats.pairs == 1 { "" } else { "s" },
+        if has_interval { " [95 % interval over test images]" } else { "" }
     );
+    if has_rot {
+        let _ = write!(s, "<th rowspan=\"2\">rotation null<br>ε={main_label}</th>");
+    }
+    if has_centered {
+        let _ = write!(s, "<th rowspan=\"2\">centred mms<br>ε={main_label}</th>");
+    }
     if has_untrained {
         let _ = write!(s, "<th colspan=\"{ne}\">trained minus untrained mms</th>");
     }
@@ -344,8 +426,8 @@ pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String
             thousands(l.rows),
             l.dead.map_or("—".to_string(), |d| format!("{d:.1}")),
         );
-        for m in &l.mms {
-            let _ = write!(s, "<td>{}</td>", mean_sd(*m));
+        for (m, b) in l.mms.iter().zip(&l.mms_interval) {
+            let _ = write!(s, "<td>{}{}</td>", mean_sd(*m), interval(*b));
         }
         for m in &l.null {
             let _ = write!(
@@ -353,6 +435,12 @@ pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String
                 "<td class=\"null\">{}</td>",
                 m.map_or("—".to_string(), |m| f3(m.mean))
             );
+        }
+        if let (true, Some(m)) = (has_rot, main) {
+            let _ = write!(s, "<td class=\"null\">{}</td>", mean_sd(l.rotation_null[m]));
+        }
+        if let (true, Some(m)) = (has_centered, main) {
+            let _ = write!(s, "<td>{}</td>", mean_sd(l.centered[m]));
         }
         if has_untrained {
             for d in &l.trained_minus_untrained {
@@ -385,7 +473,7 @@ pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String
         );
     }
     s.push_str("</tbody></table></div>\n");
-    s.push_str("<p class=\"meta\">mms = (|X*| + |Y*|) / (|X| + |Y|), dead neurons counted in the denominator. full-match ε: the smallest ε at which every live neuron is matched (mean over pairs). Null: two nets compared with the images of one side shuffled (same images, different order): what chance gives at this many rows and neurons. Self-check: each net against itself, dead neurons counted as matched (must be 1). Trained minus untrained: each seed pair's mms minus that of the same seeds' nets before training (mean ± s.d. over pairs); positive where training made the nets match more than the architecture and the input statistics alone. Simple matches: mean number per seed pair at the ε of the simple matches. s.d. uses n − 1.</p>\n");
+    s.push_str("<p class=\"meta\">mms = (|X*| + |Y*|) / (|X| + |Y|), dead neurons counted in the denominator. full-match ε: the smallest ε at which every live neuron is matched (mean over pairs). Null: two nets compared with the images of one side shuffled (same images, different order): what chance gives at this many rows and neurons. Self-check: each net against itself, dead neurons counted as matched (must be 1). Trained minus untrained: each seed pair's mms minus that of the same seeds' nets before training (mean ± s.d. over pairs); positive where training made the nets match more than the architecture and the input statistics alone. Simple matches: mean number per seed pair at the ε of the simple matches. s.d. uses n − 1. [lo, hi]: 95 % bootstrap interval over chunks of test images (envelope over the seed pairs). Rotation null: the same pairs with net B's layer in a random neuron basis (mean over rotations and pairs); a match well above it lives in the neurons themselves, not only in shared subspaces. Centred mms: the match of the mean-centred activations.</p>\n");
 
     // Nets.
     s.push_str("<h2>Nets</h2>\n<table>\n<thead><tr><th>seed</th><th>test accuracy</th><th>epochs</th><th>training time (s)</th><th>h:mm:ss</th></tr></thead>\n<tbody>\n");

@@ -96,6 +96,14 @@ pub struct LayerStats {
     pub profile: Vec<(f64, f64)>,
     /// Simple-match sizes, when computed.
     pub simple: Option<SimpleAgg>,
+    /// Bootstrap interval of mms over test images, one per ε: the envelope over the seed pairs
+    /// (smallest lower end, largest upper end), when the results have intervals.
+    pub mms_interval: Vec<Option<(f64, f64)>>,
+    /// Neuron-basis (rotation) null of the seed pairs, one per ε: summary over pairs of each
+    /// pair's mean over rotations.
+    pub rotation_null: Vec<Option<Summary>>,
+    /// mms of the mean-centred activations over the seed pairs, one per ε.
+    pub centered: Vec<Option<Summary>>,
 }
 
 /// Per-layer statistics for the whole run.
@@ -300,7 +308,46 @@ pub fn compute(results: &ReproduceResults) -> Stats {
             })
         };
 
+        let ne = results.eps.len();
+        let mms_interval = (0..ne)
+            .map(|i| {
+                let b: Vec<(f64, f64)> = pairs
+                    .iter()
+                    .filter_map(|p| {
+                        let b = (*p.2.controls.intervals.as_ref()?.mms.get(i)?)?;
+                        Some((b.lo, b.hi))
+                    })
+                    .collect();
+                (!b.is_empty()).then(|| {
+                    (
+                        b.iter().map(|x| x.0).fold(f64::INFINITY, f64::min),
+                        b.iter().map(|x| x.1).fold(f64::NEG_INFINITY, f64::max),
+                    )
+                })
+            })
+            .collect();
+        let rotation_null = (0..ne)
+            .map(|i| {
+                let v: Vec<f64> = pairs
+                    .iter()
+                    .filter_map(|p| Some(p.2.controls.rotation_null.as_ref()?.per_eps.get(i)?.mean))
+                    .collect();
+                Summary::of(&v)
+            })
+            .collect();
+        let centered = (0..ne)
+            .map(|i| {
+                let v: Vec<f64> = pairs
+                    .iter()
+                    .filter_map(|p| p.2.controls.centered_mms.as_ref()?.get(i).copied())
+                    .collect();
+                Summary::of(&v)
+            })
+            .collect();
         layers.push(LayerStats {
+            mms_interval,
+            rotation_null,
+            centered,
             kind: summary.map_or_else(|| "?".to_string(), |s| s.kind.clone()),
             neurons: summary
                 .map(|s| s.neurons)

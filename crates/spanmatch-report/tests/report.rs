@@ -116,7 +116,7 @@ fn results_json_round_trip() {
     assert!(
         text.contains("\"Pair\"") && text.contains("\"SelfCheck\"") && text.contains("\"Null\"")
     );
-    assert!(text.contains("\"kind\": \"untrained\""));
+    assert!(text.contains("\"kind\": \"Untrained\""));
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
     // 3 seed pairs, a self-check, a null and the 3 untrained pairs.
     assert_eq!(v["comparisons"].as_array().unwrap().len(), 8);
@@ -328,4 +328,132 @@ fn results_without_per_neuron_fields_still_read() {
     assert!(!text.contains("thresholds_a") && !text.contains("\"matches\""));
     rerender(&path, None, false).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn results_without_controls_still_render_and_controls_show() {
+    // With controls (the example's trained pairs carry intervals, rotation null, centred mms).
+    let results = example_results();
+    let dir = temp_dir("controls");
+    let path = dir.join("results.json");
+    write_results(&results, &path).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\"intervals\"") && text.contains("\"rotation_null\""));
+    assert!(text.contains("\"centered_mms\""));
+    assert_eq!(read_results(&path).unwrap(), results);
+    rerender(&path, None, false).unwrap();
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(html.contains("rotation null<br>"), "rotation null column");
+    assert!(html.contains("centred mms<br>"), "centred column");
+    assert!(html.contains("[95 % interval over test images]"));
+    assert!(html.contains("above untrained") || html.contains("below untrained"));
+    assert!(html.contains("the rotation null ("));
+
+    // results.json written before the controls existed: no such fields, no such columns.
+    let mut v = serde_json::to_value(&results).unwrap();
+    let mut stripped = 0;
+    for c in v["comparisons"].as_array_mut().unwrap() {
+        for l in c["layers"].as_array_mut().unwrap() {
+            let l = l.as_object_mut().unwrap();
+            for k in ["intervals", "rotation_null", "centered_mms"] {
+                stripped += usize::from(l.remove(k).is_some());
+            }
+        }
+    }
+    assert!(stripped > 0);
+    std::fs::write(&path, serde_json::to_string(&v).unwrap()).unwrap();
+    let back = read_results(&path).unwrap();
+    assert!(back
+        .comparisons
+        .iter()
+        .flat_map(|c| &c.layers)
+        .all(|l| l.controls == Default::default()));
+    rerender(&path, None, false).unwrap();
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    assert!(!html.contains("rotation null<br>") && !html.contains("centred mms<br>"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The `points` of every `<polygon>` of `svg` with the given fill opacity.
+fn polygons_with_opacity(svg: &str, opacity: &str) -> Vec<Vec<(f64, f64)>> {
+    svg.lines()
+        .filter(|l| {
+            l.starts_with("<polygon ") && l.contains(&format!("fill-opacity=\"{opacity}\""))
+        })
+        .map(|l| {
+            let p = l
+                .split("points=\"")
+                .nth(1)
+                .unwrap()
+                .split('"')
+                .next()
+                .unwrap();
+            p.split(' ')
+                .map(|xy| {
+                    let (x, y) = xy.split_once(',').unwrap();
+                    (x.parse().unwrap(), y.parse().unwrap())
+                })
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn bootstrap_intervals_are_a_band_in_the_mms_figure() {
+    use spanmatch_report::{figures::mms_by_layer, stats::compute};
+    const LABEL: &str = "95 % interval over test images";
+    // The example's trained pairs carry intervals at every ε and layer.
+    let results = example_results();
+    let stats = compute(&results);
+    let svg = mms_by_layer(&stats).to_svg();
+    assert!(svg.contains(LABEL), "legend entry");
+    assert!(
+        svg.contains("bootstrap interval of mms over the test images"),
+        "subtitle"
+    );
+    let bands = polygons_with_opacity(&svg, "0.07");
+    // One band per ε (every layer has an interval), each through every layer and back.
+    let n = stats.layers.len();
+    assert!(n >= 2);
+    assert_eq!(bands.len(), stats.eps.len());
+    // The upper edge of ε 0's band sits at the highest end over the pairs: y = top + h (1 - hi)
+    // with the plot 330 px high starting at 76 px (below the two subtitle lines).
+    for (li, l) in stats.layers.iter().enumerate() {
+        let (lo, hi) = l.mms_interval[0].expect("example interval");
+        assert!(lo <= hi);
+        let b = &bands[0];
+        assert_eq!(b.len(), 2 * n);
+        assert!(
+            (b[li].1 - (76.0 + 330.0 * (1.0 - hi))).abs() < 0.011,
+            "hi at layer {li}"
+        );
+        assert!(
+            (b[2 * n - 1 - li].1 - (76.0 + 330.0 * (1.0 - lo))).abs() < 0.011,
+            "lo at layer {li}"
+        );
+        assert!((0.0..=1.0).contains(&lo) && (0.0..=1.0).contains(&hi));
+    }
+    // The min–max band is still there, one per ε.
+    assert_eq!(polygons_with_opacity(&svg, "0.16").len(), stats.eps.len());
+
+    // Without intervals (older results.json): no interval band, legend entry or second
+    // subtitle line, and the plot starts at 62 px as before.
+    let mut old = results.clone();
+    for c in &mut old.comparisons {
+        for l in &mut c.layers {
+            l.controls.intervals = None;
+        }
+    }
+    let svg_old = mms_by_layer(&compute(&old)).to_svg();
+    assert!(!svg_old.contains(LABEL) && !svg_old.contains("bootstrap interval"));
+    assert!(polygons_with_opacity(&svg_old, "0.07").is_empty());
+    assert_eq!(
+        polygons_with_opacity(&svg_old, "0.16").len(),
+        stats.eps.len()
+    );
+    let mm = compute(&old).layers[0].mms[0].expect("example mms");
+    let (lo, hi) = (mm.min, mm.max);
+    let band = &polygons_with_opacity(&svg_old, "0.16")[0];
+    assert!((band[0].1 - (62.0 + 330.0 * (1.0 - hi))).abs() < 0.011);
+    assert!((band[band.len() - 1].1 - (62.0 + 330.0 * (1.0 - lo))).abs() < 0.011);
 }

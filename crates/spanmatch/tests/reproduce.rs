@@ -153,7 +153,7 @@ fn tiny_reproduce_run_has_every_layer_pair_and_sane_controls() {
                 }
             }
             "Pair" => pairs.push((c["seed_a"].as_u64().unwrap(), c["seed_b"].as_u64().unwrap())),
-            "untrained" => {
+            "Untrained" => {
                 untrained.push((c["seed_a"].as_u64().unwrap(), c["seed_b"].as_u64().unwrap()))
             }
             k => panic!("unknown comparison kind {k}"),
@@ -258,7 +258,7 @@ fn tiny_reproduce_run_has_every_layer_pair_and_sane_controls() {
         .map(|c| c["kind"].as_str().unwrap())
         .collect();
     assert_eq!(kinds.iter().filter(|k| **k == "Pair").count(), 1);
-    assert!(!kinds.contains(&"untrained"), "{kinds:?}");
+    assert!(!kinds.contains(&"Untrained"), "{kinds:?}");
     assert!(r["config"]["untrained"]
         .as_str()
         .unwrap()
@@ -333,4 +333,178 @@ fn check_per_neuron(c: &serde_json::Value, l: &serde_json::Value, eps: &[f64]) {
             .collect();
         assert_eq!(sizes, hist, "{what}: sizes");
     }
+}
+
+/// Runs `spanmatch reproduce` on a two-seed tiny VGG with the given extra arguments.
+fn tiny_run(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_spanmatch"))
+        .args(["reproduce", "--arch", "vgg11_bn", "--width", "0.0625"])
+        .args(["--hidden", "16,16", "--epochs", "1", "--seeds", "0,1"])
+        .args(["--measures", "cka", "--no-untrained"])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .expect("run spanmatch")
+}
+
+fn pair_layers(r: &serde_json::Value) -> Vec<serde_json::Value> {
+    r["comparisons"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["kind"] == "Pair")
+        .flat_map(|c| c["layers"].as_array().unwrap().clone())
+        .collect()
+}
+
+fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn reproduce_controls_intervals_null_and_centred() {
+    let tmp = std::env::temp_dir().join(format!("spanmatch-controls-{}", std::process::id()));
+    let data = tmp.join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    make_split(&data, "train", 200, 3);
+    make_split(&data, "t10k", 60, 4);
+    let ok = |out: &Path, extra: &[&str]| {
+        let o = tiny_run(&data, out, extra);
+        assert!(
+            o.status.success(),
+            "reproduce {extra:?} failed: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        read_json(&out.join("results.json"))
+    };
+    let args = [
+        "--chunks",
+        "6",
+        "--bootstrap",
+        "60",
+        "--bootstrap-seed",
+        "9",
+        "--null-draws",
+        "3",
+        "--center",
+    ];
+    let r = ok(&tmp.join("a"), &args);
+    let layers = pair_layers(&r);
+    assert_eq!(layers.len(), 10);
+    let ne = r["eps"].as_array().unwrap().len();
+    for l in &layers {
+        let name = l["layer"].as_str().unwrap();
+        let iv = &l["intervals"];
+        assert_eq!(iv["chunks"], 6, "{name}");
+        assert_eq!(iv["resamples"], 60, "{name}");
+        assert_eq!(iv["seed"], 9, "{name}");
+        assert_eq!(iv["level"], 0.95, "{name}");
+        let mms = l["mms"].as_array().unwrap();
+        let bounds = iv["mms"].as_array().unwrap();
+        assert_eq!(bounds.len(), ne);
+        // The interval covers the full-data value (and lies in [0, 1]).
+        for (b, m) in bounds.iter().zip(mms) {
+            let (lo, hi, m) = (
+                b["lo"].as_f64().unwrap(),
+                b["hi"].as_f64().unwrap(),
+                m.as_f64().unwrap(),
+            );
+            assert!(
+                (0.0..=1.0).contains(&lo) && lo <= m + 1e-12 && m <= hi + 1e-12 && hi <= 1.0,
+                "{name}: mms {m} outside [{lo}, {hi}]"
+            );
+        }
+        let cka = l["measures"]["cka_linear"].as_f64().unwrap();
+        let (lo, hi) = (
+            iv["cka_linear"]["lo"].as_f64().unwrap(),
+            iv["cka_linear"]["hi"].as_f64().unwrap(),
+        );
+        assert!(
+            lo <= cka + 1e-12 && cka <= hi + 1e-12,
+            "{name}: CKA {cka} outside [{lo}, {hi}]"
+        );
+        // Rotation null: 3 draws, values in [0, 1], min <= mean <= max, p in (0, 1].
+        let null = &l["rotation_null"];
+        assert_eq!(null["draws"], 3, "{name}");
+        let per = null["per_eps"].as_array().unwrap();
+        assert_eq!(per.len(), ne);
+        for e in per {
+            let (mn, mean, mx, p) = (
+                e["min"].as_f64().unwrap(),
+                e["mean"].as_f64().unwrap(),
+                e["max"].as_f64().unwrap(),
+                e["p"].as_f64().unwrap(),
+            );
+            assert!(0.0 <= mn && mn <= mean + 1e-15 && mean <= mx + 1e-15 && mx <= 1.0);
+            assert!((0.25 - 1e-12..=1.0).contains(&p), "{name}: p {p}");
+        }
+        // Centred mms: one per ε, in [0, 1], non-decreasing in ε.
+        let c: Vec<f64> = l["centered_mms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect();
+        assert_eq!(c.len(), ne);
+        assert!(c.iter().all(|v| (0.0..=1.0).contains(v)));
+        assert!(c.windows(2).all(|w| w[0] <= w[1]), "{name}: {c:?}");
+    }
+    // Only the trained pairs carry the controls.
+    for c in r["comparisons"].as_array().unwrap() {
+        if c["kind"] != "Pair" {
+            assert!(c["layers"][0].get("intervals").is_none());
+        }
+    }
+    let html = std::fs::read_to_string(tmp.join("a").join("report.html")).unwrap();
+    assert!(html.contains("rotation null"), "table column");
+    assert!(html.contains("centred"), "table column");
+
+    // A fixed seed gives identical intervals and nulls (second run reuses the checkpoints).
+    let again = ok(&tmp.join("a"), &args);
+    for (x, y) in layers.iter().zip(pair_layers(&again)) {
+        assert_eq!(x["intervals"], y["intervals"]);
+        assert_eq!(x["rotation_null"], y["rotation_null"]);
+        assert_eq!(x["centered_mms"], y["centered_mms"]);
+    }
+
+    // One chunk: every resample is the full data, the interval is the point.
+    let one = ok(
+        &tmp.join("a"),
+        &["--chunks", "1", "--bootstrap", "5", "--null-draws", "0"],
+    );
+    for l in pair_layers(&one) {
+        assert!(l.get("rotation_null").is_none());
+        assert!(l.get("centered_mms").is_none());
+        for (b, m) in l["intervals"]["mms"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(l["mms"].as_array().unwrap())
+        {
+            let m = m.as_f64().unwrap();
+            assert!((b["lo"].as_f64().unwrap() - m).abs() <= 1e-12 * m.max(1e-300));
+            assert!((b["hi"].as_f64().unwrap() - m).abs() <= 1e-12 * m.max(1e-300));
+        }
+        let cka = l["measures"]["cka_linear"].as_f64().unwrap();
+        assert!((l["intervals"]["cka_linear"]["lo"].as_f64().unwrap() - cka).abs() <= 1e-12);
+        assert!((l["intervals"]["cka_linear"]["hi"].as_f64().unwrap() - cka).abs() <= 1e-12);
+    }
+
+    // Bad input: clear errors.
+    for (extra, want) in [
+        (&["--chunks", "0"][..], "--chunks must be at least 1"),
+        (&["--chunks", "61"][..], "more chunks than test images (60)"),
+        (&["--bootstrap", "0"][..], "--bootstrap must be at least 1"),
+    ] {
+        let o = tiny_run(&data, &tmp.join("bad"), extra);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(want),
+            "{extra:?}: {err}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
 }

@@ -136,6 +136,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         &StreamOptions {
             block_rows: block,
             sampling: None,
+            chunks: None,
         },
         &mut spanmatch_engine::Quiet,
     )?;
