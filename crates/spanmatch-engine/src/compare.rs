@@ -581,7 +581,9 @@ fn select_layers(
     Ok(chosen)
 }
 
-/// Streams one layer pair of two files into its statistics (with progress).
+/// Streams one layer pair of two files into its statistics (with progress), per chunk of
+/// inputs when `chunks` is given.
+#[allow(clippy::too_many_arguments)]
 pub fn stream_layer(
     fa: &ActivationFile,
     fb: &ActivationFile,

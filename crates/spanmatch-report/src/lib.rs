@@ -63,7 +63,7 @@ fn figures(stats: &stats::Stats) -> Vec<(scene::Scene, String, &'static str)> {
             figures::mms_by_layer(stats),
             "<b>Figure 1.</b> Maximum match similarity (mms) of each layer for two nets trained from \
              different seeds, one line per tolerance ε (mean over seed pairs; shaded band: \
-             min–max over pairs). Dashed lines of the same colour: the null, two nets \
+             min–max over pairs; lighter band, when computed: the 95% bootstrap interval of mms over chunks of the test images, from the lowest to the highest end over the seed pairs). Dashed lines of the same colour: the null, two nets \
              compared with the images of one side shuffled, i.e. what chance gives at this \
              many rows and neurons. Dotted lines with hollow markers (when computed): the \
              untrained baseline, the same seeds' nets at initialisation compared the same way. \
