@@ -14,4 +14,6 @@ cargo test --workspace --release
 echo "== Python: build the package into $VENV (maturin develop --release)" >&2
 VIRTUAL_ENV="$(cd "$VENV" && pwd)" "$VENV/bin/maturin" develop --release --quiet
 echo "== Python: pytest" >&2
-SPANMATCH_BIN="$(pwd)/target/release/spanmatch" "$VENV/bin/python" -m pytest python/tests -q "$@"
+TARGET="${CARGO_TARGET_DIR:-target}"
+case "$TARGET" in /*) ;; *) TARGET="$(pwd)/$TARGET" ;; esac
+SPANMATCH_BIN="$TARGET/release/spanmatch" "$VENV/bin/python" -m pytest python/tests -q "$@"
