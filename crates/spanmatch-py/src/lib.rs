@@ -171,6 +171,10 @@ fn geometry(shape: &[usize], layout: Layout, side: &str) -> PyResult<Geometry> {
     })
 }
 
+/// Positions per tile when gathering an array whose channels are not contiguous (measured on
+/// [128, 64, 16, 16] float32 batches: 32 to 64 positions keep the written rows in L1/L2).
+const GATHER_TILE: usize = 32;
+
 /// Writes rows `[row0, row0 + rows)` of an array into `dst` (rows of `stride` f64, starting at
 /// column `col0`).
 fn gather_view<T: Copy>(
@@ -236,11 +240,17 @@ fn gather_view<T: Copy>(
                 }
             }
         } else {
-            for c in 0..g.neurons {
-                let pc = base + c as isize * st_c;
-                for (k, s) in (s0..s1).enumerate() {
-                    // SAFETY: as above.
-                    dst[out0 + k * stride + c] = conv(unsafe { *ptr.offset(pc + offsets[s]) });
+            // Channels strided (e.g. NCHW): transpose in tiles of positions, so that the rows
+            // written stay in cache while every channel plane is read in order.
+            for t0 in (s0..s1).step_by(GATHER_TILE) {
+                let t1 = (t0 + GATHER_TILE).min(s1);
+                for c in 0..g.neurons {
+                    let pc = base + c as isize * st_c;
+                    for s in t0..t1 {
+                        let k = s - s0;
+                        // SAFETY: as above.
+                        dst[out0 + k * stride + c] = conv(unsafe { *ptr.offset(pc + offsets[s]) });
+                    }
                 }
             }
         }
