@@ -246,10 +246,10 @@ fn gather_view<T: Copy>(
                 let t1 = (t0 + GATHER_TILE).min(s1);
                 for c in 0..g.neurons {
                     let pc = base + c as isize * st_c;
-                    for s in t0..t1 {
+                    for (s, &off) in offsets.iter().enumerate().take(t1).skip(t0) {
                         let k = s - s0;
                         // SAFETY: as above.
-                        dst[out0 + k * stride + c] = conv(unsafe { *ptr.offset(pc + offsets[s]) });
+                        dst[out0 + k * stride + c] = conv(unsafe { *ptr.offset(pc + off) });
                     }
                 }
             }
