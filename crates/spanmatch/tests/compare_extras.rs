@@ -1,5 +1,5 @@
 //! `spanmatch compare` options beyond the maximum match: `--measures`, `--view flatten`,
-//! `--simple`, `--report`.
+//! `--simple`, `--report`, and the controls `--center`, `--null rotate`, `--bootstrap`.
 
 mod common;
 
@@ -380,4 +380,127 @@ fn bad_options_are_clear_errors_and_help_explains() {
     ] {
         assert!(h.contains(word), "help lacks {word}");
     }
+}
+
+#[test]
+fn controls_center_null_and_bootstrap() {
+    let dir = scratch("controls");
+    let (a, b) = example(&dir);
+    let out = dir.join("controls.json");
+    let table = ok(&[
+        "compare",
+        &a,
+        &b,
+        "--center",
+        "--null",
+        "rotate",
+        "--null-draws",
+        "4",
+        "--bootstrap",
+        "30",
+        "--chunks",
+        "8",
+        "--seed",
+        "3",
+        "--json",
+        &s(&out),
+    ]);
+    assert!(
+        table.contains("95% interval") && table.contains("centred"),
+        "{table}"
+    );
+    assert!(table.contains("rotation null"), "{table}");
+    let r = json(&out);
+    for l in r["layers"].as_array().expect("layers") {
+        let name = l["name"].as_str().unwrap_or("?");
+        let matches = l["matches"].as_array().expect("matches");
+        let iv = l["intervals"]["mms"].as_array().expect("intervals");
+        assert_eq!(iv.len(), matches.len(), "{name}");
+        for (m, i) in matches.iter().zip(iv) {
+            let (mms, lo, hi) = (
+                num(&m["mms"], "mms"),
+                num(&i["lo"], "lo"),
+                num(&i["hi"], "hi"),
+            );
+            assert!(
+                lo <= mms + 1e-12 && mms <= hi + 1e-12,
+                "{name}: {mms} not in [{lo}, {hi}]"
+            );
+        }
+        assert_eq!(l["intervals"]["chunks"], 8, "{name}");
+        let null = l["null"]["per_eps"].as_array().expect("null");
+        assert_eq!(null.len(), matches.len(), "{name}");
+        for (m, n) in matches.iter().zip(null) {
+            assert_eq!(
+                num(&n["observed"], "observed"),
+                num(&m["mms"], "mms"),
+                "{name}"
+            );
+            assert_eq!(n["values"].as_array().map(Vec::len), Some(4), "{name}");
+        }
+        assert_eq!(
+            l["centered"]["matches"].as_array().map(Vec::len),
+            Some(matches.len()),
+            "{name}"
+        );
+    }
+    // The same seed gives the same controls; the plain result is unchanged by them.
+    let again = dir.join("again.json");
+    ok(&[
+        "compare",
+        &a,
+        &b,
+        "--center",
+        "--null",
+        "rotate",
+        "--null-draws",
+        "4",
+        "--bootstrap",
+        "30",
+        "--chunks",
+        "8",
+        "--seed",
+        "3",
+        "--json",
+        &s(&again),
+    ]);
+    let r2 = json(&again);
+    for (x, y) in r["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .zip(r2["layers"].as_array().expect("layers"))
+    {
+        assert_eq!(x["intervals"], y["intervals"]);
+        assert_eq!(x["null"], y["null"]);
+    }
+    let plain = dir.join("plain.json");
+    ok(&["compare", &a, &b, "--json", &s(&plain)]);
+    let p = json(&plain);
+    for (x, y) in r["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .zip(p["layers"].as_array().expect("layers"))
+    {
+        assert_eq!(x["matches"], y["matches"]);
+        // Merged chunks equal one pass up to summation order.
+        for (tx, ty) in x["thresholds_a"]
+            .as_array()
+            .expect("thresholds")
+            .iter()
+            .zip(y["thresholds_a"].as_array().expect("thresholds"))
+        {
+            match (tx.as_f64(), ty.as_f64()) {
+                (Some(u), Some(v)) => assert!((u - v).abs() < 1e-10, "{u} vs {v}"),
+                (u, v) => assert_eq!(u, v),
+            }
+        }
+    }
+    let e = fail(&["compare", &a, &b, "--bootstrap", "0"]);
+    assert!(e.contains("--bootstrap must be at least 1"), "{e}");
+    let e = fail(&["compare", &a, &b, "--bootstrap", "5", "--chunks", "100000"]);
+    assert!(e.contains("100000 chunks for the bootstrap"), "{e}");
+    let e = fail(&["compare", &a, &b, "--null", "shuffle"]);
+    assert!(e.contains("shuffle"), "{e}");
 }
