@@ -24,7 +24,7 @@ layers, layer x layer, torch.distributed; ``pip install spanmatch[torch]``) and
 """
 
 from ._native import __version__
-from ._api import DEFAULT_EPS, Accumulator, Stats, analyse, as_activations, compare
+from ._api import DEFAULT_EPS, Accumulator, Stats, analyse, as_activations, compare, flat_length
 from ._result import LayerResult, MaxMatch, Profile, Result, SimpleMatch
 
 __all__ = [
@@ -35,6 +35,7 @@ __all__ = [
     "analyse",
     "as_activations",
     "compare",
+    "flat_length",
     "LayerResult",
     "MaxMatch",
     "Profile",

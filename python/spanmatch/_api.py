@@ -12,7 +12,7 @@ import numpy as np
 from . import _native
 from ._result import MaxMatch, Profile, Result, SimpleMatch
 
-__all__ = ["DEFAULT_EPS", "Accumulator", "Stats", "compare", "analyse", "as_activations"]
+__all__ = ["DEFAULT_EPS", "Accumulator", "Stats", "compare", "analyse", "as_activations", "flat_length"]
 
 #: The ε values used when none are given (those of the paper's figures).
 DEFAULT_EPS: Tuple[float, ...] = (0.15, 0.2, 0.25, 0.3, 0.5)
@@ -119,6 +119,26 @@ class Stats:
             )
         )
 
+    @staticmethod
+    def from_flat(flat: ArrayLike, n1: Optional[int] = None, n2: Optional[int] = None) -> "Stats":
+        """Statistics from :meth:`Accumulator.to_flat` / :meth:`Stats.to_flat`, or from a sum of
+        such vectors over disjoint inputs (what Dask's reduction or an ``all_reduce`` gives).
+
+        A sum also adds up the two widths in the header: pass ``n1`` and ``n2`` to restore them.
+        """
+        v = np.array(flat, dtype="<f8", copy=True).reshape(-1)
+        if n1 is not None and n2 is not None:
+            if len(v) < 2:
+                raise ValueError(f"from_flat: {len(v)} values, too few for statistics")
+            v[0], v[1] = int(n1), int(n2)
+        return Stats(_native.Stats.from_state(v.tobytes()))
+
+    def to_flat(self) -> np.ndarray:
+        """The exact statistics as one float64 vector of :func:`flat_length` values: a header
+        ``(n1, n2, rows, Σa², Σab, Σb²)``, the column sums, the two row-norm-weighted sums and
+        the Gram matrix. Vectors of disjoint inputs add up element-wise past the two widths."""
+        return np.frombuffer(bytes(self._native.state()), dtype="<f8").copy()
+
     @property
     def n1(self) -> int:
         """Neurons of net A."""
@@ -223,6 +243,12 @@ class Stats:
         return f"Stats(n1={self.n1}, n2={self.n2}, rows={self.rows})"
 
 
+def flat_length(n1: int, n2: int) -> int:
+    """Length of the flat statistics of ``n1 + n2`` neurons (:meth:`Stats.to_flat`)."""
+    n = int(n1) + int(n2)
+    return 6 + 3 * n + n * n
+
+
 def _stats_from_state(state: bytes) -> Stats:
     return Stats(_native.Stats.from_state(state))
 
@@ -283,6 +309,14 @@ class Accumulator:
     def layout(self) -> str:
         """``"nchw"`` or ``"nhwc"``."""
         return str(self._native.layout)
+
+    def to_flat(self) -> np.ndarray:
+        """The exact statistics as one float64 vector (see :meth:`Stats.to_flat`); before the
+        first update it raises ``ValueError`` (the widths are not known yet)."""
+        if self.n1 is None:
+            raise ValueError("to_flat: the accumulator has no statistics yet (no update)")
+        # state(): one layout byte, then the flat statistics.
+        return np.frombuffer(bytes(self._native.state())[1:], dtype="<f8").copy()
 
     def finish(self) -> Stats:
         """The finished statistics (the accumulator stays usable)."""

@@ -20,8 +20,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from . import _native
-from ._api import DEFAULT_EPS, Accumulator, Stats, analyse
+from ._api import DEFAULT_EPS, Accumulator, Stats, analyse, flat_length
 from ._result import Result
 
 __all__ = ["compare", "stats"]
@@ -29,10 +28,7 @@ __all__ = ["compare", "stats"]
 
 def _chunk_flat(xa: np.ndarray, xb: np.ndarray, layout: str) -> np.ndarray:
     """Flat statistics of one chunk (runs on a worker)."""
-    acc = Accumulator(layout)
-    acc.update(np.asarray(xa), np.asarray(xb))
-    # state(): one layout byte, then the flat float64 statistics.
-    return np.frombuffer(bytes(acc._native.state())[1:], dtype="<f8").copy()
+    return Accumulator(layout).update(np.asarray(xa), np.asarray(xb)).to_flat()
 
 
 def stats(xa: Any, xb: Any, layout: str = "nchw", split_every: int = 8) -> Stats:
@@ -65,19 +61,16 @@ def stats(xa: Any, xb: Any, layout: str = "nchw", split_every: int = 8) -> Stats
         raise ValueError(f"split_every must be at least 2, got {split_every}")
     ba = xa.to_delayed().ravel()
     bb = xb.to_delayed().ravel()
-    # The width of the flat vector: from one tiny local accumulator of the right widths.
+    # The widths (hence the flat length): from one tiny local accumulator of the same shapes.
     probe = Accumulator(layout)
     probe.update(np.zeros((1,) + xa.shape[1:], np.float32), np.zeros((1,) + xb.shape[1:], np.float32))
-    length = len(bytes(probe._native.state())) // 8
+    length = flat_length(probe.n1, probe.n2)
     parts = [
         da.from_delayed(dask.delayed(_chunk_flat)(pa, pb, layout), shape=(length,), dtype=np.float64)
         for pa, pb in zip(ba, bb)
     ]
     total = da.stack(parts).sum(axis=0, split_every=split_every).compute()
-    # The header holds (n1, n2, rows, ...): n1 and n2 were summed once per chunk.
-    total[0] = probe.n1
-    total[1] = probe.n2
-    return Stats(_native.Stats.from_state(np.ascontiguousarray(total, dtype="<f8").tobytes()))
+    return Stats.from_flat(total, probe.n1, probe.n2)
 
 
 def compare(

@@ -412,8 +412,9 @@ class _NativePair:
         self.inputs[1] += int(inputs[1])
 
     def _engine_len(self) -> int:
-        n = sum(self.widths)
-        return 6 + 3 * n + n * n  # header (n1, n2, rows, aa, ab, bb), sums, moments, Gram
+        from ._api import flat_length
+
+        return flat_length(self.widths[0], self.widths[1])
 
     def size(self) -> int:
         return self._engine_len() + 2
@@ -423,7 +424,7 @@ class _NativePair:
             v = np.zeros(self._engine_len())
             v[0], v[1] = self.widths
         else:
-            v = np.frombuffer(bytes(self.acc._native.state())[1:], dtype="<f8")
+            v = self.acc.to_flat()
             assert len(v) == self._engine_len()
         return torch.from_numpy(np.concatenate([v, np.asarray(self.inputs, dtype=np.float64)]))
 
@@ -433,10 +434,8 @@ class _NativePair:
         self._flat = v
 
     def pair_stats(self, ka: Key, kb: Key) -> Stats:
-        from ._api import _stats_from_state
-
         if self._flat is not None:
-            return _stats_from_state(np.ascontiguousarray(self._flat[:-2], dtype="<f8").tobytes())
+            return Stats.from_flat(self._flat[:-2])
         return self.acc.finish()
 
     def inputs_of(self, key: Key) -> int:

@@ -500,3 +500,18 @@ def test_bootstrap_bad_arguments(tmp_path: Path) -> None:
     np.save(tmp_path / "b.npy", b)
     with pytest.raises(ValueError, match="31 chunks for the bootstrap, but the files hold only 30 inputs"):
         spanmatch.compare(tmp_path / "a.npy", tmp_path / "b.npy", bootstrap=10, chunks=31)
+
+
+def test_flat_statistics_add_up_over_disjoint_inputs() -> None:
+    a, b = planted(rows=240, noise=0.1, seed=13)
+    parts = [spanmatch.Accumulator().update(a[lo:hi], b[lo:hi]).to_flat() for lo, hi in ((0, 100), (100, 240))]
+    assert len(parts[0]) == spanmatch.flat_length(10, 10)
+    total = parts[0] + parts[1]  # what Dask's reduction or an all_reduce gives
+    summed = spanmatch.Stats.from_flat(total, 10, 10)
+    _stats_close(summed, spanmatch.Accumulator().update(a, b).finish())
+    one = spanmatch.Accumulator().update(a, b).finish()
+    assert spanmatch.Stats.from_flat(one.to_flat()) == one
+    with pytest.raises(ValueError, match="no statistics yet"):
+        spanmatch.Accumulator().to_flat()
+    with pytest.raises(ValueError, match="invalid statistics state"):
+        spanmatch.Stats.from_flat(total[:-1], 10, 10)
