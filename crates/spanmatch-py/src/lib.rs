@@ -391,7 +391,7 @@ impl PyAccumulator {
         } else {
             // Several blocks: accumulate apart and merge only on success (an error in a later
             // block must not leave the earlier ones added).
-            let mut work = acc.clone_empty_like();
+            let mut work = GramAccumulator::new(acc.n1(), acc.n2());
             py.detach(|| accumulate(&mut work, (&va, &ga), (&vb, &gb), &mut buf))
                 .and_then(|()| acc.merge(&work).map_err(|e| e.to_string()))
         };
@@ -448,9 +448,7 @@ impl PyAccumulator {
             Layout::Nhwc => 1u8,
         }];
         if let Some(a) = &self.acc {
-            for v in a.to_flat() {
-                bytes.extend_from_slice(&v.to_le_bytes());
-            }
+            bytes.extend(flat_bytes(a));
         }
         PyBytes::new(py, &bytes)
     }
@@ -500,15 +498,12 @@ fn floats(bytes: &[u8]) -> PyResult<Vec<f64>> {
         .collect())
 }
 
-/// Trait-free helper: an empty accumulator of the same widths.
-trait CloneEmpty {
-    fn clone_empty_like(&self) -> GramAccumulator;
-}
-
-impl CloneEmpty for GramAccumulator {
-    fn clone_empty_like(&self) -> GramAccumulator {
-        GramAccumulator::new(self.n1(), self.n2())
-    }
+/// The flat statistics of an accumulator as little-endian bytes (the inverse of [`floats`]).
+fn flat_bytes(acc: &GramAccumulator) -> Vec<u8> {
+    acc.to_flat()
+        .into_iter()
+        .flat_map(f64::to_le_bytes)
+        .collect()
 }
 
 /// Finished statistics of one layer pair (see the Python class `spanmatch.Stats`).
@@ -563,10 +558,7 @@ impl PyStats {
     fn gram<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f64>> {
         let j = self.joint();
         let n = j.n1 + j.n2;
-        let v: Vec<f64> = (0..n * n).map(|k| j.gram[(k / n, k % n)]).collect();
-        numpy::ndarray::Array2::from_shape_vec((n, n), v)
-            .map(|a| a.into_pyarray(py))
-            .unwrap_or_else(|_| numpy::ndarray::Array2::zeros((n, n)).into_pyarray(py))
+        numpy::ndarray::Array2::from_shape_fn((n, n), |(r, c)| j.gram[(r, c)]).into_pyarray(py)
     }
 
     /// Column sums of `[A | B]`.
@@ -659,13 +651,7 @@ impl PyStats {
 
     /// Exact state as bytes.
     fn state<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let bytes: Vec<u8> = self
-            .acc
-            .to_flat()
-            .into_iter()
-            .flat_map(f64::to_le_bytes)
-            .collect();
-        PyBytes::new(py, &bytes)
+        PyBytes::new(py, &flat_bytes(&self.acc))
     }
 
     /// Rebuilds statistics from `state()`.

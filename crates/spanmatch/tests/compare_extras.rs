@@ -387,10 +387,7 @@ fn controls_center_null_and_bootstrap() {
     let dir = scratch("controls");
     let (a, b) = example(&dir);
     let out = dir.join("controls.json");
-    let table = ok(&[
-        "compare",
-        &a,
-        &b,
+    let controls = [
         "--center",
         "--null",
         "rotate",
@@ -402,9 +399,15 @@ fn controls_center_null_and_bootstrap() {
         "8",
         "--seed",
         "3",
-        "--json",
-        &s(&out),
-    ]);
+    ];
+    let run = |json_out: &Path| {
+        let j = s(json_out);
+        let mut args = vec!["compare", a.as_str(), b.as_str()];
+        args.extend(controls);
+        args.extend(["--json", j.as_str()]);
+        ok(&args)
+    };
+    let table = run(&out);
     assert!(
         table.contains("95% interval") && table.contains("centred"),
         "{table}"
@@ -446,24 +449,7 @@ fn controls_center_null_and_bootstrap() {
     }
     // The same seed gives the same controls; the plain result is unchanged by them.
     let again = dir.join("again.json");
-    ok(&[
-        "compare",
-        &a,
-        &b,
-        "--center",
-        "--null",
-        "rotate",
-        "--null-draws",
-        "4",
-        "--bootstrap",
-        "30",
-        "--chunks",
-        "8",
-        "--seed",
-        "3",
-        "--json",
-        &s(&again),
-    ]);
+    run(&again);
     let r2 = json(&again);
     for (x, y) in r["layers"]
         .as_array()
