@@ -9,7 +9,7 @@ use anyhow::{Context, Result};
 use spanmatch_core::controls::{self, ChunkedStats};
 use spanmatch_core::measures::{self, Measure};
 use spanmatch_core::simple::{simple_matches, SimpleOptions};
-use spanmatch_core::{JointStats, MatchOptions, MatchProblem};
+use spanmatch_core::{JointStats, MatchOptions, MatchProblem, Peeler};
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
@@ -33,6 +33,17 @@ pub fn analyse(
     stats: &JointStats,
     eps: &[f64],
     opts: &AnalysisOptions,
+) -> Result<LayerResult> {
+    analyse_with_progress(layer, stats, eps, opts, &mut |_, _| {})
+}
+
+/// [`analyse`], reporting the simple-match search as `progress(neurons done, neurons total)`.
+pub fn analyse_with_progress(
+    layer: &str,
+    stats: &JointStats,
+    eps: &[f64],
+    opts: &AnalysisOptions,
+    progress: &mut dyn FnMut(usize, usize),
 ) -> Result<LayerResult> {
     stats
         .check_finite()
@@ -68,7 +79,10 @@ pub fn analyse(
                     orders: 0,
                     seed: 0,
                 },
-                |_, _| ControlFlow::Continue(()),
+                |done, total| {
+                    progress(done, total);
+                    ControlFlow::Continue(())
+                },
             )?;
             let mut hist: BTreeMap<usize, usize> = BTreeMap::new();
             for m in &r.matches {
@@ -85,6 +99,7 @@ pub fn analyse(
                     .map(|m| SimpleMatchIndices {
                         a: m.a.clone(),
                         b: m.b.clone(),
+                        sine: match_sine(&problem, &m.a, &m.b),
                     })
                     .collect(),
             })
@@ -106,6 +121,22 @@ pub fn analyse(
         simple,
         controls: LayerControls::default(),
     })
+}
+
+/// The largest sine between a live member of the match (`a`, `b`) and the span of the other
+/// net's live members; `None` when a side has no live member.
+pub fn match_sine(problem: &MatchProblem, a: &[usize], b: &[usize]) -> Option<f64> {
+    let live = |ids: &[usize], dead: &[usize]| -> Vec<usize> {
+        ids.iter()
+            .copied()
+            .filter(|i| dead.binary_search(i).is_err())
+            .collect()
+    };
+    let (la, lb) = (live(a, problem.dead_a()), live(b, problem.dead_b()));
+    if la.is_empty() || lb.is_empty() {
+        return None;
+    }
+    Some(Peeler::new(problem, &la, &lb).max_sine())
 }
 
 /// Which statistical controls [`analyse_controls`] computes.

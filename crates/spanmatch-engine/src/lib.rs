@@ -12,6 +12,7 @@
 //!   `reproduce`);
 //! * [`analysis`] and [`results`]: the per-layer records of `reproduce`'s results.json, which
 //!   the HTML report renders;
+//! * [`views`]: which matched neurons to show with the inputs they respond to most;
 //! * [`progress`]: how the pipeline reports progress and warnings to its front.
 //!
 //! The numerics live in `spanmatch-core`, file reading in `spanmatch-io`; this crate knows
@@ -26,6 +27,7 @@ pub mod progress;
 pub mod report;
 pub mod results;
 pub mod stream;
+pub mod views;
 
 pub use compare::{
     analyse_layer, compare_files, AnalyseOptions, AnalysedLayer, CompareOptions, Comparison,

@@ -32,6 +32,102 @@ pub struct ReproduceResults {
     pub timings: serde_json::Value,
     /// Peak resident memory of the run in MiB, when known.
     pub peak_memory_mb: Option<f64>,
+    /// What matched neurons respond to: the top inputs of the neurons of selected matches of
+    /// one trained seed pair (absent when not computed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub neuron_views: Option<NeuronViews>,
+}
+
+/// The inputs that the neurons of selected matches respond to most, for one trained seed pair
+/// (see `crate::views`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NeuronViews {
+    /// Seed of net A.
+    pub seed_a: u64,
+    /// Seed of net B.
+    pub seed_b: u64,
+    /// ε of the matches shown (the ε of the simple matches).
+    pub eps: f64,
+    /// Inputs kept per neuron.
+    pub k: usize,
+    /// Neurons shown at most per net in a group.
+    pub per_side: usize,
+    /// How a neuron's response to an input is measured (e.g. "activation; conv channels: maximum
+    /// over positions").
+    pub response: String,
+    /// Shape of an input image `[channels, height, width]`.
+    pub image_shape: [usize; 3],
+    /// Class names, by label.
+    pub class_names: Vec<String>,
+    /// One entry per layer, input side first.
+    pub layers: Vec<LayerViews>,
+    /// Every input referenced by a neuron, once, by increasing index.
+    pub inputs: Vec<ViewInput>,
+}
+
+/// The groups shown for one layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerViews {
+    /// Layer name.
+    pub layer: String,
+    /// Largest simple matches first, then the closest one-to-one matches, then one unmatched
+    /// neuron per net.
+    pub groups: Vec<ViewGroup>,
+}
+
+/// Why a group is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViewKind {
+    /// One of the largest simple matches.
+    Simple,
+    /// A simple match of one neuron per net, among those with the smallest sine.
+    OneToOne,
+    /// A neuron outside the maximum match at ε, drawn at random (contrast).
+    Unmatched,
+}
+
+/// One group of neurons shown side by side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViewGroup {
+    /// Why it is shown.
+    pub kind: ViewKind,
+    /// Neurons of net A in the whole group (the strips show at most a few).
+    pub size_a: usize,
+    /// Neurons of net B in the whole group.
+    pub size_b: usize,
+    /// The match's largest sine between a member and the other net's members' span (simple and
+    /// one-to-one groups).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sine: Option<f64>,
+    /// Net A's neurons shown.
+    pub a: Vec<NeuronTop>,
+    /// Net B's neurons shown.
+    pub b: Vec<NeuronTop>,
+}
+
+/// One neuron's top inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NeuronTop {
+    /// Index of the neuron in its layer.
+    pub neuron: usize,
+    /// Its threshold ε*(v) (`null` for a dead neuron).
+    pub threshold: Option<f64>,
+    /// Input indices, largest response first.
+    pub inputs: Vec<usize>,
+    /// The responses, in the same order.
+    pub values: Vec<f64>,
+}
+
+/// One input image shown in the views.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ViewInput {
+    /// Index in the test set.
+    pub index: usize,
+    /// Its label.
+    pub label: usize,
+    /// The image as a PNG (8-bit grey or RGB), base64.
+    pub png: String,
 }
 
 /// One trained net.
@@ -223,12 +319,16 @@ pub struct SimpleSummary {
 }
 
 /// One simple match: neurons of net A and of net B (indices into the layer, increasing).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SimpleMatchIndices {
     /// Neurons of net A.
     pub a: Vec<usize>,
     /// Neurons of net B.
     pub b: Vec<usize>,
+    /// The match's largest sine between a live member and the span of the other net's live
+    /// members (absent in results written before it was kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sine: Option<f64>,
 }
 
 impl LayerResult {

@@ -267,5 +267,6 @@ pub fn example_results() -> ReproduceResults {
             "total_s": 6007.9,
         }),
         peak_memory_mb: Some(3712.5),
+        neuron_views: None,
     }
 }

@@ -198,7 +198,11 @@ pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String
     s.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     s.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");
     let _ = writeln!(s, "<title>spanmatch: {}</title>", escape(&heading));
-    let _ = writeln!(s, "<style>{CSS}</style>\n</head>\n<body>\n<main>");
+    let _ = writeln!(
+        s,
+        "<style>{CSS}{}</style>\n</head>\n<body>\n<main>",
+        crate::neurons::CSS
+    );
     let _ = writeln!(
         s,
         "<h1>Do different nets learn the same representation? {}</h1>",
@@ -474,6 +478,8 @@ pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String
     }
     s.push_str("</tbody></table></div>\n");
     s.push_str("<p class=\"meta\">mms = (|X*| + |Y*|) / (|X| + |Y|), dead neurons counted in the denominator. full-match ε: the smallest ε at which every live neuron is matched (mean over pairs). Null: two nets compared with the images of one side shuffled (same images, different order): what chance gives at this many rows and neurons. Self-check: each net against itself, dead neurons counted as matched (must be 1). Trained minus untrained: each seed pair's mms minus that of the same seeds' nets before training (mean ± s.d. over pairs); positive where training made the nets match more than the architecture and the input statistics alone. Simple matches: mean number per seed pair at the ε of the simple matches. s.d. uses n − 1. [lo, hi]: 95 % bootstrap interval over chunks of test images (envelope over the seed pairs). Rotation null: the same pairs with net B's layer in a random neuron basis (mean over rotations and pairs); a match well above it lives in the neurons themselves, not only in shared subspaces. Centred mms: the match of the mean-centred activations.</p>\n");
+
+    s.push_str(&crate::neurons::section(results));
 
     // Nets.
     s.push_str("<h2>Nets</h2>\n<table>\n<thead><tr><th>seed</th><th>test accuracy</th><th>epochs</th><th>training time (s)</th><th>h:mm:ss</th></tr></thead>\n<tbody>\n");

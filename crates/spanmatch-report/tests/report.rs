@@ -257,6 +257,7 @@ fn degenerate_results_render_without_panicking() {
         comparisons: vec![],
         timings: serde_json::json!({}),
         peak_memory_mb: None,
+        neuron_views: None,
     };
     render(&empty, &dir).unwrap();
     let _ = std::fs::remove_dir_all(&dir);

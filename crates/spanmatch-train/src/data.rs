@@ -199,6 +199,37 @@ impl DatasetKind {
         }
     }
 
+    /// Names of the classes, by label.
+    pub fn class_names(self) -> &'static [&'static str] {
+        match self {
+            DatasetKind::Mnist => &["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+            DatasetKind::FashionMnist => &[
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ],
+            DatasetKind::Cifar10 => &[
+                "airplane",
+                "automobile",
+                "bird",
+                "cat",
+                "deer",
+                "dog",
+                "frog",
+                "horse",
+                "ship",
+                "truck",
+            ],
+        }
+    }
+
     /// Per-channel normalisation `(mean, std)` on the [0, 1] pixel scale.
     pub fn normalization(self) -> (Vec<f32>, Vec<f32>) {
         match self {

@@ -8,6 +8,7 @@
 //! * [`train`](mod@train): seeded SGD training with checkpoints/resume and evaluation.
 //! * [`extract`](mod@extract): streaming post-ReLU activations of one or several nets to an
 //!   [`ActivationSink`], including an incremental `.npz` writer.
+//! * [`topk`]: the inputs each neuron responds to most, tracked in the same pass.
 
 #![warn(missing_docs)]
 
@@ -17,12 +18,14 @@ pub mod extract;
 pub mod model;
 pub mod net;
 pub mod rng;
+pub mod topk;
 pub mod train;
 
 pub use bench::{bench_training, BenchResult};
 pub use data::{DataOptions, Dataset, DatasetKind, Split};
 pub use extract::{extract, ActivationSink, CollectSink, NpzWriter};
 pub use model::{layer_names, LayerInfo, ModelConfig};
+pub use topk::{TopInput, TopInputs};
 pub use train::{
     evaluate, load_checkpoint, train, train_on, TrainConfig, TrainOptions, TrainedNet,
 };

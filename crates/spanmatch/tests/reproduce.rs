@@ -218,6 +218,46 @@ fn tiny_reproduce_run_has_every_layer_pair_and_sane_controls() {
     }
     assert!(html.contains("trained minus untrained mms"));
     assert!(html.contains("untrained nets (same seeds)"));
+    // Simple matches only for the trained pairs; views of the first pair with 8 inputs each.
+    for c in comps {
+        let has = c["layers"][0].get("simple").is_some();
+        assert_eq!(has, c["kind"] == "Pair", "{}", c["kind"]);
+    }
+    let views = &r["neuron_views"];
+    assert_eq!(
+        (views["seed_a"].as_u64(), views["seed_b"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert_eq!(views["k"].as_u64(), Some(8));
+    assert_eq!(views["layers"].as_array().unwrap().len(), 10);
+    let inputs: Vec<u64> = views["inputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["index"].as_u64().unwrap())
+        .collect();
+    let mut shown = 0;
+    for lv in views["layers"].as_array().unwrap() {
+        for g in lv["groups"].as_array().unwrap() {
+            for n in g["a"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .chain(g["b"].as_array().unwrap())
+            {
+                let idx = n["inputs"].as_array().unwrap();
+                assert_eq!(idx.len(), 8);
+                for i in idx {
+                    let i = i.as_u64().unwrap();
+                    assert!(i < 120 && inputs.binary_search(&i).is_ok());
+                    shown += 1;
+                }
+            }
+        }
+    }
+    assert!(shown > 0, "some strips are shown");
+    assert!(html.contains("What matched neurons respond to"));
+    assert_eq!(html.matches("class=\"strip\"").count() * 8, shown);
     // `spanmatch report` re-renders the per-neuron results.json.
     let again = Command::new(env!("CARGO_BIN_EXE_spanmatch"))
         .arg("report")

@@ -348,6 +348,7 @@ fn write_report(
                     .map(|m| SimpleMatchIndices {
                         a: m.a.clone(),
                         b: m.b.clone(),
+                        sine: None,
                     })
                     .collect(),
             }
@@ -404,6 +405,7 @@ fn write_report(
         }],
         timings: serde_json::json!({ "compare_seconds": seconds }),
         peak_memory_mb: None,
+        neuron_views: None,
     };
     std::fs::create_dir_all(dir)
         .with_context(|| format!("--report: cannot create directory {}", dir.display()))?;

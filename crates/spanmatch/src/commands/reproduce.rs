@@ -3,7 +3,8 @@
 //! unless `--no-untrained`, the same seeds' nets at initialisation): it scores each net's test
 //! accuracy and streams every layer's activations into the engine for every seed pair (trained
 //! and untrained), the self-checks and the null. Writes `results.json` (with each neuron's
-//! threshold ε*(v) and, with `--simple`, the simple matches) and an HTML report with figures.
+//! threshold ε*(v), the simple matches of the trained pairs and the top test images of selected
+//! matched neurons) and an HTML report with figures.
 
 use crate::commands::train::{Preset, TrainArgs};
 use anyhow::{bail, Context, Result};
@@ -12,15 +13,20 @@ use indicatif::{ProgressBar, ProgressStyle};
 use spanmatch_core::controls::{chunk_memory_bytes, MAX_CHUNK_BYTES};
 use spanmatch_core::measures::Measure;
 use spanmatch_core::{DeadPolicy, MatchOptions, Side, Tolerances};
-use spanmatch_engine::analysis::{analyse, analyse_controls, AnalysisOptions, ControlOptions};
+use spanmatch_engine::analysis::{
+    analyse, analyse_controls, analyse_with_progress, AnalysisOptions, ControlOptions,
+};
 use spanmatch_engine::multi::{PairAccumulators, PairSpec};
 use spanmatch_engine::results::{
-    Comparison, ComparisonKind, LayerSummary, NetSummary, ReproduceResults,
+    Comparison, ComparisonKind, LayerSummary, NetSummary, NeuronViews, ReproduceResults,
 };
-use spanmatch_train::data::{self, DataOptions, DatasetKind, Split};
-use spanmatch_train::extract::{extract, ActivationSink};
+use spanmatch_engine::views::{self, InputInfo, ViewOptions};
+use spanmatch_report::neurons::encode_png_base64;
+use spanmatch_train::data::{self, DataOptions, Dataset, DatasetKind, Split};
+use spanmatch_train::extract::{extract, ActivationSink, TeeSink};
 use spanmatch_train::model::LayerInfo;
 use spanmatch_train::model::LayerKind;
+use spanmatch_train::topk::TopInputs;
 use spanmatch_train::train::{initial_net, state_digest, train_on, TrainOptions, TrainedNet};
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -56,9 +62,18 @@ pub struct ReproduceArgs {
     /// pwcca, procrustes; "none" for none).
     #[arg(long, value_delimiter = ',', default_value = "cka")]
     pub measures: Vec<String>,
-    /// Also compute simple matches at this ε and report their size histograms.
+    /// ε of the simple matches computed for every layer of every trained seed pair (their
+    /// indices, sizes and sines go to results.json; the report lists them and shows what the
+    /// largest ones respond to).
+    #[arg(long, default_value_t = 0.5)]
+    pub simple: f64,
+    /// Skip the simple matches (and the views of what matched neurons respond to).
     #[arg(long)]
-    pub simple: Option<f64>,
+    pub no_simple: bool,
+    /// Test images kept per neuron for the views of what matched neurons respond to (tracked in
+    /// the extraction pass for the first two seeds' trained nets; 0: no views).
+    #[arg(long, default_value_t = 8)]
+    pub top_inputs: usize,
     /// Train on only the first N training images (0: all). The default keeps the whole run
     /// under 15 minutes on a 2-core laptop.
     #[arg(long, default_value_t = 30_000)]
@@ -196,9 +211,10 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     if let Some(e) = args.eps.iter().find(|e| !(0.0..=1.0).contains(*e)) {
         bail!("--eps: ε = {e} is outside [0, 1] (ε is the sine of an angle)");
     }
-    if let Some(e) = args.simple.filter(|e| !(0.0..=1.0).contains(e)) {
-        bail!("--simple: ε = {e} is outside [0, 1]");
+    if !(0.0..=1.0).contains(&args.simple) {
+        bail!("--simple: ε = {} is outside [0, 1]", args.simple);
     }
+    let simple_eps = (!args.no_simple).then_some(args.simple);
     let measures = parse_measures(&args.measures)?;
     if args.chunks == 0 {
         bail!("--chunks must be at least 1 (the number of chunks of test images the bootstrap resamples)");
@@ -383,6 +399,11 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         )?,
         bar: extract_bar.clone(),
     };
+    // The inputs each neuron of the first two trained nets responds to most, in the same pass.
+    let mut tops = match (simple_eps, args.top_inputs) {
+        (Some(_), k) if k > 0 => Some(TopInputs::new(k, &[0, 1])?),
+        _ => None,
+    };
     let refs: Vec<&spanmatch_train::net::Net> = nets
         .iter()
         .map(|n| &n.net)
@@ -400,8 +421,17 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         test.len()
     );
     let t0 = Instant::now();
-    let evals = extract(&refs, &test, args.batch_size, None, &mut sink)
-        .context("extracting activations")?;
+    let evals = match tops.as_mut() {
+        Some(t) => extract(
+            &refs,
+            &test,
+            args.batch_size,
+            None,
+            &mut TeeSink(vec![&mut sink, t]),
+        ),
+        None => extract(&refs, &test, args.batch_size, None, &mut sink),
+    }
+    .context("extracting activations")?;
     extract_bar.finish_and_clear();
     let t_extract = t0.elapsed().as_secs_f64();
     let untrained_accuracy: Vec<f64> = evals[k..].iter().map(|e| e.accuracy).collect();
@@ -426,7 +456,12 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
             },
         },
         measures,
-        simple_eps: args.simple,
+        simple_eps: None,
+    };
+    // Simple matches for the trained seed pairs only.
+    let pair_opts = AnalysisOptions {
+        simple_eps,
+        ..opts.clone()
     };
     // The self-check counts dead neurons as matched (the literal definition): a net against
     // itself must then give mms = 1 at every ε in every layer, dead neurons or not.
@@ -459,7 +494,22 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
             };
             let (stats, chunked) = acc.finish();
             pb.set_message(layer.name.clone());
-            let mut result = analyse(&layer.name, &stats, &args.eps, &opts)?;
+            let mut result = if *kind == ComparisonKind::Pair && simple_eps.is_some() {
+                analyse_with_progress(
+                    &layer.name,
+                    &stats,
+                    &args.eps,
+                    &pair_opts,
+                    &mut |done, total| {
+                        pb.set_message(format!(
+                            "{}: simple matches, neuron {done}/{total}",
+                            layer.name
+                        ));
+                    },
+                )?
+            } else {
+                analyse(&layer.name, &stats, &args.eps, &opts)?
+            };
             if *kind == ComparisonKind::Pair {
                 let tc = Instant::now();
                 result.controls = analyse_controls(
@@ -518,6 +568,24 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     pb.finish_and_clear();
     let t_match = t0.elapsed().as_secs_f64();
 
+    // What matched neurons respond to: the first trained pair (nets 0 and 1).
+    let neuron_views = match &tops {
+        Some(tops) => {
+            let pair = comparisons
+                .iter()
+                .find(|c| c.kind == ComparisonKind::Pair)
+                .context("no trained seed pair to show")?;
+            Some(neuron_views(
+                pair,
+                tops,
+                &test,
+                args.simple,
+                args.bootstrap_seed,
+            )?)
+        }
+        None => None,
+    };
+
     // 4. Results and report.
     let results = ReproduceResults {
         spanmatch_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -550,6 +618,8 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
             "bootstrap_seed": args.bootstrap_seed,
             "null_draws": args.null_draws,
             "center": args.center,
+            "simple_eps": simple_eps,
+            "top_inputs": if neuron_views.is_some() { args.top_inputs } else { 0 },
         }),
         eps: args.eps.clone(),
         nets: summaries,
@@ -563,6 +633,7 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
             "total_seconds": started.elapsed().as_secs_f64(),
         }),
         peak_memory_mb: peak_memory_mb(),
+        neuron_views,
     };
     let path = args.out.join("results.json");
     let json = serde_json::to_string_pretty(&results)?;
@@ -582,6 +653,56 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         println!("report:  {}", f.display());
     }
     Ok(())
+}
+
+/// The views of what matched neurons respond to for one trained pair (`pair`, nets 0 and 1 of
+/// `tops`), with the referenced test images as PNGs.
+fn neuron_views(
+    pair: &Comparison,
+    tops: &TopInputs,
+    test: &Dataset,
+    eps: f64,
+    seed: u64,
+) -> Result<NeuronViews> {
+    let opts = ViewOptions {
+        seed,
+        ..ViewOptions::default()
+    };
+    let info = InputInfo {
+        image_shape: test.shape,
+        class_names: test
+            .kind
+            .class_names()
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        response: TopInputs::RESPONSE.to_string(),
+    };
+    let size = test.image_len();
+    views::neuron_views(
+        pair,
+        eps,
+        tops.k(),
+        &opts,
+        info,
+        |net_a, layer, n| {
+            tops.top(usize::from(!net_a), layer, n)
+                .unwrap_or(&[])
+                .iter()
+                .map(|t| (f64::from(t.value), t.image))
+                .collect()
+        },
+        |index| {
+            let pixels = test
+                .images
+                .get(index * size..(index + 1) * size)
+                .with_context(|| format!("test image {index} out of range"))?;
+            Ok((
+                usize::from(test.labels[index]),
+                encode_png_base64(pixels, test.shape)?,
+            ))
+        },
+    )
 }
 
 /// Forwards the extraction's batches to the engine's pair accumulators, with a progress bar in
