@@ -162,6 +162,22 @@ fn group_heading(g: &ViewGroup) -> String {
     let sine = g
         .sine
         .map_or(String::new(), |s| format!(" · largest sine {s:.3}"));
+    // How many test images appear in both nets' strips: a quick check of "same things".
+    let side = |v: &[NeuronTop]| -> std::collections::BTreeSet<usize> {
+        v.iter().flat_map(|n| n.inputs.iter().copied()).collect()
+    };
+    let (sa, sb) = (side(&g.a), side(&g.b));
+    let shared = if sa.is_empty() || sb.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " · <span title=\"distinct test images in net A's strips / net B's strips, and in both\">images shown {} / {}, in both: {}</span>",
+            sa.len(),
+            sb.len(),
+            sa.intersection(&sb).count()
+        )
+    };
+    let sine = format!("{sine}{shared}");
     match g.kind {
         ViewKind::Simple => format!(
             "<b>Simple match</b> · {} neurons of A + {} of B{sine}",
@@ -169,10 +185,9 @@ fn group_heading(g: &ViewGroup) -> String {
             shown(g.size_b, g.b.len())
         ),
         ViewKind::OneToOne => format!("<b>One-to-one match</b>{sine}"),
-        ViewKind::Unmatched => {
-            "<b>Unmatched</b> · a neuron of each net outside the maximum match, drawn at random (contrast)"
-                .to_string()
-        }
+        ViewKind::Unmatched => format!(
+            "<b>Unmatched</b> · a neuron of each net outside the maximum match, drawn at random (contrast){shared}"
+        ),
     }
 }
 
@@ -417,6 +432,7 @@ mod tests {
         assert!(html.contains("A #3") && html.contains("B #5"));
         assert!(html.contains("cat 1 · dog 1"));
         assert!(html.contains("largest sine 0.250"));
+        assert!(html.contains("images shown 2 / 2, in both: 2"));
         assert!(html.contains("simple matches of this layer"));
     }
 }
