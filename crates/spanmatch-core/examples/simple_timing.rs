@@ -96,9 +96,10 @@ fn main() {
     let new = times[times.len() / 2];
     let r = r.unwrap();
     println!(
-        "n={n}+{n} {kind} eps={eps}: {} simple matches over {} neurons, median {new:.3} s over {reps}",
+        "n={n}+{n} {kind} eps={eps}: {} simple matches over {} neurons (largest {}), median {new:.3} s over {reps}",
         r.matches.len(),
-        r.neurons_total
+        r.neurons_total,
+        r.matches.iter().map(|m| m.size()).max().unwrap_or(0)
     );
     if old {
         let t = Instant::now();

@@ -1,6 +1,6 @@
 //! Incremental peeling: remove the neuron farthest from the other side's span, one at a time.
 
-use crate::span::SpanTracker;
+use crate::span::{Lost, SpanTracker};
 use crate::MatchProblem;
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +9,19 @@ const COMPACT_MIN: usize = 64;
 
 /// Above this many multiply-adds a batch removal updates the two sides in parallel.
 const PARALLEL_WORK: usize = 1 << 18;
+
+/// Absent entry of a neuron -> position map.
+const NONE: usize = usize::MAX;
+
+/// The map neuron index -> position in `ids` (the first position if an index repeats).
+fn position_map(ids: &[usize]) -> Vec<usize> {
+    let len = ids.iter().max().map_or(0, |&m| m + 1);
+    let mut map = vec![NONE; len];
+    for (l, &i) in ids.iter().enumerate().rev() {
+        map[i] = l;
+    }
+    map
+}
 
 /// Which network a neuron belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -27,11 +40,18 @@ pub enum Side {
 pub struct Peeler {
     ids_a: Vec<usize>,
     ids_b: Vec<usize>,
+    /// Neuron index -> position in `ids_a` (`NONE` when absent): O(1) membership tests.
+    local_a: Vec<usize>,
+    /// Neuron index -> position in `ids_b`.
+    local_b: Vec<usize>,
     /// Span of A's members; its probes are B's members.
     span_a: SpanTracker,
     /// Span of B's members; its probes are A's members.
     span_b: SpanTracker,
     eps_floor: f64,
+    /// Removals compact the arrays when fewer than `compact_at.0 / compact_at.1` of the
+    /// allocated neurons are present.
+    compact_at: (usize, usize),
 }
 
 impl Clone for Peeler {
@@ -39,9 +59,12 @@ impl Clone for Peeler {
         Self {
             ids_a: self.ids_a.clone(),
             ids_b: self.ids_b.clone(),
+            local_a: self.local_a.clone(),
+            local_b: self.local_b.clone(),
             span_a: self.span_a.clone(),
             span_b: self.span_b.clone(),
             eps_floor: self.eps_floor,
+            compact_at: self.compact_at,
         }
     }
 
@@ -49,9 +72,12 @@ impl Clone for Peeler {
     fn clone_from(&mut self, src: &Self) {
         self.ids_a.clone_from(&src.ids_a);
         self.ids_b.clone_from(&src.ids_b);
+        self.local_a.clone_from(&src.local_a);
+        self.local_b.clone_from(&src.local_b);
         self.span_a.clone_from(&src.span_a);
         self.span_b.clone_from(&src.span_b);
         self.eps_floor = src.eps_floor;
+        self.compact_at = src.compact_at;
     }
 }
 
@@ -117,12 +143,16 @@ impl Peeler {
                 )
             },
         );
+        let (local_a, local_b) = (position_map(&ia), position_map(&ib));
         Self {
             ids_a: ia,
             ids_b: ib,
+            local_a,
+            local_b,
             span_a,
             span_b,
             eps_floor: tol,
+            compact_at: (3, 4),
         }
     }
 
@@ -178,12 +208,12 @@ impl Peeler {
     }
 
     fn local_index(&self, side: Side, neuron: usize) -> Option<usize> {
-        let (ids, tracker) = match side {
-            Side::A => (&self.ids_a, &self.span_a),
-            Side::B => (&self.ids_b, &self.span_b),
+        let (map, tracker) = match side {
+            Side::A => (&self.local_a, &self.span_a),
+            Side::B => (&self.local_b, &self.span_b),
         };
-        let l = ids.iter().position(|&i| i == neuron)?;
-        tracker.member_alive(l).then_some(l)
+        let l = *map.get(neuron)?;
+        (l != NONE && tracker.member_alive(l)).then_some(l)
     }
 
     fn local_sine(&self, side: Side, local: usize) -> f64 {
@@ -240,9 +270,22 @@ impl Peeler {
     }
 
     fn maybe_compact(&mut self) {
+        let (num, den) = self.compact_at;
+        self.compact_below(num, den);
+    }
+
+    /// Sets the density below which removals compact the arrays (default 3/4).
+    pub(crate) fn set_compact_at(&mut self, num: usize, den: usize) {
+        self.compact_at = (num, den);
+    }
+
+    /// Compacts when fewer than `num / den` of the allocated neurons are present (and enough
+    /// are allocated). A state that many trials start from is compacted at a higher density
+    /// than a trial, so that the trials do not each compact the same arrays again.
+    pub(crate) fn compact_below(&mut self, num: usize, den: usize) {
         let present = self.span_a.alive_members() + self.span_b.alive_members();
         let allocated = self.span_a.allocated();
-        if allocated >= COMPACT_MIN && present * 4 < allocated * 3 {
+        if allocated >= COMPACT_MIN && present * den < allocated * num {
             self.compact();
         }
     }
@@ -252,10 +295,20 @@ impl Peeler {
     fn compact(&mut self) {
         let keep_a: Vec<usize> = self.local_alive(Side::A).collect();
         let keep_b: Vec<usize> = self.local_alive(Side::B).collect();
-        self.span_a.compact(&keep_a, &keep_b);
-        self.span_b.compact(&keep_b, &keep_a);
+        let work = self.span_a.allocated() * self.span_a.dim().max(1);
+        let (span_a, span_b) = (&mut self.span_a, &mut self.span_b);
+        let (ka, kb) = (&keep_a, &keep_b);
+        // The two sides are independent (a QR and matrix products each).
+        if work > PARALLEL_WORK {
+            rayon::join(|| span_a.compact(ka, kb), || span_b.compact(kb, ka));
+        } else {
+            span_a.compact(ka, kb);
+            span_b.compact(kb, ka);
+        }
         self.ids_a = keep_a.iter().map(|&l| self.ids_a[l]).collect();
         self.ids_b = keep_b.iter().map(|&l| self.ids_b[l]).collect();
+        self.local_a = position_map(&self.ids_a);
+        self.local_b = position_map(&self.ids_b);
     }
 
     /// Dimension of the span of the present neurons of `side` (numerical rank at the sine
@@ -286,13 +339,27 @@ impl Peeler {
     /// would be removed; returns `true` when `keep` is in the maximum match at `eps` of what the
     /// peeler held (which it then holds).
     pub fn peel_until_keeping(&mut self, eps: f64, keep: (Side, usize)) -> bool {
+        self.peel_until_keeping_any(eps, &[keep], &[])
+    }
+
+    /// Like [`peel_until_keeping`](Self::peel_until_keeping) for a group: stops and returns
+    /// `false` as soon as every member of `keep`, or any member of `critical`, is absent or
+    /// would be removed; otherwise peels to the maximum match at `eps` and returns `true` (some
+    /// member of `keep` and every member of `critical` are in it).
+    pub(crate) fn peel_until_keeping_any(
+        &mut self,
+        eps: f64,
+        keep: &[(Side, usize)],
+        critical: &[(Side, usize)],
+    ) -> bool {
         let limit = eps.max(self.eps_floor);
         loop {
-            // Local indices change when the peeler compacts: look `keep` up each round.
-            let Some(keep_local) = self.local_index(keep.0, keep.1) else {
-                return false;
+            // Local indices change when the peeler compacts: look the neurons up each round.
+            let stays = |&(side, n): &(Side, usize)| {
+                self.local_index(side, n)
+                    .is_some_and(|l| self.local_sine(side, l) <= limit)
             };
-            if self.local_sine(keep.0, keep_local) > limit {
+            if !critical.iter().all(stays) || !keep.iter().any(stays) {
                 return false;
             }
             let (ra, rb) = self.above(limit, false);
@@ -301,6 +368,42 @@ impl Peeler {
             }
             self.remove_batch(&ra, &rb);
         }
+    }
+
+    /// Whether removing the present neuron `u` alone would put a present member of `watch` above
+    /// `max(eps, sine tolerance)`. Computed exactly as the removal computes the sines, without
+    /// changing the peeler: when it returns true, `remove_all(&[u])` followed by
+    /// [`peel_until_keeping_any`](Self::peel_until_keeping_any) with `watch` as its critical
+    /// neurons returns false at its first check.
+    pub(crate) fn removal_dooms(
+        &self,
+        u: (Side, usize),
+        eps: f64,
+        watch: &[(Side, usize)],
+    ) -> bool {
+        let limit = eps.max(self.eps_floor);
+        let Some(l) = self.local_index(u.0, u.1) else {
+            return false;
+        };
+        let (span, other) = match u.0 {
+            Side::A => (&self.span_a, Side::B),
+            Side::B => (&self.span_b, Side::A),
+        };
+        let lost = span.lost_on_removal(l);
+        watch.iter().any(|&(side, n)| {
+            if side != other {
+                return false;
+            }
+            let Some(p) = self.local_index(side, n) else {
+                return false;
+            };
+            let s2 = match &lost {
+                Lost::Nothing => return false,
+                Lost::Everything => 1.0,
+                Lost::Direction(w) => span.sin2_without(p, w),
+            };
+            s2.sqrt() > limit
+        })
     }
 
     /// The sequential version of [`peel_until`](Self::peel_until) (one neuron, the farthest, at
@@ -379,6 +482,12 @@ impl Peeler {
     /// removals in order with each neuron's sine at the start of its round.
     pub(crate) fn peel_rounds(mut self) -> Vec<(Side, usize, f64)> {
         let mut steps = Vec::with_capacity(self.span_a.probe_count() + self.span_b.probe_count());
+        // Many rounds remove one or two neurons: keep the probes' inner products with the duals
+        // (one matrix product per side now and at each compaction) so that those removals read
+        // O(probes · pending) numbers instead of the whole probe array.
+        let (span_a, span_b) = (&mut self.span_a, &mut self.span_b);
+        rayon::join(|| span_a.enable_cache(), || span_b.enable_cache());
+        self.set_compact_at(1, 2);
         let mut level = f64::INFINITY;
         loop {
             let (mut ra, mut rb) = self.above(level, true);

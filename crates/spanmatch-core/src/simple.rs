@@ -4,8 +4,10 @@
 //! The algorithm is the reference one (docs/algorithm.md, section 5): start from the maximum match S; for each
 //! other neuron u of S in turn, if v is still in the maximum match of S minus u, shrink S to
 //! that maximum match. Each trial works on a copy of the incremental [`Peeler`] of S (cost
-//! proportional to what is left, never to the number of rows) and stops as soon as v would be
-//! peeled, so a rejected removal costs little and leaves S untouched.
+//! proportional to what is left, never to the number of rows; the large arrays are shared until
+//! modified) and stops as soon as v, or a candidate already rejected, would be peeled, so a
+//! rejected removal costs little and leaves S untouched. All neurons are searched together:
+//! neurons that made the same decisions so far share their trials (see `Search`).
 //!
 //! For ε = 0 with linearly independent vectors on each side, the v-minimal match is the unique
 //! v-minimum match and the list of simple matches is complete ([`SimpleMatches::exact_case`]).
@@ -18,6 +20,8 @@ use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
 
 /// Options of a simple-match computation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -125,6 +129,8 @@ fn split(neurons: &[Neuron]) -> (Vec<usize>, Vec<usize>) {
 /// S \ U containing f(S \ U).) A failed run is halved until its first member is tried alone,
 /// which is then rejected exactly as in the sequential algorithm. Runs double after each
 /// success, so the number of trials is about (rejections + 1) · log(|S|) instead of |S|.
+/// A rejected candidate w stays in every later state and v ∉ MaxMatch(S \ w) still holds there
+/// (monotonicity), so a trial also stops as soon as such a candidate would be peeled.
 pub fn v_minimal(
     start: &Peeler,
     v: Neuron,
@@ -136,32 +142,140 @@ pub fn v_minimal(
         .copied()
         .filter(|&u| u != v && start.contains(u.0, u.1))
         .collect();
-    let mut s = start.clone();
-    let mut trial = start.clone();
-    let (mut pos, mut run) = (0, 1);
-    while pos < order.len() {
-        let end = (pos + run).min(order.len());
-        let chunk = &order[pos..end];
-        if !chunk.iter().any(|u| s.contains(u.0, u.1)) {
-            pos = end;
-            run *= 2;
-            continue;
-        }
-        trial.clone_from(&s);
-        trial.remove_all(chunk);
-        if trial.peel_until_keeping(eps, v) {
-            std::mem::swap(&mut s, &mut trial);
-            pos = end;
-            run *= 2;
-        } else if end - pos == 1 {
-            // u = order[pos] is rejected: S stays.
-            pos += 1;
-            run = 1;
-        } else {
-            run = (end - pos) / 2;
+    let result = Mutex::new(None);
+    let search = Search {
+        eps,
+        order: &order,
+        cancel: &AtomicBool::new(false),
+        emit: &|_: Vec<Neuron>, key: (Vec<usize>, Vec<usize>)| {
+            if let Ok(mut r) = result.lock() {
+                *r = Some(key);
+            }
+        },
+    };
+    search.run(start.clone(), 0, vec![v], Vec::new(), 1);
+    let found = result.into_inner().ok().flatten();
+    // The search always ends at a leaf holding v; the fallback is never taken.
+    found.unwrap_or_else(|| (start.members(Side::A), start.members(Side::B)))
+}
+
+/// A state that trials start from is compacted below this density (num, den)...
+const STATE_COMPACT_AT: (usize, usize) = (2, 3);
+/// ...and a trial only below this one: trials do not each redo the same compaction.
+const TRIAL_COMPACT_AT: (usize, usize) = (1, 2);
+
+/// Callback of [`Search`]: a group of neurons and their common v-minimal match.
+type Emit<'a> = dyn Fn(Vec<Neuron>, (Vec<usize>, Vec<usize>)) + Sync + 'a;
+
+/// The sequential algorithm run for a whole group of neurons v at once (docs/algorithm.md,
+/// section 5). A node of the search is (S, position in the order, group G, run length): every
+/// v in G has made the same decisions on the candidates before the position, so its state is S.
+/// A trial computes T = MaxMatch(S \ U) for the next run U once for all of G; the members of G
+/// still in T accepted all of U (state T, run doubled), the others either reject U's single
+/// member (state S, next position) or retry the first half of U. When both kinds exist the node
+/// splits into two independent nodes.
+struct Search<'a> {
+    eps: f64,
+    order: &'a [Neuron],
+    cancel: &'a AtomicBool,
+    emit: &'a Emit<'a>,
+}
+
+impl Search<'_> {
+    fn run(
+        &self,
+        mut s: Peeler,
+        mut pos: usize,
+        group: Vec<Neuron>,
+        mut critical: Vec<Neuron>,
+        mut run: usize,
+    ) {
+        let n = self.order.len();
+        let mut trial: Option<Peeler> = None;
+        loop {
+            if self.cancel.load(Ordering::Relaxed) {
+                return;
+            }
+            if pos >= n {
+                let key = (s.members(Side::A), s.members(Side::B));
+                (self.emit)(group, key);
+                return;
+            }
+            let end = (pos + run).min(n);
+            let chunk = &self.order[pos..end];
+            if !chunk.iter().any(|u| s.contains(u.0, u.1)) {
+                pos = end;
+                run *= 2;
+                continue;
+            }
+            s.compact_below(STATE_COMPACT_AT.0, STATE_COMPACT_AT.1);
+            if end - pos == 1 && (!critical.is_empty() || group.len() == 1) {
+                // A single candidate whose removal alone pushes a critical neuron (or the only
+                // member of the group) out: the trial would stop at its first check. Rejected
+                // without copying the peeler.
+                let u = self.order[pos];
+                if s.removal_dooms(u, self.eps, &critical)
+                    || (group.len() == 1 && s.removal_dooms(u, self.eps, &group))
+                {
+                    critical.push(u);
+                    pos += 1;
+                    run = 1;
+                    continue;
+                }
+            }
+            let mut t = match trial.take() {
+                Some(mut t) => {
+                    t.clone_from(&s);
+                    t
+                }
+                None => s.clone(),
+            };
+            t.set_compact_at(TRIAL_COMPACT_AT.0, TRIAL_COMPACT_AT.1);
+            t.remove_all(chunk);
+            let (kept, lost): (Vec<Neuron>, Vec<Neuron>) =
+                if t.peel_until_keeping_any(self.eps, &group, &critical) {
+                    group.iter().partition(|g| t.contains(g.0, g.1))
+                } else {
+                    (Vec::new(), Vec::new())
+                };
+            // Members that did not survive: a single candidate is rejected (or, for the
+            // candidate itself, skipped); a longer run is halved.
+            let (fail_pos, fail_run) = if end - pos == 1 {
+                (pos + 1, 1)
+            } else {
+                (pos, (end - pos) / 2)
+            };
+            if lost.is_empty() && !kept.is_empty() {
+                trial = Some(std::mem::replace(&mut s, t));
+                pos = end;
+                run *= 2;
+            } else if kept.is_empty() {
+                trial = Some(t);
+                if end - pos == 1 {
+                    critical.push(self.order[pos]);
+                }
+                pos = fail_pos;
+                run = fail_run;
+            } else {
+                drop(trial);
+                let kept_first = kept.len() <= lost.len();
+                let mut lost_critical = critical.clone();
+                if end - pos == 1 {
+                    lost_critical.push(self.order[pos]);
+                }
+                // The smaller group runs first on this thread: the other one waits with its
+                // peeler, and nesting depth (hence peelers held) stays logarithmic.
+                let accept = || self.run(t, end, kept, critical, run * 2);
+                let reject = || self.run(s, fail_pos, lost, lost_critical, fail_run);
+                if kept_first {
+                    rayon::join(accept, reject);
+                } else {
+                    rayon::join(reject, accept);
+                }
+                return;
+            }
         }
     }
-    (s.members(Side::A), s.members(Side::B))
 }
 
 /// The sequential algorithm, one trial per candidate on a copy of the peeler (the
@@ -263,48 +377,47 @@ fn simple_matches_with(
     let mut index: HashMap<(Vec<usize>, Vec<usize>), usize> = HashMap::new();
     let mut done = 0;
     let mut complete = true;
-    // Neurons are processed in parallel in small batches; results are merged in neuron order, so
-    // the output does not depend on the number of threads, and an interruption loses at most
-    // one batch.
-    let batch = 4 * rayon::current_num_threads().max(1);
     'outer: for order in &orders {
-        for chunk in members.chunks(batch) {
-            let results: Vec<(Vec<usize>, Vec<usize>)> = chunk
-                .par_iter()
-                .map(|&v| {
-                    if is_dead(problem, v) {
-                        split(&[v])
-                    } else if reference {
-                        reference_v_minimal(&full, v, eps, order)
-                    } else {
-                        v_minimal(&full, v, eps, order)
-                    }
-                })
-                .collect();
-            for (&v, key) in chunk.iter().zip(results) {
-                match index.get(&key) {
-                    Some(&k) => {
-                        found[k].count += 1;
-                        if !found[k].witnesses.contains(&v) {
-                            found[k].witnesses.push(v);
-                        }
-                    }
-                    None => {
-                        index.insert(key.clone(), found.len());
-                        found.push(SimpleMatch {
-                            a: key.0,
-                            b: key.1,
-                            count: 1,
-                            witnesses: vec![v],
-                        });
+        let mut keys: Vec<Option<Key>> = vec![None; members.len()];
+        let base = done;
+        let mut report = |d: usize| progress(base + d, total).is_break();
+        let run = Run {
+            problem,
+            full: &full,
+            eps,
+            order,
+            members: &members,
+        };
+        let stopped = if reference {
+            run.reference(&mut keys, &mut report)
+        } else {
+            run.fast(&mut keys, &mut report)
+        };
+        // Merged in neuron order: the output does not depend on the number of threads.
+        for (&v, key) in members.iter().zip(keys) {
+            let Some(key) = key else { continue };
+            done += 1;
+            match index.get(&key) {
+                Some(&k) => {
+                    found[k].count += 1;
+                    if !found[k].witnesses.contains(&v) {
+                        found[k].witnesses.push(v);
                     }
                 }
-                done += 1;
-                if progress(done, total).is_break() {
-                    complete = false;
-                    break 'outer;
+                None => {
+                    index.insert(key.clone(), found.len());
+                    found.push(SimpleMatch {
+                        a: key.0,
+                        b: key.1,
+                        count: 1,
+                        witnesses: vec![v],
+                    });
                 }
             }
+        }
+        if stopped {
+            complete = false;
+            break 'outer;
         }
     }
     found.sort_by(|x, y| {
@@ -322,6 +435,142 @@ fn simple_matches_with(
         neurons_total: members.len(),
         complete,
     })
+}
+
+/// A match as (A neurons, B neurons), both increasing.
+type Key = (Vec<usize>, Vec<usize>);
+
+/// One order's computation of [`simple_matches`].
+struct Run<'a> {
+    problem: &'a MatchProblem,
+    full: &'a Peeler,
+    eps: f64,
+    order: &'a [Neuron],
+    members: &'a [Neuron],
+}
+
+impl Run<'_> {
+    /// The reference: one sequential v-minimal search per neuron, in parallel batches. Fills
+    /// `keys` (by member position) and calls `stop(done)` after each neuron; returns whether it
+    /// asked to stop.
+    fn reference(&self, keys: &mut [Option<Key>], stop: &mut dyn FnMut(usize) -> bool) -> bool {
+        let batch = 4 * rayon::current_num_threads().max(1);
+        let mut done = 0;
+        for (c, chunk) in self.members.chunks(batch).enumerate() {
+            let results: Vec<Key> = chunk
+                .par_iter()
+                .map(|&v| {
+                    if is_dead(self.problem, v) {
+                        split(&[v])
+                    } else {
+                        reference_v_minimal(self.full, v, self.eps, self.order)
+                    }
+                })
+                .collect();
+            for (i, key) in results.into_iter().enumerate() {
+                keys[c * batch + i] = Some(key);
+                done += 1;
+                if stop(done) {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// All live neurons searched together ([`Search`], root group = every live member). The
+    /// search runs on a helper thread (and the rayon pool); this thread records the results as
+    /// they come and calls `stop(done)`, which can cancel the search.
+    fn fast(&self, keys: &mut [Option<Key>], stop: &mut dyn FnMut(usize) -> bool) -> bool {
+        let slot: HashMap<Neuron, usize> = self
+            .members
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| (v, i))
+            .collect();
+        let mut done = 0;
+        let mut group = Vec::new();
+        for (i, &v) in self.members.iter().enumerate() {
+            if is_dead(self.problem, v) {
+                keys[i] = Some(split(&[v]));
+                done += 1;
+                if stop(done) {
+                    return true;
+                }
+            } else {
+                group.push(v);
+            }
+        }
+        if group.is_empty() {
+            return false;
+        }
+        let cancel = AtomicBool::new(false);
+        let mut record = |g: Vec<Neuron>, key: Key, done: &mut usize| -> bool {
+            for v in g {
+                if let Some(&i) = slot.get(&v) {
+                    keys[i] = Some(key.clone());
+                }
+                *done += 1;
+                if stop(*done) {
+                    return true;
+                }
+            }
+            false
+        };
+        if rayon::current_thread_index().is_some() {
+            // Called from a rayon worker: blocking it on a channel could starve the pool, so
+            // the search runs here and the results are reported at the end.
+            let results = Mutex::new(Vec::new());
+            let emit = |g: Vec<Neuron>, key: Key| {
+                if let Ok(mut r) = results.lock() {
+                    r.push((g, key));
+                }
+            };
+            let search = Search {
+                eps: self.eps,
+                order: self.order,
+                cancel: &cancel,
+                emit: &emit,
+            };
+            search.run(self.full.clone(), 0, group, Vec::new(), 1);
+            let results = results.into_inner().unwrap_or_default();
+            for (g, key) in results {
+                if record(g, key, &mut done) {
+                    return true;
+                }
+            }
+            return false;
+        }
+        let mut stopped = false;
+        std::thread::scope(|scope| {
+            let (tx, rx) = mpsc::channel::<(Vec<Neuron>, Key)>();
+            let cancel = &cancel;
+            scope.spawn(move || {
+                let tx = Mutex::new(tx);
+                let emit = |g: Vec<Neuron>, key: Key| {
+                    if let Ok(tx) = tx.lock() {
+                        // The receiver only hangs up after a cancellation.
+                        let _ = tx.send((g, key));
+                    }
+                };
+                let search = Search {
+                    eps: self.eps,
+                    order: self.order,
+                    cancel,
+                    emit: &emit,
+                };
+                search.run(self.full.clone(), 0, group, Vec::new(), 1);
+            });
+            for (g, key) in rx.iter() {
+                if record(g, key, &mut done) {
+                    stopped = true;
+                    cancel.store(true, Ordering::Relaxed);
+                    break;
+                }
+            }
+        });
+        stopped
+    }
 }
 
 /// Re-checks a match at ε: that it is an ε-match, and that it is v-minimal for each witness.

@@ -14,6 +14,7 @@
 use faer::linalg::matmul::matmul;
 use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
+use std::sync::Arc;
 
 /// Batches with fewer removed basis members are removed one at a time.
 const BLOCK_MIN: usize = 8;
@@ -21,21 +22,31 @@ const BLOCK_MIN: usize = 8;
 /// Pivots per panel of the blocked pivoted Cholesky.
 const PANEL: usize = 48;
 
+/// The effect of removing one member on the probes' sines.
+pub(crate) enum Lost {
+    /// The span does not change.
+    Nothing,
+    /// The span becomes {0}: every squared sine becomes 1.
+    Everything,
+    /// The span loses this unit direction.
+    Direction(Vec<f64>),
+}
+
 /// Span of a set of members and the sines of a set of probes to it.
 #[derive(Debug)]
 pub(crate) struct SpanTracker {
     /// Dimension of the coordinate space (rank of the initial span).
     dim: usize,
     /// Member coordinates, one column of `dim` values per member.
-    coords: Vec<f64>,
+    coords: Arc<Vec<f64>>,
     /// Dual vectors of basis members (same layout as `coords`; meaningless for dependents).
-    duals: Vec<f64>,
+    duals: Arc<Vec<f64>>,
     member_norm2: Vec<f64>,
     is_basis: Vec<bool>,
     member_alive: Vec<bool>,
     alive_members: usize,
     /// Probe coordinates of their projections onto the current span.
-    probes: Vec<f64>,
+    probes: Arc<Vec<f64>>,
     probe_norm2: Vec<f64>,
     probe_sin2: Vec<f64>,
     probe_alive: Vec<bool>,
@@ -48,25 +59,44 @@ pub(crate) struct SpanTracker {
     pending: Vec<f64>,
     /// Keep lost directions pending instead of projecting them out at each removal.
     lazy: bool,
+    /// Inner products of the stored probes with the stored duals and pending directions (the
+    /// ε-profile's pass only, see [`enable_cache`](Self::enable_cache)); `None` when not kept
+    /// or invalidated.
+    cache: Option<DualCache>,
+    /// Rebuild `cache` at each compaction.
+    use_cache: bool,
+}
+
+/// `c[i * q + p]` = stored probe p · stored dual i; `b[k * q + p]` = stored probe p · pending
+/// direction k. With them, the sines after removing basis member i need the q numbers
+/// `(c_i - Σ_k β_k b_k) / ‖w‖` (β: the pending components of dual i, ‖w‖ its current norm)
+/// instead of q inner products of length `dim`.
+#[derive(Debug, Clone)]
+struct DualCache {
+    q: usize,
+    c: Vec<f64>,
+    b: Vec<f64>,
 }
 
 impl Clone for SpanTracker {
     fn clone(&self) -> Self {
         let mut c = Self {
             dim: 0,
-            coords: Vec::new(),
-            duals: Vec::new(),
+            coords: Arc::default(),
+            duals: Arc::default(),
             member_norm2: Vec::new(),
             is_basis: Vec::new(),
             member_alive: Vec::new(),
             alive_members: 0,
-            probes: Vec::new(),
+            probes: Arc::default(),
             probe_norm2: Vec::new(),
             probe_sin2: Vec::new(),
             probe_alive: Vec::new(),
             sine_tol: self.sine_tol,
             pending: Vec::new(),
             lazy: self.lazy,
+            cache: None,
+            use_cache: false,
         };
         c.clone_from(self);
         c
@@ -75,19 +105,23 @@ impl Clone for SpanTracker {
     /// Reuses this tracker's allocations (trial removals clone a tracker many times).
     fn clone_from(&mut self, src: &Self) {
         self.dim = src.dim;
-        self.coords.clone_from(&src.coords);
-        self.duals.clone_from(&src.duals);
+        // The three large arrays are shared until one copy modifies them (copy on write): a
+        // trial that only loses directions never touches them (they stay pending).
+        self.coords = Arc::clone(&src.coords);
+        self.duals = Arc::clone(&src.duals);
         self.member_norm2.clone_from(&src.member_norm2);
         self.is_basis.clone_from(&src.is_basis);
         self.member_alive.clone_from(&src.member_alive);
         self.alive_members = src.alive_members;
-        self.probes.clone_from(&src.probes);
+        self.probes = Arc::clone(&src.probes);
         self.probe_norm2.clone_from(&src.probe_norm2);
         self.probe_sin2.clone_from(&src.probe_sin2);
         self.probe_alive.clone_from(&src.probe_alive);
         self.sine_tol = src.sine_tol;
         self.pending.clone_from(&src.pending);
         self.lazy = src.lazy;
+        self.cache.clone_from(&src.cache);
+        self.use_cache = src.use_cache;
     }
 }
 
@@ -257,19 +291,21 @@ impl SpanTracker {
         }
         let mut tracker = Self {
             dim,
-            coords,
-            duals,
+            coords: Arc::new(coords),
+            duals: Arc::new(duals),
             member_norm2,
             is_basis,
             member_alive: vec![true; m],
             alive_members: m,
-            probes,
+            probes: Arc::new(probes),
             probe_norm2,
             probe_sin2,
             probe_alive: vec![true; q],
             sine_tol,
             pending: Vec::new(),
             lazy: true,
+            cache: None,
+            use_cache: false,
         };
         if dim == 0 {
             tracker.probe_sin2.iter_mut().for_each(|s| *s = 1.0);
@@ -374,19 +410,21 @@ impl SpanTracker {
         }
         let mut tracker = Self {
             dim,
-            coords,
-            duals,
+            coords: Arc::new(coords),
+            duals: Arc::new(duals),
             member_norm2,
             is_basis,
             member_alive: vec![true; m],
             alive_members: m,
-            probes,
+            probes: Arc::new(probes),
             probe_norm2,
             probe_sin2,
             probe_alive: vec![true; q],
             sine_tol,
             pending: Vec::new(),
             lazy: true,
+            cache: None,
+            use_cache: false,
         };
         if dim == 0 {
             tracker.probe_sin2.iter_mut().for_each(|s| *s = 1.0);
@@ -472,9 +510,9 @@ impl SpanTracker {
             }
             out
         };
-        self.coords = project(&self.coords, keep_members);
-        self.duals = project(&self.duals, keep_members);
-        self.probes = project(&self.probes, keep_probes);
+        self.coords = Arc::new(project(&self.coords, keep_members));
+        self.duals = Arc::new(project(&self.duals, keep_members));
+        self.probes = Arc::new(project(&self.probes, keep_probes));
         self.dim = k;
         let pick_f = |v: &[f64], ids: &[usize]| ids.iter().map(|&i| v[i]).collect::<Vec<f64>>();
         let pick_b = |v: &[bool], ids: &[usize]| ids.iter().map(|&i| v[i]).collect::<Vec<bool>>();
@@ -485,9 +523,101 @@ impl SpanTracker {
         self.probe_norm2 = pick_f(&self.probe_norm2, keep_probes);
         self.probe_sin2 = pick_f(&self.probe_sin2, keep_probes);
         self.probe_alive = vec![true; keep_probes.len()];
+        self.cache = None;
+        if self.use_cache {
+            self.build_cache();
+        }
+    }
+
+    /// Keeps [`DualCache`] from now on (rebuilt at each compaction): single removals then cost
+    /// O(probes · pending directions) instead of O(probes · dim). For long peeling passes on
+    /// one tracker that is never copied (the cache is as large as the probe array).
+    pub(crate) fn enable_cache(&mut self) {
+        self.use_cache = true;
+        self.build_cache();
+    }
+
+    fn build_cache(&mut self) {
+        let (dim, m, q) = (self.dim, self.member_alive.len(), self.probe_alive.len());
+        let kp = self.pending.len() / dim.max(1);
+        let probes = MatRef::from_column_major_slice(&self.probes, dim, q);
+        let mut c = vec![0.0; q * m];
+        let mut b = vec![0.0; q * kp];
+        if dim > 0 && q > 0 {
+            if m > 0 {
+                matmul(
+                    MatMut::from_column_major_slice_mut(&mut c, q, m),
+                    Accum::Replace,
+                    probes.transpose(),
+                    MatRef::from_column_major_slice(&self.duals, dim, m),
+                    1.0,
+                    Par::Seq,
+                );
+            }
+            if kp > 0 {
+                matmul(
+                    MatMut::from_column_major_slice_mut(&mut b, q, kp),
+                    Accum::Replace,
+                    probes.transpose(),
+                    MatRef::from_column_major_slice(&self.pending, dim, kp),
+                    1.0,
+                    Par::Seq,
+                );
+            }
+        }
+        self.cache = Some(DualCache { q, c, b });
     }
 
     /// Removes member `i` from the span set and updates the probes' sines.
+    /// What removing the alive member `i` alone would do to the probes' sines, computed exactly
+    /// as [`remove_member`](Self::remove_member) computes it, without changing anything.
+    pub(crate) fn lost_on_removal(&self, i: usize) -> Lost {
+        // (With the cache, removals compute the dual differently: no prediction then.)
+        if !self.member_alive[i] || self.cache.is_some() {
+            return Lost::Nothing;
+        }
+        if self.alive_members == 1 {
+            return Lost::Everything;
+        }
+        if !self.is_basis[i] {
+            return Lost::Nothing;
+        }
+        let dim = self.dim;
+        let mut w = self.duals[i * dim..i * dim + dim].to_vec();
+        for wk in self.pending.chunks_exact(dim.max(1)) {
+            let beta = dot(wk, &w);
+            axpy(-beta, wk, &mut w);
+        }
+        let wn = dot(&w, &w).sqrt();
+        if wn == 0.0 || !wn.is_finite() {
+            return Lost::Nothing;
+        }
+        w.iter_mut().for_each(|v| *v /= wn);
+        for d in 0..self.member_alive.len() {
+            if d == i || !self.member_alive[d] || self.is_basis[d] {
+                continue;
+            }
+            let c = &self.coords[d * dim..d * dim + dim];
+            let rel = dot(c, &w).abs() / self.member_norm2[d].sqrt();
+            if rel > self.sine_tol {
+                return Lost::Nothing;
+            }
+        }
+        Lost::Direction(w)
+    }
+
+    /// Squared sine of alive probe `p` after the span loses the unit direction `w` (as
+    /// [`remove_member`](Self::remove_member) updates it).
+    pub(crate) fn sin2_without(&self, p: usize, w: &[f64]) -> f64 {
+        let dim = self.dim;
+        let beta = dot(&self.probes[p * dim..p * dim + dim], w);
+        if beta != 0.0 {
+            (self.probe_sin2[p] + beta * beta / self.probe_norm2[p]).min(1.0)
+        } else {
+            self.probe_sin2[p]
+        }
+    }
+
     pub(crate) fn remove_member(&mut self, i: usize) {
         if !self.member_alive[i] {
             return;
@@ -505,9 +635,33 @@ impl SpanTracker {
         let dim = self.dim;
         let mut w = self.duals[i * dim..i * dim + dim].to_vec();
         // The current dual: the pending directions projected out.
-        for wk in self.pending.chunks_exact(dim.max(1)) {
-            let beta = dot(wk, &w);
-            axpy(-beta, wk, &mut w);
+        let kp = self.pending.len() / dim.max(1);
+        let mut betas = vec![0.0; kp];
+        if self.cache.is_some() && kp > 0 {
+            // Two matrix-vector products (classical Gram-Schmidt; the pending directions are
+            // orthonormal), faster than the loop below on long peeling passes.
+            let wp = MatRef::from_column_major_slice(&self.pending, dim, kp);
+            let mut bm = MatMut::from_column_major_slice_mut(&mut betas, kp, 1);
+            let wv = MatRef::from_column_major_slice(&w, dim, 1);
+            matmul(
+                bm.as_mut(),
+                Accum::Replace,
+                wp.transpose(),
+                wv,
+                1.0,
+                Par::Seq,
+            );
+            let mut wm = Mat::from_fn(dim, 1, |r, _| w[r]);
+            matmul(wm.as_mut(), Accum::Add, wp, bm.as_ref(), -1.0, Par::Seq);
+            for (r, x) in w.iter_mut().enumerate() {
+                *x = wm[(r, 0)];
+            }
+        } else {
+            for (wk, b) in self.pending.chunks_exact(dim.max(1)).zip(betas.iter_mut()) {
+                let beta = dot(wk, &w);
+                axpy(-beta, wk, &mut w);
+                *b = beta;
+            }
         }
         let wn = dot(&w, &w).sqrt();
         if wn == 0.0 || !wn.is_finite() {
@@ -534,6 +688,37 @@ impl SpanTracker {
             return;
         }
 
+        if let (true, Some(cache)) = (self.lazy, self.cache.as_mut()) {
+            // The same update from the cached inner products: probe · w =
+            // (probe · dual_i - Σ_k β_k probe · pending_k) / ‖w‖.
+            let q = cache.q;
+            let mut y = cache.c[i * q..i * q + q].to_vec();
+            if kp > 0 {
+                matmul(
+                    MatMut::from_column_major_slice_mut(&mut y, q, 1),
+                    Accum::Add,
+                    MatRef::from_column_major_slice(&cache.b, q, kp),
+                    MatRef::from_column_major_slice(&betas, kp, 1),
+                    -1.0,
+                    Par::Seq,
+                );
+            }
+            for (p, yp) in y.iter_mut().enumerate() {
+                *yp /= wn;
+                if !self.probe_alive[p] {
+                    continue;
+                }
+                let beta = *yp;
+                if beta != 0.0 {
+                    let s = self.probe_sin2[p] + beta * beta / self.probe_norm2[p];
+                    self.probe_sin2[p] = s.min(1.0);
+                }
+            }
+            cache.b.extend_from_slice(&y);
+            self.pending.extend_from_slice(&w);
+            return;
+        }
+
         if self.lazy {
             // The span loses w: update the sines now (w is orthogonal to the pending directions,
             // so the stored probe coordinates give the same inner products), the arrays later.
@@ -551,13 +736,15 @@ impl SpanTracker {
             return;
         }
         self.flush();
+        self.cache = None;
 
         // The span loses direction w.
+        let probes = Arc::make_mut(&mut self.probes);
         for p in 0..self.probe_alive.len() {
             if !self.probe_alive[p] {
                 continue;
             }
-            let col = &mut self.probes[p * dim..p * dim + dim];
+            let col = &mut probes[p * dim..p * dim + dim];
             let beta = dot(col, &w);
             if beta != 0.0 {
                 axpy(-beta, &w, col);
@@ -565,16 +752,20 @@ impl SpanTracker {
                 self.probe_sin2[p] = s.min(1.0);
             }
         }
+        let (duals, coords) = (
+            Arc::make_mut(&mut self.duals),
+            Arc::make_mut(&mut self.coords),
+        );
         for j in 0..self.member_alive.len() {
             if !self.member_alive[j] {
                 continue;
             }
             if self.is_basis[j] {
-                let dj = &mut self.duals[j * dim..j * dim + dim];
+                let dj = &mut duals[j * dim..j * dim + dim];
                 let beta = dot(dj, &w);
                 axpy(-beta, &w, dj);
             } else {
-                let cj = &mut self.coords[j * dim..j * dim + dim];
+                let cj = &mut coords[j * dim..j * dim + dim];
                 let beta = dot(cj, &w);
                 axpy(-beta, &w, cj);
             }
@@ -599,6 +790,7 @@ impl SpanTracker {
             }
             self.alive_members = 0;
             self.pending.clear();
+            self.cache = None;
             self.probe_sin2.iter_mut().for_each(|s| *s = 1.0);
             return;
         }
@@ -675,6 +867,13 @@ impl SpanTracker {
                     self.probe_sin2[p] = s.min(1.0);
                 }
             }
+            if let Some(cache) = self.cache.as_mut() {
+                for r in 0..k {
+                    cache.b.extend((0..q).map(|p| b[(r, p)]));
+                }
+            }
+        } else {
+            self.cache = None;
         }
         for c in 0..k {
             self.pending
@@ -746,9 +945,10 @@ impl SpanTracker {
             }
             v
         };
-        self.coords = flat(&new_coords);
-        self.duals = flat(&new_duals);
-        self.probes = flat(&new_probes);
+        self.cache = None;
+        self.coords = Arc::new(flat(&new_coords));
+        self.duals = Arc::new(flat(&new_duals));
+        self.probes = Arc::new(flat(&new_probes));
         self.dim = r;
         true
     }
@@ -759,11 +959,12 @@ impl SpanTracker {
         if self.pending.is_empty() {
             return;
         }
+        self.cache = None;
         let dim = self.dim;
         let k = self.pending.len() / dim;
         let pending = std::mem::take(&mut self.pending);
         let w = MatRef::from_column_major_slice(&pending, dim, k);
-        let project = |buf: &mut Vec<f64>, cols: usize| {
+        let project = |buf: &mut [f64], cols: usize| {
             if cols == 0 {
                 return;
             }
@@ -786,10 +987,13 @@ impl SpanTracker {
             );
         };
         let m = self.member_alive.len();
-        project(&mut self.probes, self.probe_alive.len());
-        project(&mut self.duals, m);
+        project(
+            Arc::<Vec<f64>>::make_mut(&mut self.probes),
+            self.probe_alive.len(),
+        );
+        project(Arc::<Vec<f64>>::make_mut(&mut self.duals), m);
         if (0..m).any(|j| self.member_alive[j] && !self.is_basis[j]) {
-            project(&mut self.coords, m);
+            project(Arc::<Vec<f64>>::make_mut(&mut self.coords), m);
         }
         self.pending = pending;
         self.pending.clear();
@@ -797,20 +1001,22 @@ impl SpanTracker {
 
     /// Replaces basis member `out` (already marked removed) by dependent member `inn`.
     fn swap_in(&mut self, out: usize, inn: usize) {
+        self.cache = None;
         let dim = self.dim;
         let d_out = self.duals[out * dim..out * dim + dim].to_vec();
         let c_in = self.coords[inn * dim..inn * dim + dim].to_vec();
         let coef = dot(&c_in, &d_out);
         let d_in: Vec<f64> = d_out.iter().map(|v| v / coef).collect();
+        let duals = Arc::make_mut(&mut self.duals);
         for j in 0..self.member_alive.len() {
             if j == inn || !self.member_alive[j] || !self.is_basis[j] {
                 continue;
             }
-            let dj = &mut self.duals[j * dim..j * dim + dim];
+            let dj = &mut duals[j * dim..j * dim + dim];
             let beta = dot(dj, &c_in);
             axpy(-beta, &d_in, dj);
         }
-        self.duals[inn * dim..inn * dim + dim].copy_from_slice(&d_in);
+        duals[inn * dim..inn * dim + dim].copy_from_slice(&d_in);
         self.is_basis[inn] = true;
     }
 }

@@ -206,3 +206,154 @@ fn v_minimal_equals_sequential_for_every_neuron_and_random_orders() {
         }
     }
 }
+
+/// A random planted problem of about `n` + `n` neurons: blocks of dimension 1..=4, random extra
+/// A neurons per block, unrelated neurons, duplicates, noise and ReLU drawn from `rng`.
+fn random_planted(rng: &mut SplitMix64, n: usize) -> MatchProblem {
+    let pick = |rng: &mut SplitMix64, k: usize| (rng.next_u64() % k as u64) as usize;
+    let extra = pick(rng, 2);
+    let blocks = (n * 2 / 5).max(1);
+    let unrelated = pick(rng, n / 4 + 1);
+    let dups = pick(rng, n / 16 + 1);
+    let noise = [0.0, 0.01, 0.03][pick(rng, 3)];
+    let relu_data = pick(rng, 2) == 1;
+    let rows = (3 * n).max(40);
+    let (x, y) = planted(rng, rows, blocks, extra, unrelated, dups, noise, relu_data);
+    problem_of(&x, &y)
+}
+
+/// A low-rank shared signal through ReLU, plus noise: large simple matches at ε = 0.5 (many
+/// rejections per neuron, the group search splits often).
+fn random_relu(rng: &mut SplitMix64, n: usize) -> MatchProblem {
+    let rows = 4 * n;
+    let dim = (n / 8).max(1);
+    let shared = randn(rng, rows, dim);
+    let x = relu(&(&shared * randn(rng, dim, n) + randn(rng, rows, n) * faer::Scale(0.3)));
+    let y = relu(&(&shared * randn(rng, dim, n) + randn(rng, rows, n) * faer::Scale(0.3)));
+    problem_of(&x, &y)
+}
+
+fn assert_same(p: &MatchProblem, o: &SimpleOptions, what: &str) {
+    let fast = simple_matches(p, o, |_, _| ControlFlow::Continue(())).unwrap();
+    let slow = reference_simple_matches(p, o, |_, _| ControlFlow::Continue(())).unwrap();
+    assert!(fast.complete && slow.complete);
+    assert_eq!(fast, slow, "{what}, ε = {}, orders = {}", o.eps, o.orders);
+}
+
+#[test]
+fn simple_matches_of_every_size_equal_reference() {
+    // Random planted problems from 1 + 1 to about 128 + 128 neurons (every power of two and
+    // sizes in between), at random ε, all neurons compared with the sequential reference.
+    let mut rng = SplitMix64::new(1206);
+    let sizes = [1usize, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128];
+    for (c, &n) in sizes.iter().enumerate() {
+        for rep in 0..if n <= 32 { 3 } else { 1 } {
+            let p = random_planted(&mut rng, n);
+            let eps = [0.0, 0.05, 0.1, 0.25, 0.5][(rng.next_u64() % 5) as usize];
+            let orders = if n <= 48 { 1 } else { 0 };
+            let o = SimpleOptions {
+                eps,
+                orders,
+                seed: c as u64,
+            };
+            assert_same(
+                &p,
+                &o,
+                &format!("size {n} rep {rep} ({}+{})", p.n1(), p.n2()),
+            );
+        }
+    }
+}
+
+#[test]
+fn simple_matches_with_large_matches_equal_reference() {
+    // ReLU layers with a shared low-rank signal at ε = 0.5: matches of 20–40 neurons.
+    let mut rng = SplitMix64::new(1207);
+    for &n in &[16usize, 32, 64] {
+        let p = random_relu(&mut rng, n);
+        for orders in [0, 1] {
+            let o = SimpleOptions {
+                eps: 0.5,
+                orders,
+                seed: 3,
+            };
+            assert_same(&p, &o, &format!("relu {n}+{n}"));
+        }
+    }
+}
+
+#[test]
+fn group_search_at_256_equals_reference_for_sampled_neurons() {
+    // At 256 + 256 the full reference takes tens of seconds: compare the group search's result
+    // of a sample of neurons with the reference pipeline (unblocked factorisation, sequential
+    // peeling, one trial per candidate) run for those neurons only.
+    let mut rng = SplitMix64::new(1208);
+    let cases: [(MatchProblem, f64); 3] = [
+        (random_planted(&mut rng, 256), 0.25),
+        (random_planted(&mut rng, 256), 0.5),
+        (random_relu(&mut rng, 128), 0.5),
+    ];
+    for (c, (p, eps)) in cases.iter().enumerate() {
+        let o = SimpleOptions {
+            eps: *eps,
+            orders: 0,
+            seed: 0,
+        };
+        let fast = simple_matches(p, &o, |_, _| ControlFlow::Continue(())).unwrap();
+        let mut full = Peeler::new_reference(p, p.live_a(), p.live_b());
+        full.peel_until_sequential(*eps);
+        let order = full.neurons();
+        assert_eq!(fast.neurons_total, order.len(), "case {c}");
+        let mut sample = order.clone();
+        SplitMix64::new(c as u64).shuffle(&mut sample);
+        sample.truncate(16);
+        for v in sample {
+            let slow = spanmatch_core::simple::reference_v_minimal(&full, v, *eps, &order);
+            let found: Vec<(Vec<usize>, Vec<usize>)> = fast
+                .matches
+                .iter()
+                .filter(|m| m.witnesses.contains(&v))
+                .map(|m| (m.a.clone(), m.b.clone()))
+                .collect();
+            assert_eq!(
+                found,
+                vec![slow],
+                "case {c} ({}+{}), v = {v:?}",
+                p.n1(),
+                p.n2()
+            );
+        }
+    }
+}
+
+#[test]
+fn simple_matches_inside_a_one_thread_rayon_pool() {
+    // Called from a rayon worker (here the only one), the search runs on that thread instead of
+    // waiting for a helper: same result, and interruption still works.
+    let mut rng = SplitMix64::new(1209);
+    let p = random_planted(&mut rng, 24);
+    let o = SimpleOptions {
+        eps: 0.25,
+        orders: 1,
+        seed: 5,
+    };
+    let outside = simple_matches(&p, &o, |_, _| ControlFlow::Continue(())).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let inside = pool.install(|| simple_matches(&p, &o, |_, _| ControlFlow::Continue(())).unwrap());
+    assert_eq!(inside, outside);
+    let partial = pool.install(|| {
+        simple_matches(&p, &o, |done, _| {
+            if done >= 3 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .unwrap()
+    });
+    assert!(!partial.complete);
+    assert_eq!(partial.neurons_done, 3);
+}
