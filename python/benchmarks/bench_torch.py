@@ -109,15 +109,17 @@ def one(variant: str, net: str, n: int, batch: int, out: str) -> None:
             for x, _ in data:
                 a(x)
                 b(x)
-    elif variant in ("spanmatch", "spanmatch_f32", "spanmatch_torchgram"):
+    elif variant in ("spanmatch", "spanmatch_f32", "spanmatch_torchgram", "spanmatch_engine32"):
         import spanmatch.torch as smt
 
         if variant == "spanmatch_torchgram":  # the float64 torch products a GPU runs, on the CPU
             smt._NATIVE_CPU = False
+        if variant == "spanmatch_engine32":  # float32 products in the engine (ssyrk), not torch
+            smt._NATIVE_CPU_F32 = True
 
         r = smt.compare(
             a, b, data, layers=nn.ReLU, progress=False,
-            precision="float32" if variant == "spanmatch_f32" else "float64",
+            precision="float32" if variant in ("spanmatch_f32", "spanmatch_engine32") else "float64",
         )
         rec["layers"] = r.names
         rec["mms"] = {l.name: l.mms.tolist() for l in r.layers}
@@ -174,6 +176,7 @@ def main() -> None:
     p.add_argument("--no-torch-cka", action="store_true")
     p.add_argument("--f32", action="store_true", help="also precision='float32'")
     p.add_argument("--torchgram", action="store_true", help="also the torch float64 products (the GPU path) on the CPU")
+    p.add_argument("--engine32", action="store_true", help="also float32 products in the engine (ssyrk) instead of torch")
     p.add_argument("--json", help="write every measurement there")
     p.add_argument("--one", help=argparse.SUPPRESS)
     p.add_argument("--net", help=argparse.SUPPRESS)
@@ -193,6 +196,8 @@ def main() -> None:
             variants.append("spanmatch_f32")
         if args.torchgram:
             variants.append("spanmatch_torchgram")
+        if args.engine32:
+            variants.append("spanmatch_engine32")
         if net == "resnet18" and not args.no_torch_cka:
             variants.append("torch_cka")
         recs = {v: [] for v in variants}
@@ -215,13 +220,16 @@ def main() -> None:
             for name, v in tc["cka_diag"].items():
                 ours = [k for k in sm["cka"] if k == name or k.startswith(name + "#")][-1]
                 print(f"  {ours:18s} {sm['cka'][ours]:14.6f} {sm['cka_debiased'][ours]:16.6f} {v:10.6f}")
-        if "spanmatch_f32" in recs:
-            a64, a32 = recs["spanmatch"][0], recs["spanmatch_f32"][0]
+        for v32 in ("spanmatch_f32", "spanmatch_engine32"):
+            if v32 not in recs:
+                continue
+            a64, a32 = recs["spanmatch"][0], recs[v32][0]
             d = max(
                 float(np.nanmax(np.abs(np.array(a64["thresholds"][k][s], float) - np.array(a32["thresholds"][k][s], float))))
                 for k in a64["thresholds"] for s in (0, 1)
             )
-            print(f"  float32 products: largest threshold difference from float64: {d:.2e}")
+            same = all(a64["mms"][k] == a32["mms"][k] for k in a64["mms"])
+            print(f"  {v32}: largest threshold difference from float64: {d:.2e}; mms at every ε identical: {same}")
         print()
         all_recs.extend(r for v in variants for r in recs[v])
     if args.json:

@@ -55,6 +55,11 @@ _NOT_ACTIVATIONS = frozenset({"MultiheadAttention", "Softmax", "Softmin", "LogSo
 _LAYOUTS = ("tokens", "channels_first", "channels_last")
 #: Use the engine's accumulator for layer pairs on the CPU (tests switch it off to check both).
 _NATIVE_CPU = True
+#: Also in float32 (the engine's ``ssyrk`` per block of rows) rather than torch's matmul. Off:
+#: on a 2-core machine torch's products win there, because the engine's OpenBLAS threads and
+#: torch's OpenMP threads (still spinning after each layer) compete for the cores; see
+#: docs/benchmarks.md. The benchmark's ``--engine32`` switches it on.
+_NATIVE_CPU_F32 = False
 _PRECISIONS = ("float64", "float32")
 
 
@@ -393,16 +398,18 @@ class _Group:
 
 
 class _NativePair:
-    """Statistics of one layer pair in the engine's own accumulator (CPU, float64): OpenBLAS
-    ``dsyrk`` (half the products of ``MᵀM``), arrays read in place in any strides. Same
-    interface as :class:`_Group` for two layers."""
+    """Statistics of one layer pair in the engine's own accumulator (CPU): OpenBLAS ``dsyrk``
+    (float64) or ``ssyrk`` (float32 products summed in float64), half the products of
+    ``MᵀM``, arrays read in place in any strides; rows wait for a whole block (so that the
+    one-row-per-input layers of a batch still make efficient products). Same interface as
+    :class:`_Group` for two layers."""
 
     def __init__(self, keys: Sequence[Key], widths: Sequence[int], device: torch.device, precision: str):
         from ._api import Accumulator
 
         self.keys = list(keys)
         self.widths = [int(w) for w in widths]
-        self.acc = Accumulator("nhwc")
+        self.acc = Accumulator("nhwc", precision=precision)
         self.inputs = [0, 0]
         self._flat: Optional[np.ndarray] = None
 
@@ -513,8 +520,13 @@ class _Capture:
         self.precision = precision
         self.dtype = torch.float64 if precision == "float64" else torch.float32
         # On the CPU in float64, layer pairs go to the engine's accumulator (dsyrk); layer x
-        # layer groups and other devices use torch products on the device.
-        self.native = device.type == "cpu" and precision == "float64" and not cross and _NATIVE_CPU
+        # layer groups, float32 products and other devices use torch products on the device.
+        self.native = (
+            device.type == "cpu"
+            and not cross
+            and _NATIVE_CPU
+            and (precision == "float64" or _NATIVE_CPU_F32)
+        )
         self.active: Optional[str] = None
         self.mask: Optional[torch.Tensor] = None
         self.batch_index = 0
@@ -902,10 +914,12 @@ def compare(
         dead: ``"drop"`` (dead neurons stay out of matches, counted in mms) or ``"match"``.
         tol: sine tolerance (default 1e-6).
         precision: ``"float64"`` (default: products and sums in float64, exact to rounding) or
-            ``"float32"`` (per-batch products in float32, summed across batches in float64:
-            for GPUs without fast float64; thresholds moved by up to about 1e-4 in our
-            measurements, see docs/benchmarks.md; on the CPU float64 is as fast).
-            On the CPU in float64 the layer pairs go to the engine's own accumulator.
+            ``"float32"`` (per-batch Gram products in float32 with torch, summed across
+            batches in float64: for GPUs without fast float64, and 10-30% faster in total on
+            a 2-core CPU; thresholds moved by up to 1.5e-4 in our measurements, see
+            docs/benchmarks.md). On the CPU in float64 the layer pairs go to the engine's own
+            accumulator (OpenBLAS ``dsyrk``, arrays read in place, small batches gathered into
+            blocks of at least 512 rows).
         labels: names of the two models for tables and figures (default: their class names).
         distributed: sum the statistics over ``torch.distributed`` ranks (default: when it is
             initialised).

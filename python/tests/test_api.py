@@ -515,3 +515,117 @@ def test_flat_statistics_add_up_over_disjoint_inputs() -> None:
         spanmatch.Accumulator().to_flat()
     with pytest.raises(ValueError, match="invalid statistics state"):
         spanmatch.Stats.from_flat(total[:-1], 10, 10)
+
+
+# ---- row blocks: deferred small updates, float32 block products ----
+
+
+def _gram_err(s: spanmatch.Stats, t: spanmatch.Stats) -> float:
+    """Largest Gram difference, relative to the geometric mean of the two diagonal entries."""
+    d = np.sqrt(np.diag(t.gram))
+    return float((np.abs(s.gram - t.gram) / np.maximum(np.outer(d, d), 1e-300)).max())
+
+
+def _sums_err(s: spanmatch.Stats, t: spanmatch.Stats) -> float:
+    """Largest column-sum difference, relative to its scale ``sqrt(rows · Σx²)`` (a sum near
+    zero, of values of both signs, has no relative accuracy of its own)."""
+    scale = np.sqrt(np.diag(t.gram) * t.rows)
+    return float((np.abs(s.sums - t.sums) / np.maximum(scale, 1e-300)).max())
+
+
+@pytest.mark.parametrize("block_rows", [None, 1, 7, 64, 100_000])
+def test_deferred_blocks_equal_one_update_per_batch(block_rows) -> None:
+    """Rows wait for a whole block before the product; every block size (one row per block,
+    blocks inside a batch, batches inside a block) gives the same statistics to 1e-12."""
+    a, b = planted(rows=300, noise=0.1, seed=21)
+    ref = spanmatch.Accumulator(block_rows=1_000_000)
+    for lo in range(0, 300, 30):
+        ref.update(a[lo : lo + 30], b[lo : lo + 30])
+    acc = spanmatch.Accumulator(block_rows=block_rows)
+    edges = [0, 1, 5, 40, 41, 150, 151, 300]
+    for lo, hi in zip(edges, edges[1:]):
+        acc.update(a[lo:hi], b[lo:hi])
+        assert acc.rows == hi
+    _stats_close(acc.finish(), ref.finish())
+    # finish() added the waiting rows; the accumulator stays usable.
+    acc.update(a[:3], b[:3])
+    assert acc.rows == 303
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_default_blocks_with_batches_of_changing_sizes(precision: str) -> None:
+    """Default blocks follow the batch size (at least 512 rows): a large batch leaves rows
+    waiting that exceed the next, smaller batch's block; nothing is lost or counted twice."""
+    a, b = planted(rows=30_000, noise=0.1, seed=24)
+    ref = spanmatch.Accumulator().update(a, b).finish()
+    acc = spanmatch.Accumulator(precision=precision)
+    edges = [0, 400, 500, 1200, 1230, 29_000, 29_100, 29_997, 30_000]
+    for lo, hi in zip(edges, edges[1:]):
+        acc.update(a[lo:hi], b[lo:hi])
+        assert acc.rows == hi
+    got = acc.finish()
+    if precision == "float64":
+        _stats_close(got, ref)
+    else:
+        assert _gram_err(got, ref) < 1e-5
+        assert _sums_err(got, ref) < 1e-5
+
+
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+@pytest.mark.parametrize("first", [3, 60, 64])
+def test_a_failed_update_keeps_the_waiting_rows(precision: str, first: int) -> None:
+    """A non-finite value in a batch leaves the accumulator, and the rows still waiting for a
+    block, as they were: whether the bad batch would have filled no block, one, or several."""
+    a, b = planted(rows=400, noise=0.1, seed=22)
+    ref = spanmatch.Accumulator(precision=precision, block_rows=64)
+    ref.update(a[:first], b[:first]).update(a[first:], b[first:])
+    for bad_rows in (10, 64, 300):
+        acc = spanmatch.Accumulator(precision=precision, block_rows=64).update(a[:first], b[:first])
+        bad = a[first : first + bad_rows].copy()
+        bad[-1, 0] = np.inf
+        with pytest.raises(ValueError, match="non-finite value inf"):
+            acc.update(bad, b[first : first + bad_rows])
+        assert acc.rows == first
+        acc.update(a[first:], b[first:])
+        _stats_close(acc.finish(), ref.finish(), rel=1e-12)
+
+
+def test_float32_products_are_within_float32_rounding_of_float64() -> None:
+    a, b = planted(rows=5000, noise=0.1, seed=23)
+    a32, b32 = a.astype(np.float32), b.astype(np.float32)
+    exact = spanmatch.Accumulator().update(a32, b32).finish()
+    acc = spanmatch.Accumulator(precision="float32")
+    for lo in range(0, 5000, 700):
+        acc.update(a32[lo : lo + 700], b32[lo : lo + 700])
+    fast = acc.finish()
+    assert acc.precision == "float32" and "precision='float32'" in repr(acc)
+    assert fast.rows == exact.rows == 5000
+    # Block products of up to a few thousand float32 terms: ~1e-7 typical, 1e-5 bound.
+    assert 0 < _gram_err(fast, exact) < 1e-5
+    assert _sums_err(fast, exact) < 1e-5
+    # The analysis: thresholds within 1e-4, the same matches.
+    pe, pf = exact.profile(), fast.profile()
+    np.testing.assert_allclose(pf.thresholds_a, pe.thresholds_a, atol=1e-4)
+    np.testing.assert_allclose(pf.thresholds_b, pe.thresholds_b, atol=1e-4)
+    for eps in (0.15, 0.3):
+        assert fast.max_match(eps).a.tolist() == exact.max_match(eps).a.tolist()
+    m64 = exact.measures(["cka"])
+    m32 = fast.measures(["cka"])
+    for k, v in m64.items():
+        if isinstance(v, float):
+            assert abs(m32[k] - v) < 1e-5, k
+    # State carries the precision; bfloat16/float16/float64 inputs go through float32 too.
+    back = pickle.loads(pickle.dumps(acc))
+    assert back.precision == "float32" and back == acc
+    f64in = spanmatch.Accumulator(precision="float32").update(a, b).finish()
+    assert _gram_err(f64in, spanmatch.Accumulator().update(a, b).finish()) < 1e-5
+    with pytest.raises(ValueError, match="precision"):
+        spanmatch.Accumulator(precision="half")
+    with pytest.raises(ValueError, match="block_rows"):
+        spanmatch.Accumulator(block_rows=0)
+    with pytest.raises(ValueError, match="non-finite value NaN at input 2"):
+        bad = a32.copy()
+        bad[2, 1] = np.nan
+        spanmatch.Accumulator(precision="float32").update(bad, b32)
+    with pytest.raises(ValueError, match="too large for float32"):
+        spanmatch.Accumulator(precision="float32").update(np.full((4, 3), 1e30, np.float64), a[:4])

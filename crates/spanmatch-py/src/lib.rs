@@ -175,15 +175,15 @@ fn geometry(shape: &[usize], layout: Layout, side: &str) -> PyResult<Geometry> {
 /// [128, 64, 16, 16] float32 batches: 32 to 64 positions keep the written rows in L1/L2).
 const GATHER_TILE: usize = 32;
 
-/// Writes rows `[row0, row0 + rows)` of an array into `dst` (rows of `stride` f64, starting at
-/// column `col0`).
-fn gather_view<T: Copy>(
+/// Writes rows `[row0, row0 + rows)` of an array into `dst` (rows of `stride` values, starting
+/// at column `col0`).
+fn gather_view<T: Copy, D: Copy>(
     a: &ArrayViewD<'_, T>,
     g: &Geometry,
     (row0, rows): (usize, usize),
-    dst: &mut [f64],
+    dst: &mut [D],
     (stride, col0): (usize, usize),
-    conv: impl Fn(T) -> f64,
+    conv: impl Fn(T) -> D,
 ) {
     let strides = a.strides();
     let shape = a.shape();
@@ -209,6 +209,9 @@ fn gather_view<T: Copy>(
         }
     }
     let channels_inner = st_c.unsigned_abs() == 1 || g.positions == 1;
+    // Positions in order with unit stride (a C-contiguous NCHW array): the transposing copy
+    // reads runs of positions and writes runs of channels.
+    let positions_unit = offsets.iter().enumerate().all(|(s, &o)| o == s as isize);
     let mut r = row0;
     let end = row0 + rows;
     while r < end {
@@ -239,6 +242,31 @@ fn gather_view<T: Copy>(
                     *v = conv(unsafe { *ptr.offset(p + c as isize * st_c) });
                 }
             }
+        } else if positions_unit {
+            // NCHW, contiguous planes: tiles of positions x 8 channels; each output row gets 8
+            // contiguous values, each of the 8 planes is read in order.
+            let last = dst.len();
+            for t0 in (s0..s1).step_by(GATHER_TILE) {
+                let t1 = (t0 + GATHER_TILE).min(s1);
+                // Bounds of everything written in this tile, checked once.
+                assert!(out0 + (t1 - 1 - s0) * stride + g.neurons <= last);
+                for c0 in (0..g.neurons).step_by(8) {
+                    let c1 = (c0 + 8).min(g.neurons);
+                    for s in t0..t1 {
+                        let out = out0 + (s - s0) * stride + c0;
+                        let src = base + s as isize;
+                        for c in c0..c1 {
+                            // SAFETY: (img, c, s) is inside the array (c < neurons, s <
+                            // positions, and positions are at unit stride), and the write is
+                            // inside `dst` by the assertion above.
+                            unsafe {
+                                *dst.get_unchecked_mut(out + (c - c0)) =
+                                    conv(*ptr.offset(src + c as isize * st_c));
+                            }
+                        }
+                    }
+                }
+            }
         } else {
             // Channels strided (e.g. NCHW): transpose in tiles of positions, so that the rows
             // written stay in cache while every channel plane is read in order.
@@ -258,14 +286,91 @@ fn gather_view<T: Copy>(
     }
 }
 
-fn gather(v: &View<'_>, g: &Geometry, span: (usize, usize), dst: &mut [f64], cols: (usize, usize)) {
-    match v {
-        View::F16(a) => gather_view(a, g, span, dst, cols, f64::from),
-        View::F32(a) => gather_view(a, g, span, dst, cols, f64::from),
-        View::F64(a) => gather_view(a, g, span, dst, cols, |x| x),
-        View::Bf16(a) => gather_view(a, g, span, dst, cols, |bits| {
-            f64::from(half::bf16::from_bits(bits))
-        }),
+/// The element type of the joint row blocks: f64 (float64 products, the default) or f32
+/// (float32 block products, summed into the float64 statistics).
+trait Element: Copy + Default + Send + std::fmt::Display {
+    /// Values after the joint row in each block row (see `GramAccumulator::push_joint_f32`).
+    const EXTRA: usize;
+    fn finite(self) -> bool;
+    /// Completes freshly gathered rows (the extra values) and checks them: false when one is
+    /// not finite.
+    fn complete(rows: &mut [Self], n1: usize, n2: usize) -> bool;
+    fn gather(
+        v: &View<'_>,
+        g: &Geometry,
+        span: (usize, usize),
+        dst: &mut [Self],
+        cols: (usize, usize),
+    );
+    fn push(acc: &mut GramAccumulator, block: &[Self]) -> Result<(), spanmatch_core::CoreError>;
+}
+
+impl Element for f64 {
+    const EXTRA: usize = 0;
+
+    fn finite(self) -> bool {
+        self.is_finite()
+    }
+
+    fn complete(rows: &mut [f64], _n1: usize, _n2: usize) -> bool {
+        // Branch-free per chunk (vectorises); the caller locates a bad value.
+        rows.chunks(4096)
+            .all(|c| c.iter().fold(true, |ok, v| ok & v.is_finite()))
+    }
+
+    fn gather(
+        v: &View<'_>,
+        g: &Geometry,
+        span: (usize, usize),
+        dst: &mut [f64],
+        cols: (usize, usize),
+    ) {
+        match v {
+            View::F16(a) => gather_view(a, g, span, dst, cols, f64::from),
+            View::F32(a) => gather_view(a, g, span, dst, cols, f64::from),
+            View::F64(a) => gather_view(a, g, span, dst, cols, |x| x),
+            View::Bf16(a) => gather_view(a, g, span, dst, cols, |bits| {
+                f64::from(half::bf16::from_bits(bits))
+            }),
+        }
+    }
+
+    fn push(acc: &mut GramAccumulator, block: &[f64]) -> Result<(), spanmatch_core::CoreError> {
+        acc.push_joint(block)
+    }
+}
+
+impl Element for f32 {
+    const EXTRA: usize = 3;
+
+    fn finite(self) -> bool {
+        self.is_finite()
+    }
+
+    fn complete(rows: &mut [f32], n1: usize, n2: usize) -> bool {
+        // A non-finite value makes its row's squared norm non-finite: one check per row.
+        GramAccumulator::augment_f32(rows, n1, n2)
+    }
+
+    fn gather(
+        v: &View<'_>,
+        g: &Geometry,
+        span: (usize, usize),
+        dst: &mut [f32],
+        cols: (usize, usize),
+    ) {
+        match v {
+            View::F16(a) => gather_view(a, g, span, dst, cols, f32::from),
+            View::F32(a) => gather_view(a, g, span, dst, cols, |x| x),
+            View::F64(a) => gather_view(a, g, span, dst, cols, |x| x as f32),
+            View::Bf16(a) => gather_view(a, g, span, dst, cols, |bits| {
+                f32::from(half::bf16::from_bits(bits))
+            }),
+        }
+    }
+
+    fn push(acc: &mut GramAccumulator, block: &[f32]) -> Result<(), spanmatch_core::CoreError> {
+        acc.push_joint_f32(block)
     }
 }
 
@@ -285,60 +390,270 @@ fn position(g: &Geometry, shape: &[usize], row: usize) -> String {
     format!("input {img}, position {idx:?}")
 }
 
-/// Streams an array pair into the accumulator, block by block (GIL released by the caller).
-fn accumulate(
-    acc: &mut GramAccumulator,
-    (va, ga): (&View<'_>, &Geometry),
-    (vb, gb): (&View<'_>, &Geometry),
-    buf: &mut Vec<f64>,
-) -> Result<(), String> {
-    let (n1, n2) = (ga.neurons, gb.neurons);
-    let n = n1 + n2;
-    let block = default_block_rows(n1, n2).min(ga.rows.max(1));
-    buf.resize(block * n, 0.0);
-    let mut r = 0;
-    while r < ga.rows {
-        let m = block.min(ga.rows - r);
-        let joint = &mut buf[..m * n];
-        gather(va, ga, (r, m), joint, (n, 0));
-        gather(vb, gb, (r, m), joint, (n, n1));
-        if let Some(i) = joint.iter().position(|v| !v.is_finite()) {
-            let (row, col) = (r + i / n, i % n);
-            let (side, g, shape, c) = if col < n1 {
-                ("a", ga, va.shape(), col)
-            } else {
-                ("b", gb, vb.shape(), col - n1)
-            };
-            return Err(format!(
-                "{side}: non-finite value {} at {}, channel {c} (array shape {shape:?})",
-                joint[i],
-                position(g, shape, row)
-            ));
-        }
-        acc.push_joint(joint).map_err(|e| e.to_string())?;
-        r += m;
+/// Batches of fewer rows wait for the next ones until a block has this many rows (unless
+/// `block_rows` is set): a product of rank 512 runs near full speed, and the rows held stay
+/// small (4 MB for 1,024 float64 columns).
+const DEFER_ROWS: usize = 512;
+
+/// Values per block from which a block is gathered on two threads.
+const PARALLEL_GATHER: usize = 1 << 18;
+
+/// Whether the machine has a second core for the gather (asked once).
+fn gather_threads() -> usize {
+    static THREADS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *THREADS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// One batch of an array pair: the two views and where their rows are.
+struct Batch<'a, 'b> {
+    a: (&'a View<'b>, &'a Geometry),
+    b: (&'a View<'b>, &'a Geometry),
+}
+
+impl Batch<'_, '_> {
+    fn n1(&self) -> usize {
+        self.a.1.neurons
     }
-    Ok(())
+
+    fn n(&self) -> usize {
+        self.a.1.neurons + self.b.1.neurons
+    }
+
+    fn rows(&self) -> usize {
+        self.a.1.rows
+    }
+
+    /// Values per row of a block of element `T`: the joint row and `T::EXTRA` more.
+    fn width<T: Element>(&self) -> usize {
+        self.n() + T::EXTRA
+    }
+
+    /// Gathers the batch's rows `[r, r + m)` into `dst` (whole block rows), and checks them.
+    fn fill<T: Element>(&self, (r, m): (usize, usize), dst: &mut [T]) -> Result<(), String> {
+        let (n, n1, w) = (self.n(), self.n1(), self.width::<T>());
+        let (va, ga) = self.a;
+        let (vb, gb) = self.b;
+        let dst = &mut dst[..m * w];
+        let gather = |(r, m): (usize, usize), dst: &mut [T]| -> bool {
+            T::gather(va, ga, (r, m), dst, (w, 0));
+            T::gather(vb, gb, (r, m), dst, (w, n1));
+            T::complete(dst, n1, n - n1)
+        };
+        let ok = if m * w >= PARALLEL_GATHER && m >= 2 && gather_threads() > 1 {
+            // Two halves of the rows on two threads (the copy is bound by memory latency of the
+            // strided reads more than by bandwidth).
+            let h = m / 2;
+            let (lo, hi) = dst.split_at_mut(h * w);
+            std::thread::scope(|s| {
+                let other = s.spawn(|| gather((r + h, m - h), hi));
+                let mine = gather((r, h), lo);
+                match other.join() {
+                    Ok(theirs) => mine & theirs,
+                    Err(panic) => std::panic::resume_unwind(panic),
+                }
+            })
+        } else {
+            gather((r, m), dst)
+        };
+        if ok {
+            return Ok(());
+        }
+        let found = dst
+            .chunks_exact(w)
+            .enumerate()
+            .find_map(|(k, row)| row[..n].iter().position(|v| !v.finite()).map(|c| (k, c)));
+        let Some((k, col)) = found else {
+            return Err(format!(
+                "values too large for float32 products: a squared row norm overflows (rows {r} to {}); use precision='float64'",
+                r + m
+            ));
+        };
+        let (side, g, shape, c) = if col < n1 {
+            ("a", ga, va.shape(), col)
+        } else {
+            ("b", gb, vb.shape(), col - n1)
+        };
+        Err(format!(
+            "{side}: non-finite value {} at {}, channel {c} (array shape {shape:?})",
+            dst[k * w + col],
+            position(g, shape, r + k)
+        ))
+    }
+}
+
+/// Row blocks of one precision: rows wait in `pending` until a whole block of `block` rows is
+/// there (so that small batches, e.g. one row per input against a wide layer, still make
+/// efficient products); `spare` is the second buffer of an update.
+struct Blocks<T> {
+    pending: Vec<T>,
+    spare: Vec<T>,
+    rows: usize,
+}
+
+impl<T: Element> Blocks<T> {
+    fn new() -> Self {
+        Self {
+            pending: Vec::new(),
+            spare: Vec::new(),
+            rows: 0,
+        }
+    }
+
+    /// Adds a batch; on error (a non-finite value) nothing changes. The buffers only grow (no
+    /// zero-filling per batch); `rows` says how many rows of `pending` are held.
+    fn update(
+        &mut self,
+        acc: &mut GramAccumulator,
+        batch: &Batch<'_, '_>,
+        block: usize,
+    ) -> Result<(), String> {
+        let n = batch.width::<T>();
+        let rows = batch.rows();
+        let held = self.rows;
+        // The block may have shrunk since the rows held came (batches of other sizes).
+        let block = block.max(held + 1);
+        if held + rows < block {
+            // The batch joins the pending rows.
+            grow(&mut self.pending, (held + rows) * n);
+            batch.fill((0, rows), &mut self.pending[held * n..(held + rows) * n])?;
+            self.rows = held + rows;
+            return Ok(());
+        }
+        // The pending rows and the first rows of the batch make a whole block.
+        let first = block - held;
+        grow(&mut self.pending, block * n);
+        batch.fill((0, first), &mut self.pending[held * n..block * n])?;
+        let rest = rows - first;
+        if rest == 0 {
+            // Exactly one block (a batch of the block's size): one buffer is enough.
+            T::push(acc, &self.pending[..block * n]).map_err(|e| e.to_string())?;
+            self.rows = 0;
+            return Ok(());
+        }
+        if rest < block {
+            // The rest fits in the spare buffer: check it before anything is added.
+            grow(&mut self.spare, rest * n);
+            batch.fill((first, rest), &mut self.spare[..rest * n])?;
+            T::push(acc, &self.pending[..block * n]).map_err(|e| e.to_string())?;
+            std::mem::swap(&mut self.pending, &mut self.spare);
+            self.rows = rest;
+            return Ok(());
+        }
+        // Several blocks: accumulate apart and merge only on success (an error in a later
+        // block must leave the accumulator, and the pending rows, as they were).
+        let mut work = GramAccumulator::new(acc.n1(), acc.n2());
+        T::push(&mut work, &self.pending[..block * n]).map_err(|e| e.to_string())?;
+        // With no rows held before, there is nothing to keep: the first buffer takes every
+        // block (one block of memory per layer pair, not two).
+        let reuse = held == 0;
+        let buf = if reuse {
+            &mut self.pending
+        } else {
+            grow(&mut self.spare, block * n);
+            &mut self.spare
+        };
+        let mut r = first;
+        let left = loop {
+            let m = block.min(rows - r);
+            batch.fill((r, m), &mut buf[..m * n])?;
+            r += m;
+            if m < block {
+                break m;
+            }
+            T::push(&mut work, &buf[..m * n]).map_err(|e| e.to_string())?;
+            if r == rows {
+                break 0;
+            }
+        };
+        acc.merge(&work).map_err(|e| e.to_string())?;
+        if !reuse {
+            std::mem::swap(&mut self.pending, &mut self.spare);
+        }
+        self.rows = left;
+        Ok(())
+    }
+
+    /// The pending rows, for a layer pair of `n` neurons in all.
+    fn held(&self, n: usize) -> &[T] {
+        &self.pending[..self.rows * (n + T::EXTRA)]
+    }
+
+    /// Adds the pending rows to `acc`.
+    fn flush(&mut self, acc: &mut GramAccumulator) -> PyResult<()> {
+        if self.rows > 0 {
+            T::push(acc, self.held(acc.n1() + acc.n2())).map_err(core_err)?;
+            self.rows = 0;
+        }
+        Ok(())
+    }
+}
+
+/// Makes `v` at least `len` long (new values are zeros; existing ones are kept).
+fn grow<T: Element>(v: &mut Vec<T>, len: usize) {
+    if v.len() < len {
+        v.resize(len, T::default());
+    }
+}
+
+/// Precision of the per-block Gram products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Precision {
+    F64,
+    F32,
+}
+
+fn parse_precision(precision: &str) -> PyResult<Precision> {
+    match precision {
+        "float64" => Ok(Precision::F64),
+        "float32" => Ok(Precision::F32),
+        other => Err(PyValueError::new_err(format!(
+            "precision: '{other}'; use 'float64' (exact products) or 'float32' (float32 block products summed in float64)"
+        ))),
+    }
 }
 
 /// Streaming statistics of a layer pair (see the Python class `spanmatch.Accumulator`).
 #[pyclass(module = "spanmatch._native", name = "Accumulator")]
 struct PyAccumulator {
     layout: Layout,
+    precision: Precision,
+    /// Rows per block product (`None`: the engine's default for the widths).
+    block_rows: Option<usize>,
     acc: Option<GramAccumulator>,
-    /// The joint f64 block, kept between updates.
-    scratch: Vec<f64>,
+    f64_blocks: Blocks<f64>,
+    f32_blocks: Blocks<f32>,
+}
+
+impl PyAccumulator {
+    fn pending(&self) -> usize {
+        self.f64_blocks.rows + self.f32_blocks.rows
+    }
+
+    /// Adds the rows waiting for a whole block.
+    fn flush(&mut self) -> PyResult<()> {
+        if let Some(acc) = &mut self.acc {
+            self.f64_blocks.flush(acc)?;
+            self.f32_blocks.flush(acc)?;
+        }
+        Ok(())
+    }
 }
 
 #[pymethods]
 impl PyAccumulator {
     #[new]
-    #[pyo3(signature = (layout = "nchw"))]
-    fn new(layout: &str) -> PyResult<Self> {
+    #[pyo3(signature = (layout = "nchw", precision = "float64", block_rows = None))]
+    fn new(layout: &str, precision: &str, block_rows: Option<usize>) -> PyResult<Self> {
+        if block_rows == Some(0) {
+            return Err(PyValueError::new_err("block_rows must be at least 1"));
+        }
         Ok(Self {
             layout: parse_layout(layout)?,
+            precision: parse_precision(precision)?,
+            block_rows,
             acc: None,
-            scratch: Vec::new(),
+            f64_blocks: Blocks::new(),
+            f32_blocks: Blocks::new(),
         })
     }
 
@@ -379,41 +694,41 @@ impl PyAccumulator {
                 )));
             }
         }
+        let block = self.block_rows.unwrap_or_else(|| {
+            default_block_rows(ga.neurons, gb.neurons).min(ga.rows.max(DEFER_ROWS))
+        });
         let acc = self
             .acc
             .get_or_insert_with(|| GramAccumulator::new(ga.neurons, gb.neurons));
-        let mut buf = std::mem::take(&mut self.scratch);
-        let one_block = ga.rows <= default_block_rows(ga.neurons, gb.neurons);
-        let result = if one_block {
-            // One block: it is checked for NaN/Inf before it is added, so a failed update
-            // leaves the accumulator as it was, at no extra cost.
-            py.detach(|| accumulate(acc, (&va, &ga), (&vb, &gb), &mut buf))
-        } else {
-            // Several blocks: accumulate apart and merge only on success (an error in a later
-            // block must not leave the earlier ones added).
-            let mut work = GramAccumulator::new(acc.n1(), acc.n2());
-            py.detach(|| accumulate(&mut work, (&va, &ga), (&vb, &gb), &mut buf))
-                .and_then(|()| acc.merge(&work).map_err(|e| e.to_string()))
+        let batch = Batch {
+            a: (&va, &ga),
+            b: (&vb, &gb),
         };
-        self.scratch = buf;
+        let (b64, b32) = (&mut self.f64_blocks, &mut self.f32_blocks);
+        let result = match self.precision {
+            Precision::F64 => py.detach(|| b64.update(acc, &batch, block)),
+            Precision::F32 => py.detach(|| b32.update(acc, &batch, block)),
+        };
         result.map_err(PyValueError::new_err)
     }
 
     /// Adds another accumulator's statistics (disjoint inputs).
     fn merge(&mut self, other: &PyAccumulator) -> PyResult<()> {
-        match (&mut self.acc, &other.acc) {
+        self.flush()?;
+        let theirs = other.settled()?;
+        match (&mut self.acc, theirs) {
             (_, None) => Ok(()),
             (None, Some(o)) => {
-                self.acc = Some(o.clone());
+                self.acc = Some(o);
                 Ok(())
             }
-            (Some(a), Some(o)) => a.merge(o).map_err(core_err),
+            (Some(a), Some(o)) => a.merge(&o).map_err(core_err),
         }
     }
 
     #[getter]
     fn rows(&self) -> u64 {
-        self.acc.as_ref().map_or(0, |a| a.rows())
+        self.acc.as_ref().map_or(0, |a| a.rows()) + self.pending() as u64
     }
 
     #[getter]
@@ -431,8 +746,22 @@ impl PyAccumulator {
         engine::layout_name(self.layout)
     }
 
-    /// The finished statistics.
-    fn finish(&self) -> PyResult<PyStats> {
+    #[getter]
+    fn precision(&self) -> &'static str {
+        match self.precision {
+            Precision::F64 => "float64",
+            Precision::F32 => "float32",
+        }
+    }
+
+    #[getter]
+    fn block_rows(&self) -> Option<usize> {
+        self.block_rows
+    }
+
+    /// The finished statistics (the pending rows are added first).
+    fn finish(&mut self, py: Python<'_>) -> PyResult<PyStats> {
+        py.detach(|| self.flush())?;
         match &self.acc {
             Some(a) if a.rows() > 0 => Ok(PyStats { acc: a.clone() }),
             _ => Err(PyValueError::new_err(
@@ -441,16 +770,23 @@ impl PyAccumulator {
         }
     }
 
-    /// Exact state as bytes (layout, then the flat statistics).
-    fn state<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let mut bytes = vec![match self.layout {
+    /// Exact state as bytes (layout and precision, then the flat statistics); the pending rows
+    /// are added first.
+    fn state<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
+        py.detach(|| self.flush())?;
+        let layout = match self.layout {
             Layout::Nchw => 0u8,
             Layout::Nhwc => 1u8,
-        }];
+        };
+        let precision = match self.precision {
+            Precision::F64 => 0u8,
+            Precision::F32 => 2u8,
+        };
+        let mut bytes = vec![layout | precision];
         if let Some(a) = &self.acc {
             bytes.extend(flat_bytes(a));
         }
-        PyBytes::new(py, &bytes)
+        Ok(PyBytes::new(py, &bytes))
     }
 
     /// Rebuilds an accumulator from `state()`.
@@ -459,10 +795,18 @@ impl PyAccumulator {
         let (&tag, rest) = state
             .split_first()
             .ok_or_else(|| PyValueError::new_err("empty accumulator state"))?;
-        let layout = match tag {
-            0 => Layout::Nchw,
-            1 => Layout::Nhwc,
-            _ => return Err(PyValueError::new_err("invalid accumulator state")),
+        if tag > 3 {
+            return Err(PyValueError::new_err("invalid accumulator state"));
+        }
+        let layout = if tag & 1 == 0 {
+            Layout::Nchw
+        } else {
+            Layout::Nhwc
+        };
+        let precision = if tag & 2 == 0 {
+            Precision::F64
+        } else {
+            Precision::F32
         };
         let acc = if rest.is_empty() {
             None
@@ -471,14 +815,40 @@ impl PyAccumulator {
         };
         Ok(Self {
             layout,
+            precision,
+            block_rows: None,
             acc,
-            scratch: Vec::new(),
+            f64_blocks: Blocks::new(),
+            f32_blocks: Blocks::new(),
         })
     }
 
-    fn __eq__(&self, other: &PyAccumulator) -> bool {
-        self.layout == other.layout
-            && self.acc.as_ref().map(|a| a.to_flat()) == other.acc.as_ref().map(|a| a.to_flat())
+    fn __eq__(&self, other: &PyAccumulator) -> PyResult<bool> {
+        let flat = |a: &PyAccumulator| -> PyResult<Option<Vec<f64>>> {
+            Ok(a.settled()?.map(|a| a.to_flat()))
+        };
+        Ok(self.layout == other.layout
+            && self.precision == other.precision
+            && flat(self)? == flat(other)?)
+    }
+}
+
+impl PyAccumulator {
+    /// The statistics with the pending rows added, leaving `self` as it is.
+    fn settled(&self) -> PyResult<Option<GramAccumulator>> {
+        let Some(acc) = &self.acc else {
+            return Ok(None);
+        };
+        let mut acc = acc.clone();
+        let n = acc.n1() + acc.n2();
+        if self.f64_blocks.rows > 0 {
+            acc.push_joint(self.f64_blocks.held(n)).map_err(core_err)?;
+        }
+        if self.f32_blocks.rows > 0 {
+            acc.push_joint_f32(self.f32_blocks.held(n))
+                .map_err(core_err)?;
+        }
+        Ok(Some(acc))
     }
 }
 
