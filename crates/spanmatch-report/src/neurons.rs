@@ -177,14 +177,14 @@ fn group_heading(g: &ViewGroup) -> String {
             sa.intersection(&sb).count()
         )
     };
-    let sine = format!("{sine}{shared}");
+    let details = format!("{sine}{shared}");
     match g.kind {
         ViewKind::Simple => format!(
-            "<b>Simple match</b> · {} neurons of A + {} of B{sine}",
+            "<b>Simple match</b> · {} neurons of A + {} of B{details}",
             shown(g.size_a, g.a.len()),
             shown(g.size_b, g.b.len())
         ),
-        ViewKind::OneToOne => format!("<b>One-to-one match</b>{sine}"),
+        ViewKind::OneToOne => format!("<b>One-to-one match</b>{details}"),
         ViewKind::Unmatched => format!(
             "<b>Unmatched</b> · a neuron of each net outside the maximum match, drawn at random (contrast){shared}"
         ),

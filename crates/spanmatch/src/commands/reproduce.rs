@@ -470,7 +470,6 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
             dead: DeadPolicy::Match,
             ..opts.matching
         },
-        simple_eps: None,
         ..opts.clone()
     };
     let control_opts = ControlOptions {
