@@ -406,6 +406,51 @@ impl Peeler {
         })
     }
 
+    /// For each candidate `u` (a present neuron), whether removing it alone would put a present
+    /// member of `watch` above `max(eps, sine tolerance)`: [`removal_dooms`](Self::removal_dooms)
+    /// for a run of candidates, with the lost directions of each side's candidates computed
+    /// together. Entry t answers for `cands[t]`.
+    pub(crate) fn removals_doom(
+        &self,
+        cands: &[(Side, usize)],
+        eps: f64,
+        watch: &[(Side, usize)],
+    ) -> Vec<bool> {
+        let limit = eps.max(self.eps_floor);
+        let mut out = vec![false; cands.len()];
+        for side in [Side::A, Side::B] {
+            let (span, other) = match side {
+                Side::A => (&self.span_a, Side::B),
+                Side::B => (&self.span_b, Side::A),
+            };
+            let watched: Vec<usize> = watch
+                .iter()
+                .filter(|w| w.0 == other)
+                .filter_map(|&(s, n)| self.local_index(s, n))
+                .collect();
+            if watched.is_empty() {
+                continue;
+            }
+            let (slots, locals): (Vec<usize>, Vec<usize>) = cands
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.0 == side)
+                .filter_map(|(t, &(s, n))| self.local_index(s, n).map(|l| (t, l)))
+                .unzip();
+            for (t, lost) in slots.into_iter().zip(span.lost_on_removals(&locals)) {
+                out[t] = watched.iter().any(|&p| {
+                    let s2 = match &lost {
+                        Lost::Nothing => return false,
+                        Lost::Everything => 1.0,
+                        Lost::Direction(w) => span.sin2_without(p, w),
+                    };
+                    s2.sqrt() > limit
+                });
+            }
+        }
+        out
+    }
+
     /// The sequential version of [`peel_until`](Self::peel_until) (one neuron, the farthest, at
     /// a time). Reference of the equivalence tests; not part of the supported API.
     #[doc(hidden)]
@@ -546,5 +591,62 @@ impl Peeler {
             self.remove(side, neuron);
         }
         steps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+    use crate::GramAccumulator;
+
+    /// ReLU of a shared low-rank signal plus noise (n + n neurons, 4n rows).
+    fn relu_problem(n: usize, seed: u64) -> MatchProblem {
+        let rows = 4 * n;
+        let dim = (n / 4).max(1);
+        let mut rng = SplitMix64::new(seed);
+        let basis: Vec<f64> = (0..rows * dim).map(|_| rng.normal()).collect();
+        let side = |rng: &mut SplitMix64| -> Vec<f64> {
+            let mix: Vec<f64> = (0..dim * n).map(|_| rng.normal()).collect();
+            (0..rows * n)
+                .map(|e| {
+                    let (r, j) = (e / n, e % n);
+                    let v: f64 = (0..dim).map(|k| basis[r * dim + k] * mix[k * n + j]).sum();
+                    (v + 0.3 * rng.normal()).max(0.0)
+                })
+                .collect()
+        };
+        let (x, y) = (side(&mut rng), side(&mut rng));
+        let mut acc = GramAccumulator::new(n, n);
+        acc.push_pair(&x, &y).unwrap();
+        MatchProblem::new(&acc.finish(), Default::default()).unwrap()
+    }
+
+    #[test]
+    fn batched_doom_screen_equals_one_candidate_at_a_time() {
+        let p = relu_problem(48, 7);
+        let mut peeler = Peeler::new(&p, p.live_a(), p.live_b());
+        // Pending directions: remove a few neurons of each side without peeling.
+        peeler.remove_all(&[(Side::A, 3), (Side::A, 10), (Side::B, 5), (Side::B, 40)]);
+        assert!(peeler.span_a.pending_directions() == 2 && peeler.span_b.pending_directions() == 2);
+        let present = peeler.neurons();
+        let watch: Vec<(Side, usize)> = present.iter().copied().step_by(5).collect();
+        let mut seen_true = 0;
+        for eps in [0.3, 0.5, 0.7] {
+            let batch = peeler.removals_doom(&present, eps, &watch);
+            for (u, b) in present.iter().zip(&batch) {
+                assert_eq!(
+                    *b,
+                    peeler.removal_dooms(*u, eps, &watch),
+                    "{u:?} at eps {eps}"
+                );
+                seen_true += usize::from(*b);
+            }
+        }
+        // Both answers occur, so the comparison means something.
+        assert!(
+            seen_true > 0 && seen_true < 3 * present.len(),
+            "{seen_true}"
+        );
     }
 }

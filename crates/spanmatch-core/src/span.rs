@@ -142,6 +142,64 @@ fn dot(a: &[f64], b: &[f64]) -> f64 {
     s
 }
 
+/// Cholesky–QR stops (and the Householder QR takes over) when a pivot of the Gram matrix of
+/// the columns falls below this fraction of the column's squared norm: the columns are then
+/// too close to dependent (condition number above about 1e5) for two passes to reach working
+/// precision.
+const CHOLQR_MIN_PIVOT: f64 = 1e-10;
+
+/// One Cholesky–QR pass: `m` ← `m` R⁻¹ with RᵀR = mᵀm. Returns false (m unusable) when a
+/// pivot is below [`CHOLQR_MIN_PIVOT`] times its diagonal entry.
+fn cholqr_pass(m: &mut Mat<f64>) -> bool {
+    let k = m.ncols();
+    let mut g = Mat::<f64>::zeros(k, k);
+    matmul(
+        g.as_mut(),
+        Accum::Replace,
+        m.transpose(),
+        m.as_ref(),
+        1.0,
+        Par::Seq,
+    );
+    // Lower Cholesky factor L of g, in place (g = L Lᵀ).
+    for j in 0..k {
+        let diag = g[(j, j)];
+        let mut d = diag;
+        for t in 0..j {
+            d -= g[(j, t)] * g[(j, t)];
+        }
+        // (Also false for NaN.)
+        let usable = d > CHOLQR_MIN_PIVOT * diag && d.is_finite();
+        if !usable {
+            return false;
+        }
+        let l = d.sqrt();
+        g[(j, j)] = l;
+        for i in j + 1..k {
+            let mut v = g[(i, j)];
+            for t in 0..j {
+                v -= g[(i, t)] * g[(j, t)];
+            }
+            g[(i, j)] = v / l;
+        }
+    }
+    // mᵀ ← L⁻¹ mᵀ, i.e. m ← m L⁻ᵀ.
+    solve_lower_triangular_in_place(g.as_ref(), m.as_mut().transpose_mut(), Par::Seq);
+    true
+}
+
+/// An orthonormal basis of the span of the columns of `m` (dim x k, k small): Cholesky–QR
+/// applied twice (orthogonal to working precision for columns that are not nearly dependent,
+/// and much cheaper than a Householder QR on these tall, thin shapes). Nearly dependent columns
+/// fall back to the Householder thin Q.
+fn orthonormal_basis(m: Mat<f64>) -> Mat<f64> {
+    let mut w = m.clone();
+    if cholqr_pass(&mut w) && cholqr_pass(&mut w) {
+        return w;
+    }
+    m.qr().compute_thin_Q()
+}
+
 fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
     for (yi, xi) in y.iter_mut().zip(x) {
         *yi += alpha * xi;
@@ -433,6 +491,12 @@ impl SpanTracker {
         tracker
     }
 
+    /// Number of lost directions not yet projected out (tests).
+    #[cfg(test)]
+    pub(crate) fn pending_directions(&self) -> usize {
+        self.pending.len() / self.dim.max(1)
+    }
+
     /// Current squared sine of probe `p` to the span.
     pub(crate) fn sin2(&self, p: usize) -> f64 {
         self.probe_sin2[p]
@@ -604,6 +668,68 @@ impl SpanTracker {
             }
         }
         Lost::Direction(w)
+    }
+
+    /// [`lost_on_removal`](Self::lost_on_removal) for several alive members at once: the
+    /// pending directions are projected out of all their duals with two matrix products
+    /// (classical instead of modified Gram–Schmidt against orthonormal directions: the same
+    /// directions up to rounding). Entry t is the effect of removing `ids[t]` alone.
+    pub(crate) fn lost_on_removals(&self, ids: &[usize]) -> Vec<Lost> {
+        let dim = self.dim;
+        let kp = self.pending.len() / dim.max(1);
+        if self.cache.is_some() || ids.len() < 2 || kp == 0 || dim == 0 {
+            return ids.iter().map(|&i| self.lost_on_removal(i)).collect();
+        }
+        let mut out: Vec<Lost> = Vec::with_capacity(ids.len());
+        let basis: Vec<usize> = ids
+            .iter()
+            .copied()
+            .filter(|&i| self.member_alive[i] && self.is_basis[i] && self.alive_members > 1)
+            .collect();
+        let mut dk = Mat::from_fn(dim, basis.len(), |r, c| self.duals[basis[c] * dim + r]);
+        if !basis.is_empty() {
+            let wp = MatRef::from_column_major_slice(&self.pending, dim, kp);
+            let b = wp.transpose() * &dk;
+            matmul(dk.as_mut(), Accum::Add, wp, b.as_ref(), -1.0, Par::Seq);
+        }
+        let deps: Vec<usize> = (0..self.member_alive.len())
+            .filter(|&d| self.member_alive[d] && !self.is_basis[d])
+            .collect();
+        let mut col = 0;
+        for &i in ids {
+            if !self.member_alive[i] {
+                out.push(Lost::Nothing);
+                continue;
+            }
+            if self.alive_members == 1 {
+                out.push(Lost::Everything);
+                continue;
+            }
+            if !self.is_basis[i] {
+                out.push(Lost::Nothing);
+                continue;
+            }
+            let mut w: Vec<f64> = (0..dim).map(|r| dk[(r, col)]).collect();
+            col += 1;
+            let wn = dot(&w, &w).sqrt();
+            if wn == 0.0 || !wn.is_finite() {
+                out.push(Lost::Nothing);
+                continue;
+            }
+            w.iter_mut().for_each(|v| *v /= wn);
+            let carried = deps.iter().any(|&d| {
+                d != i && {
+                    let c = &self.coords[d * dim..d * dim + dim];
+                    dot(c, &w).abs() / self.member_norm2[d].sqrt() > self.sine_tol
+                }
+            });
+            out.push(if carried {
+                Lost::Nothing
+            } else {
+                Lost::Direction(w)
+            });
+        }
+        out
     }
 
     /// Squared sine of alive probe `p` after the span loses the unit direction `w` (as
@@ -827,7 +953,7 @@ impl SpanTracker {
             let b = wp.transpose() * &dk;
             matmul(dk.as_mut(), Accum::Add, wp, b.as_ref(), -1.0, Par::Seq);
         }
-        let w = dk.qr().compute_thin_Q();
+        let w = orthonormal_basis(dk);
         let deps: Vec<usize> = (0..self.member_alive.len())
             .filter(|&d| self.member_alive[d] && !self.is_basis[d] && !removed.contains(&d))
             .collect();
@@ -1018,5 +1144,72 @@ impl SpanTracker {
         }
         duals[inn * dim..inn * dim + dim].copy_from_slice(&d_in);
         self.is_basis[inn] = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::SplitMix64;
+
+    /// Largest |QᵀQ − I| entry and largest residual of the columns of `m` off span(Q).
+    fn check(m: &Mat<f64>, q: &Mat<f64>) -> (f64, f64) {
+        let k = q.ncols();
+        let g = q.transpose() * q;
+        let mut orth: f64 = 0.0;
+        for i in 0..k {
+            for j in 0..k {
+                let target = if i == j { 1.0 } else { 0.0 };
+                orth = orth.max((g[(i, j)] - target).abs());
+            }
+        }
+        let proj = q * (q.transpose() * m);
+        let mut res: f64 = 0.0;
+        for c in 0..m.ncols() {
+            let n: f64 = (0..m.nrows()).map(|r| m[(r, c)] * m[(r, c)]).sum();
+            let d: f64 = (0..m.nrows())
+                .map(|r| (m[(r, c)] - proj[(r, c)]).powi(2))
+                .sum();
+            res = res.max((d / n).sqrt());
+        }
+        (orth, res)
+    }
+
+    #[test]
+    fn cholesky_qr_twice_is_orthonormal_and_spans_the_columns() {
+        let mut rng = SplitMix64::new(11);
+        // Columns of very different lengths and a moderate condition number (about 1e3).
+        let (dim, k) = (300, 24);
+        let m = Mat::from_fn(dim, k, |r, c| {
+            let scale = 10f64.powi((c % 4) as i32);
+            scale * (rng.normal() + if r < 3 { 50.0 } else { 0.0 })
+        });
+        let mut w = m.clone();
+        assert!(
+            cholqr_pass(&mut w) && cholqr_pass(&mut w),
+            "took the fallback"
+        );
+        let q = orthonormal_basis(m.clone());
+        assert_eq!((q.nrows(), q.ncols()), (dim, k));
+        let (orth, res) = check(&m, &q);
+        assert!(orth < 1e-14, "orthogonality {orth}");
+        assert!(res < 1e-13, "residual {res}");
+    }
+
+    #[test]
+    fn nearly_dependent_columns_fall_back_to_householder() {
+        let mut rng = SplitMix64::new(12);
+        let (dim, k) = (80, 6);
+        let mut m = Mat::from_fn(dim, k, |_, _| rng.normal());
+        // Column 5 = column 0 + 1e-9 noise: Cholesky–QR's pivot is about 1e-18 of its diagonal.
+        for r in 0..dim {
+            m[(r, 5)] = m[(r, 0)] + 1e-9 * rng.normal();
+        }
+        let mut w = m.clone();
+        assert!(!(cholqr_pass(&mut w) && cholqr_pass(&mut w)));
+        let q = orthonormal_basis(m.clone());
+        let (orth, res) = check(&m, &q);
+        assert!(orth < 1e-13, "orthogonality {orth}");
+        assert!(res < 1e-12, "residual {res}");
     }
 }
