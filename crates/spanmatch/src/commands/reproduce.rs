@@ -152,26 +152,16 @@ fn bar(len: u64, what: &str) -> ProgressBar {
     b
 }
 
-/// The current time as `YYYY-MM-DD HH:MM UTC` (civil-from-days conversion of the UNIX time).
+/// The current time as `YYYY-MM-DD HH:MM UTC`.
 fn utc_now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
+    let t = time::OffsetDateTime::now_utc();
     format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60
+        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute()
     )
 }
 
@@ -723,5 +713,50 @@ impl ActivationSink for Sink {
         self.pairs.batch(net, &layer.name, shape, data)?;
         self.bar.inc(self.pairs.inputs_done() - before);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_now_is_the_system_clock_in_the_report_format() {
+        let s = super::utc_now();
+        let b = s.as_bytes();
+        assert_eq!(s.len(), "2026-11-29 15:04 UTC".len(), "{s}");
+        for (i, c) in b.iter().enumerate() {
+            match i {
+                4 | 7 => assert_eq!(*c, b'-', "{s}"),
+                10 | 16 => assert_eq!(*c, b' ', "{s}"),
+                13 => assert_eq!(*c, b':', "{s}"),
+                17..=19 => {}
+                _ => assert!(c.is_ascii_digit(), "{s}"),
+            }
+        }
+        assert!(s.ends_with("UTC"));
+        // The same day as the system clock (seconds since the epoch, divided by 86,400).
+        let days = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 86_400;
+        let date = time::Date::from_julian_day(2_440_588 + days as i32).unwrap();
+        let want = format!(
+            "{:04}-{:02}-{:02}",
+            date.year(),
+            u8::from(date.month()),
+            date.day()
+        );
+        // (A run at midnight may see the next day.)
+        let next = date.next_day().unwrap();
+        let want2 = format!(
+            "{:04}-{:02}-{:02}",
+            next.year(),
+            u8::from(next.month()),
+            next.day()
+        );
+        assert!(
+            s.starts_with(&want) || s.starts_with(&want2),
+            "{s} vs {want}"
+        );
     }
 }
