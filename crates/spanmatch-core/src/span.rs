@@ -200,6 +200,19 @@ fn orthonormal_basis(m: Mat<f64>) -> Mat<f64> {
     m.qr().compute_thin_Q()
 }
 
+/// Matrix-vector products of the ε-profile's single removals with at least this many
+/// multiply-adds are split over the rayon threads (a single removal changes one side only, so
+/// otherwise one core would wait).
+const PAR_GEMV: usize = 1 << 14;
+
+fn par_for(work: usize) -> Par {
+    if work >= PAR_GEMV {
+        Par::rayon(0)
+    } else {
+        Par::Seq
+    }
+}
+
 fn axpy(alpha: f64, x: &[f64], y: &mut [f64]) {
     for (yi, xi) in y.iter_mut().zip(x) {
         *yi += alpha * xi;
@@ -769,16 +782,10 @@ impl SpanTracker {
             let wp = MatRef::from_column_major_slice(&self.pending, dim, kp);
             let mut bm = MatMut::from_column_major_slice_mut(&mut betas, kp, 1);
             let wv = MatRef::from_column_major_slice(&w, dim, 1);
-            matmul(
-                bm.as_mut(),
-                Accum::Replace,
-                wp.transpose(),
-                wv,
-                1.0,
-                Par::Seq,
-            );
+            let par = par_for(dim * kp);
+            matmul(bm.as_mut(), Accum::Replace, wp.transpose(), wv, 1.0, par);
             let mut wm = Mat::from_fn(dim, 1, |r, _| w[r]);
-            matmul(wm.as_mut(), Accum::Add, wp, bm.as_ref(), -1.0, Par::Seq);
+            matmul(wm.as_mut(), Accum::Add, wp, bm.as_ref(), -1.0, par);
             for (r, x) in w.iter_mut().enumerate() {
                 *x = wm[(r, 0)];
             }
@@ -826,7 +833,7 @@ impl SpanTracker {
                     MatRef::from_column_major_slice(&cache.b, q, kp),
                     MatRef::from_column_major_slice(&betas, kp, 1),
                     -1.0,
-                    Par::Seq,
+                    par_for(q * kp),
                 );
             }
             for (p, yp) in y.iter_mut().enumerate() {

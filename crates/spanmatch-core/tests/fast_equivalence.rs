@@ -107,6 +107,23 @@ fn profile_thresholds_equal_reference() {
 }
 
 #[test]
+fn profile_is_bitwise_repeatable() {
+    // Large enough for the profile's matrix-vector products to be split over threads.
+    let mut rng = SplitMix64::new(1204);
+    let (x, y) = planted(&mut rng, 900, 130, 0, 20, 0, 0.01, false);
+    let p = problem_of(&x, &y);
+    let bits =
+        |t: &[Option<f64>]| -> Vec<Option<u64>> { t.iter().map(|v| v.map(f64::to_bits)).collect() };
+    let first = p.profile();
+    for _ in 0..3 {
+        let again = p.profile();
+        assert_eq!(bits(first.thresholds_a()), bits(again.thresholds_a()));
+        assert_eq!(bits(first.thresholds_b()), bits(again.thresholds_b()));
+    }
+    assert!(max_threshold_difference(&p) <= 1e-12);
+}
+
+#[test]
 fn profile_of_realistic_relu_layers_equals_reference() {
     // Full-rank ReLU activations with a shared low-rank part: large batches in every round.
     let mut rng = SplitMix64::new(1202);
