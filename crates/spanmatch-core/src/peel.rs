@@ -381,29 +381,8 @@ impl Peeler {
         eps: f64,
         watch: &[(Side, usize)],
     ) -> bool {
-        let limit = eps.max(self.eps_floor);
-        let Some(l) = self.local_index(u.0, u.1) else {
-            return false;
-        };
-        let (span, other) = match u.0 {
-            Side::A => (&self.span_a, Side::B),
-            Side::B => (&self.span_b, Side::A),
-        };
-        let lost = span.lost_on_removal(l);
-        watch.iter().any(|&(side, n)| {
-            if side != other {
-                return false;
-            }
-            let Some(p) = self.local_index(side, n) else {
-                return false;
-            };
-            let s2 = match &lost {
-                Lost::Nothing => return false,
-                Lost::Everything => 1.0,
-                Lost::Direction(w) => span.sin2_without(p, w),
-            };
-            s2.sqrt() > limit
-        })
+        // (One candidate: its lost direction is computed exactly as the removal computes it.)
+        self.removals_doom(&[u], eps, watch)[0]
     }
 
     /// For each candidate `u` (a present neuron), whether removing it alone would put a present

@@ -645,19 +645,11 @@ impl SpanTracker {
         self.cache = Some(DualCache { q, c, b });
     }
 
-    /// Removes member `i` from the span set and updates the probes' sines.
     /// What removing the alive member `i` alone would do to the probes' sines, computed exactly
     /// as [`remove_member`](Self::remove_member) computes it, without changing anything.
     pub(crate) fn lost_on_removal(&self, i: usize) -> Lost {
-        // (With the cache, removals compute the dual differently: no prediction then.)
-        if !self.member_alive[i] || self.cache.is_some() {
-            return Lost::Nothing;
-        }
-        if self.alive_members == 1 {
-            return Lost::Everything;
-        }
-        if !self.is_basis[i] {
-            return Lost::Nothing;
+        if let Some(lost) = self.trivial_loss(i) {
+            return lost;
         }
         let dim = self.dim;
         let mut w = self.duals[i * dim..i * dim + dim].to_vec();
@@ -665,6 +657,30 @@ impl SpanTracker {
             let beta = dot(wk, &w);
             axpy(-beta, wk, &mut w);
         }
+        self.loss_along(i, w)
+    }
+
+    /// The cases of [`lost_on_removal`](Self::lost_on_removal) that need no direction: `None`
+    /// when member `i` is a basis member whose removal loses its current dual's direction
+    /// (unless a dependent member carries it).
+    fn trivial_loss(&self, i: usize) -> Option<Lost> {
+        // (With the cache, removals compute the dual differently: no prediction then.)
+        if !self.member_alive[i] || self.cache.is_some() {
+            Some(Lost::Nothing)
+        } else if self.alive_members == 1 {
+            Some(Lost::Everything)
+        } else if !self.is_basis[i] {
+            Some(Lost::Nothing)
+        } else {
+            None
+        }
+    }
+
+    /// The effect of removing basis member `i`, given its current dual `w` (pending directions
+    /// projected out, not normalised): the unit direction lost, or nothing when `w` vanishes or
+    /// a dependent member carries it (as [`remove_member`](Self::remove_member) decides).
+    fn loss_along(&self, i: usize, mut w: Vec<f64>) -> Lost {
+        let dim = self.dim;
         let wn = dot(&w, &w).sqrt();
         if wn == 0.0 || !wn.is_finite() {
             return Lost::Nothing;
@@ -683,21 +699,20 @@ impl SpanTracker {
         Lost::Direction(w)
     }
 
-    /// [`lost_on_removal`](Self::lost_on_removal) for several alive members at once: the
-    /// pending directions are projected out of all their duals with two matrix products
-    /// (classical instead of modified Gram–Schmidt against orthonormal directions: the same
-    /// directions up to rounding). Entry t is the effect of removing `ids[t]` alone.
+    /// [`lost_on_removal`](Self::lost_on_removal) for several members at once: the pending
+    /// directions are projected out of all their duals with two matrix products (classical
+    /// instead of modified Gram–Schmidt against orthonormal directions: the same directions up
+    /// to rounding). Entry t is the effect of removing `ids[t]` alone.
     pub(crate) fn lost_on_removals(&self, ids: &[usize]) -> Vec<Lost> {
         let dim = self.dim;
         let kp = self.pending.len() / dim.max(1);
-        if self.cache.is_some() || ids.len() < 2 || kp == 0 || dim == 0 {
+        if ids.len() < 2 || kp == 0 || dim == 0 {
             return ids.iter().map(|&i| self.lost_on_removal(i)).collect();
         }
-        let mut out: Vec<Lost> = Vec::with_capacity(ids.len());
         let basis: Vec<usize> = ids
             .iter()
             .copied()
-            .filter(|&i| self.member_alive[i] && self.is_basis[i] && self.alive_members > 1)
+            .filter(|&i| self.trivial_loss(i).is_none())
             .collect();
         let mut dk = Mat::from_fn(dim, basis.len(), |r, c| self.duals[basis[c] * dim + r]);
         if !basis.is_empty() {
@@ -705,44 +720,16 @@ impl SpanTracker {
             let b = wp.transpose() * &dk;
             matmul(dk.as_mut(), Accum::Add, wp, b.as_ref(), -1.0, Par::Seq);
         }
-        let deps: Vec<usize> = (0..self.member_alive.len())
-            .filter(|&d| self.member_alive[d] && !self.is_basis[d])
-            .collect();
         let mut col = 0;
-        for &i in ids {
-            if !self.member_alive[i] {
-                out.push(Lost::Nothing);
-                continue;
-            }
-            if self.alive_members == 1 {
-                out.push(Lost::Everything);
-                continue;
-            }
-            if !self.is_basis[i] {
-                out.push(Lost::Nothing);
-                continue;
-            }
-            let mut w: Vec<f64> = (0..dim).map(|r| dk[(r, col)]).collect();
-            col += 1;
-            let wn = dot(&w, &w).sqrt();
-            if wn == 0.0 || !wn.is_finite() {
-                out.push(Lost::Nothing);
-                continue;
-            }
-            w.iter_mut().for_each(|v| *v /= wn);
-            let carried = deps.iter().any(|&d| {
-                d != i && {
-                    let c = &self.coords[d * dim..d * dim + dim];
-                    dot(c, &w).abs() / self.member_norm2[d].sqrt() > self.sine_tol
-                }
-            });
-            out.push(if carried {
-                Lost::Nothing
-            } else {
-                Lost::Direction(w)
-            });
-        }
-        out
+        ids.iter()
+            .map(|&i| {
+                self.trivial_loss(i).unwrap_or_else(|| {
+                    let w: Vec<f64> = (0..dim).map(|r| dk[(r, col)]).collect();
+                    col += 1;
+                    self.loss_along(i, w)
+                })
+            })
+            .collect()
     }
 
     /// Squared sine of alive probe `p` after the span loses the unit direction `w` (as
@@ -757,6 +744,7 @@ impl SpanTracker {
         }
     }
 
+    /// Removes member `i` from the span set and updates the probes' sines.
     pub(crate) fn remove_member(&mut self, i: usize) {
         if !self.member_alive[i] {
             return;
