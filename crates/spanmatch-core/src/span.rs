@@ -699,6 +699,20 @@ impl SpanTracker {
         Lost::Direction(w)
     }
 
+    /// The current duals of the given members (their stored duals minus their components on
+    /// the pending directions, which are orthonormal), one column each: two matrix products.
+    fn current_duals(&self, ids: &[usize]) -> Mat<f64> {
+        let dim = self.dim;
+        let kp = self.pending.len() / dim.max(1);
+        let mut dk = Mat::from_fn(dim, ids.len(), |r, c| self.duals[ids[c] * dim + r]);
+        if kp > 0 && !ids.is_empty() {
+            let wp = MatRef::from_column_major_slice(&self.pending, dim, kp);
+            let b = wp.transpose() * &dk;
+            matmul(dk.as_mut(), Accum::Add, wp, b.as_ref(), -1.0, Par::Seq);
+        }
+        dk
+    }
+
     /// [`lost_on_removal`](Self::lost_on_removal) for several members at once: the pending
     /// directions are projected out of all their duals with two matrix products (classical
     /// instead of modified Gram–Schmidt against orthonormal directions: the same directions up
@@ -714,12 +728,7 @@ impl SpanTracker {
             .copied()
             .filter(|&i| self.trivial_loss(i).is_none())
             .collect();
-        let mut dk = Mat::from_fn(dim, basis.len(), |r, c| self.duals[basis[c] * dim + r]);
-        if !basis.is_empty() {
-            let wp = MatRef::from_column_major_slice(&self.pending, dim, kp);
-            let b = wp.transpose() * &dk;
-            matmul(dk.as_mut(), Accum::Add, wp, b.as_ref(), -1.0, Par::Seq);
-        }
+        let dk = self.current_duals(&basis);
         let mut col = 0;
         ids.iter()
             .map(|&i| {
@@ -941,13 +950,7 @@ impl SpanTracker {
         // Orthonormal basis W of the lost directions: thin QR of the removed members' current
         // duals (stored duals minus their pending components; W is orthogonal to the pending
         // directions).
-        let mut dk = Mat::from_fn(dim, k, |r, c| self.duals[basis_out[c] * dim + r]);
-        let kp = self.pending.len() / dim.max(1);
-        if kp > 0 {
-            let wp = MatRef::from_column_major_slice(&self.pending, dim, kp);
-            let b = wp.transpose() * &dk;
-            matmul(dk.as_mut(), Accum::Add, wp, b.as_ref(), -1.0, Par::Seq);
-        }
+        let dk = self.current_duals(&basis_out);
         let w = orthonormal_basis(dk);
         let deps: Vec<usize> = (0..self.member_alive.len())
             .filter(|&d| self.member_alive[d] && !self.is_basis[d] && !removed.contains(&d))
