@@ -274,6 +274,14 @@ impl Peeler {
         self.compact_below(num, den);
     }
 
+    /// Sets the parallelism of the trackers' products and factorisations (default: faer's
+    /// rayon parallelism). The simple-match search, parallel over its nodes, makes them
+    /// sequential.
+    pub(crate) fn set_par(&mut self, par: faer::Par) {
+        self.span_a.set_par(par);
+        self.span_b.set_par(par);
+    }
+
     /// Sets the density below which removals compact the arrays (default 3/4).
     pub(crate) fn set_compact_at(&mut self, num: usize, den: usize) {
         self.compact_at = (num, den);

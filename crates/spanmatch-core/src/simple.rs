@@ -153,7 +153,7 @@ pub fn v_minimal(
             }
         },
     };
-    search.run(start.clone(), 0, vec![v], Vec::new(), 1);
+    search.start(start, vec![v]);
     let found = result.into_inner().ok().flatten();
     // The search always ends at a leaf holding v; the fallback is never taken.
     found.unwrap_or_else(|| (start.members(Side::A), start.members(Side::B)))
@@ -190,6 +190,14 @@ struct Search<'a> {
 }
 
 impl Search<'_> {
+    /// Runs the search from `root` for the neurons of `group`. The parallelism is over the
+    /// nodes of the search: the peelers' own products run sequentially.
+    fn start(&self, root: &Peeler, group: Vec<Neuron>) {
+        let mut s = root.clone();
+        s.set_par(faer::Par::Seq);
+        self.run(s, 0, group, Vec::new(), 1);
+    }
+
     fn run(
         &self,
         mut s: Peeler,
@@ -581,7 +589,7 @@ impl Run<'_> {
                 cancel: &cancel,
                 emit: &emit,
             };
-            search.run(self.full.clone(), 0, group, Vec::new(), 1);
+            search.start(self.full, group);
             let results = results.into_inner().unwrap_or_default();
             for (g, key) in results {
                 if record(g, key, &mut done) {
@@ -608,7 +616,7 @@ impl Run<'_> {
                     cancel,
                     emit: &emit,
                 };
-                search.run(self.full.clone(), 0, group, Vec::new(), 1);
+                search.start(self.full, group);
             });
             for (g, key) in rx.iter() {
                 if record(g, key, &mut done) {

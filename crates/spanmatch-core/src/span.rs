@@ -11,6 +11,7 @@
 //! normalised dual; then every probe's squared sine grows by `<p, w>² / ||p||²`. Each removal
 //! costs O(rank · (members + probes)).
 
+use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::matmul::matmul;
 use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
 use faer::{Accum, Mat, MatMut, MatRef, Par};
@@ -65,6 +66,9 @@ pub(crate) struct SpanTracker {
     cache: Option<DualCache>,
     /// Rebuild `cache` at each compaction.
     use_cache: bool,
+    /// Parallelism of the matrix products and factorisations (the simple-match search runs
+    /// many trackers at once and makes each one sequential).
+    par: Par,
 }
 
 /// `c[i * q + p]` = stored probe p · stored dual i; `b[k * q + p]` = stored probe p · pending
@@ -97,6 +101,7 @@ impl Clone for SpanTracker {
             lazy: self.lazy,
             cache: None,
             use_cache: false,
+            par: self.par,
         };
         c.clone_from(self);
         c
@@ -122,6 +127,7 @@ impl Clone for SpanTracker {
         self.lazy = src.lazy;
         self.cache.clone_from(&src.cache);
         self.use_cache = src.use_cache;
+        self.par = src.par;
     }
 }
 
@@ -192,12 +198,115 @@ fn cholqr_pass(m: &mut Mat<f64>) -> bool {
 /// applied twice (orthogonal to working precision for columns that are not nearly dependent,
 /// and much cheaper than a Householder QR on these tall, thin shapes). Nearly dependent columns
 /// fall back to the Householder thin Q.
-fn orthonormal_basis(m: Mat<f64>) -> Mat<f64> {
+fn orthonormal_basis(m: Mat<f64>, par: Par) -> Mat<f64> {
     let mut w = m.clone();
     if cholqr_pass(&mut w) && cholqr_pass(&mut w) {
         return w;
     }
-    m.qr().compute_thin_Q()
+
+    thin_qr(m, par).0
+}
+
+/// `aᵀ b` with the given parallelism.
+fn at_b(a: MatRef<'_, f64>, b: MatRef<'_, f64>, par: Par) -> Mat<f64> {
+    let mut out = Mat::zeros(a.ncols(), b.ncols());
+    matmul(out.as_mut(), Accum::Replace, a.transpose(), b, 1.0, par);
+    out
+}
+
+/// A Householder QR factorisation A = QR of an m x n matrix (m ≥ n), Q kept as its reflectors.
+struct HouseholderQr {
+    /// The factored matrix: R on and above the diagonal, the reflectors below.
+    factors: Mat<f64>,
+    /// The block reflectors' triangular factors.
+    coeff: Mat<f64>,
+    par: Par,
+}
+
+impl HouseholderQr {
+    fn new(mut a: Mat<f64>, par: Par) -> Self {
+        use faer::linalg::qr::no_pivoting::factor::{
+            qr_in_place, qr_in_place_scratch, recommended_block_size,
+        };
+        let (m, n) = a.shape();
+        let block = recommended_block_size::<f64>(m, n);
+        let mut coeff = Mat::<f64>::zeros(block, m.min(n));
+        let scratch = qr_in_place_scratch::<f64>(m, n, block, par, Default::default());
+        qr_in_place(
+            a.as_mut(),
+            coeff.as_mut(),
+            par,
+            MemStack::new(&mut MemBuffer::new(scratch)),
+            Default::default(),
+        );
+        Self {
+            factors: a,
+            coeff,
+            par,
+        }
+    }
+
+    /// R (n x n, upper triangular).
+    fn r(&self) -> Mat<f64> {
+        let n = self.factors.ncols();
+        Mat::from_fn(n, n, |i, j| if i <= j { self.factors[(i, j)] } else { 0.0 })
+    }
+
+    /// The reflectors.
+    fn reflectors(&self) -> MatRef<'_, f64> {
+        let n = self.factors.nrows().min(self.factors.ncols());
+        self.factors.as_ref().subcols(0, n)
+    }
+
+    /// The thin Q (m x n).
+    fn thin_q(&self) -> Mat<f64> {
+        use faer::linalg::householder::{
+            apply_block_householder_sequence_on_the_left_in_place_scratch as scratch,
+            apply_block_householder_sequence_on_the_left_in_place_with_conj as apply,
+        };
+        let (m, n) = self.factors.shape();
+        let mut q = Mat::<f64>::identity(m, n);
+        let req = scratch::<f64>(m, self.coeff.nrows(), n);
+        let stack = &mut MemBuffer::new(req);
+        let (h, c) = (self.reflectors(), self.coeff.as_ref());
+        apply(
+            h,
+            c,
+            faer::Conj::No,
+            q.as_mut(),
+            self.par,
+            MemStack::new(stack),
+        );
+        q
+    }
+
+    /// Qᵀ x for the columns x of `x` (m rows), in place: the first n rows are the coordinates
+    /// of their projections on the span of A's columns in the basis of the thin Q. Applying the
+    /// reflectors costs about as much as one product with the thin Q, without forming it.
+    fn apply_qt(&self, x: &mut Mat<f64>) {
+        use faer::linalg::householder::{
+            apply_block_householder_sequence_transpose_on_the_left_in_place_scratch as scratch,
+            apply_block_householder_sequence_transpose_on_the_left_in_place_with_conj as apply,
+        };
+        let req = scratch::<f64>(self.factors.nrows(), self.coeff.nrows(), x.ncols());
+        let stack = &mut MemBuffer::new(req);
+        let (h, c) = (self.reflectors(), self.coeff.as_ref());
+        apply(
+            h,
+            c,
+            faer::Conj::No,
+            x.as_mut(),
+            self.par,
+            MemStack::new(stack),
+        );
+    }
+}
+
+/// Householder QR of `a` (m x n, m ≥ n): the thin Q (m x n) and R (n x n, upper triangular),
+/// with the given parallelism.
+fn thin_qr(a: Mat<f64>, par: Par) -> (Mat<f64>, Mat<f64>) {
+    let qr = HouseholderQr::new(a, par);
+    (qr.thin_q(), qr.r())
 }
 
 /// Matrix-vector products of the ε-profile's single removals with at least this many
@@ -377,6 +486,7 @@ impl SpanTracker {
             lazy: true,
             cache: None,
             use_cache: false,
+            par: Par::rayon(0),
         };
         if dim == 0 {
             tracker.probe_sin2.iter_mut().for_each(|s| *s = 1.0);
@@ -496,12 +606,58 @@ impl SpanTracker {
             lazy: true,
             cache: None,
             use_cache: false,
+            par: Par::rayon(0),
         };
         if dim == 0 {
             tracker.probe_sin2.iter_mut().for_each(|s| *s = 1.0);
         }
         tracker.lazy = false;
         tracker
+    }
+
+    /// Projects the pending directions (orthonormal) out of `w`, a vector of `dim` coordinates,
+    /// and returns its components on them: two matrix-vector products (classical Gram–Schmidt).
+    fn project_out_pending(&self, w: &mut [f64]) -> Vec<f64> {
+        let dim = self.dim;
+        let kp = self.pending.len() / dim.max(1);
+        let mut betas = vec![0.0; kp];
+        if kp == 0 {
+            return betas;
+        }
+        let wp = MatRef::from_column_major_slice(&self.pending, dim, kp);
+        let par = self.vector_par(dim * kp);
+        matmul(
+            MatMut::from_column_major_slice_mut(&mut betas, kp, 1),
+            Accum::Replace,
+            wp.transpose(),
+            MatRef::from_column_major_slice(w, dim, 1),
+            1.0,
+            par,
+        );
+        matmul(
+            MatMut::from_column_major_slice_mut(w, dim, 1),
+            Accum::Add,
+            wp,
+            MatRef::from_column_major_slice(&betas, kp, 1),
+            -1.0,
+            par,
+        );
+        betas
+    }
+
+    /// Parallelism of a matrix-vector product with `work` multiply-adds: [`par_for`], or
+    /// sequential where the tracker's products are.
+    fn vector_par(&self, work: usize) -> Par {
+        if matches!(self.par, Par::Seq) {
+            Par::Seq
+        } else {
+            par_for(work)
+        }
+    }
+
+    /// Sets the parallelism of the products and factorisations.
+    pub(crate) fn set_par(&mut self, par: Par) {
+        self.par = par;
     }
 
     /// Number of lost directions not yet projected out (tests).
@@ -566,30 +722,78 @@ impl SpanTracker {
             .filter(|&i| self.is_basis[i])
             .collect();
         let k = basis.len();
-        // Orthonormal basis of the current span: Householder QR of the basis members' coordinates.
-        let q = if k > 0 {
+
+        // Orthonormal basis Q of the current span: Householder QR of the basis members'
+        // coordinates, C_b = Q R. In that basis the basis members' coordinates are the columns of
+        // R (Qᵀ C_b = R) and their duals, biorthogonal to them inside the span, the columns of
+        // R⁻ᵀ: only the probes and the dependent members need products with Q, applied as its
+        // reflectors (on 512+512 ReLU the search ran 9% faster than with the thin Q formed).
+        let qr = (k > 0).then(|| {
             let cb = Mat::from_fn(old, k, |r, c| self.coords[basis[c] * old + r]);
-            cb.qr().compute_thin_Q()
-        } else {
-            Mat::zeros(old, 0)
-        };
-        let project = |src: &[f64], ids: &[usize]| -> Vec<f64> {
-            let mut out = vec![0.0; k * ids.len()];
-            if k == 0 || ids.is_empty() {
-                return out;
-            }
-            let x = Mat::from_fn(old, ids.len(), |r, c| src[ids[c] * old + r]);
-            let y = q.transpose() * &x;
-            for c in 0..ids.len() {
-                for r in 0..k {
-                    out[c * k + r] = y[(r, c)];
+            HouseholderQr::new(cb, self.par)
+        });
+        let r = qr
+            .as_ref()
+            .map_or_else(|| Mat::zeros(0, 0), HouseholderQr::r);
+        let project = |src: &[f64], ids: &[usize]| -> Mat<f64> {
+            let mut x = Mat::from_fn(old, ids.len(), |r, c| src[ids[c] * old + r]);
+            match &qr {
+                Some(qr) => {
+                    qr.apply_qt(&mut x);
+                    x.subrows(0, k).to_owned()
                 }
+                None => Mat::zeros(0, ids.len()),
+            }
+        };
+        let mut rank_of = vec![usize::MAX; self.member_alive.len()];
+        for (t, &i) in basis.iter().enumerate() {
+            rank_of[i] = t;
+        }
+        let deps: Vec<usize> = keep_members
+            .iter()
+            .copied()
+            .filter(|&i| !self.is_basis[i])
+            .collect();
+        let dep_coords = if k > 0 && !deps.is_empty() {
+            project(&self.coords, &deps)
+        } else {
+            Mat::zeros(k, deps.len())
+        };
+        let mut inv_t = Mat::<f64>::identity(k, k);
+        solve_lower_triangular_in_place(r.transpose(), inv_t.as_mut(), self.par);
+        let m = keep_members.len();
+        let mut coords = vec![0.0; k * m];
+        let mut duals = vec![0.0; k * m];
+        let mut d = 0;
+        for (c, &i) in keep_members.iter().enumerate() {
+            let (cc, dc) = (&mut coords[c * k..c * k + k], &mut duals[c * k..c * k + k]);
+            if let Some(&t) = rank_of.get(i).filter(|&&t| t != usize::MAX) {
+                for (row, v) in cc.iter_mut().enumerate().take(t + 1) {
+                    *v = r[(row, t)];
+                }
+                for (row, v) in dc.iter_mut().enumerate() {
+                    *v = inv_t[(row, t)];
+                }
+            } else {
+                for (row, v) in cc.iter_mut().enumerate() {
+                    *v = dep_coords[(row, d)];
+                }
+                d += 1;
+            }
+        }
+        let probes = if k > 0 && !keep_probes.is_empty() {
+            let y = project(&self.probes, keep_probes);
+            let mut out = vec![0.0; k * keep_probes.len()];
+            for (c, col) in out.chunks_exact_mut(k).enumerate() {
+                col.copy_from_slice(y.col(c).try_as_col_major().unwrap().as_slice());
             }
             out
+        } else {
+            vec![0.0; k * keep_probes.len()]
         };
-        self.coords = Arc::new(project(&self.coords, keep_members));
-        self.duals = Arc::new(project(&self.duals, keep_members));
-        self.probes = Arc::new(project(&self.probes, keep_probes));
+        self.coords = Arc::new(coords);
+        self.duals = Arc::new(duals);
+        self.probes = Arc::new(probes);
         self.dim = k;
         let pick_f = |v: &[f64], ids: &[usize]| ids.iter().map(|&i| v[i]).collect::<Vec<f64>>();
         let pick_b = |v: &[bool], ids: &[usize]| ids.iter().map(|&i| v[i]).collect::<Vec<bool>>();
@@ -653,10 +857,7 @@ impl SpanTracker {
         }
         let dim = self.dim;
         let mut w = self.duals[i * dim..i * dim + dim].to_vec();
-        for wk in self.pending.chunks_exact(dim.max(1)) {
-            let beta = dot(wk, &w);
-            axpy(-beta, wk, &mut w);
-        }
+        self.project_out_pending(&mut w);
         self.loss_along(i, w)
     }
 
@@ -707,8 +908,8 @@ impl SpanTracker {
         let mut dk = Mat::from_fn(dim, ids.len(), |r, c| self.duals[ids[c] * dim + r]);
         if kp > 0 && !ids.is_empty() {
             let wp = MatRef::from_column_major_slice(&self.pending, dim, kp);
-            let b = wp.transpose() * &dk;
-            matmul(dk.as_mut(), Accum::Add, wp, b.as_ref(), -1.0, Par::Seq);
+            let b = at_b(wp, dk.as_ref(), self.par);
+            matmul(dk.as_mut(), Accum::Add, wp, b.as_ref(), -1.0, self.par);
         }
         dk
     }
@@ -772,27 +973,7 @@ impl SpanTracker {
         let mut w = self.duals[i * dim..i * dim + dim].to_vec();
         // The current dual: the pending directions projected out.
         let kp = self.pending.len() / dim.max(1);
-        let mut betas = vec![0.0; kp];
-        if self.cache.is_some() && kp > 0 {
-            // Two matrix-vector products (classical Gram-Schmidt; the pending directions are
-            // orthonormal), faster than the loop below on long peeling passes.
-            let wp = MatRef::from_column_major_slice(&self.pending, dim, kp);
-            let mut bm = MatMut::from_column_major_slice_mut(&mut betas, kp, 1);
-            let wv = MatRef::from_column_major_slice(&w, dim, 1);
-            let par = par_for(dim * kp);
-            matmul(bm.as_mut(), Accum::Replace, wp.transpose(), wv, 1.0, par);
-            let mut wm = Mat::from_fn(dim, 1, |r, _| w[r]);
-            matmul(wm.as_mut(), Accum::Add, wp, bm.as_ref(), -1.0, par);
-            for (r, x) in w.iter_mut().enumerate() {
-                *x = wm[(r, 0)];
-            }
-        } else {
-            for (wk, b) in self.pending.chunks_exact(dim.max(1)).zip(betas.iter_mut()) {
-                let beta = dot(wk, &w);
-                axpy(-beta, wk, &mut w);
-                *b = beta;
-            }
-        }
+        let betas = self.project_out_pending(&mut w);
         let wn = dot(&w, &w).sqrt();
         if wn == 0.0 || !wn.is_finite() {
             return;
@@ -852,11 +1033,23 @@ impl SpanTracker {
         if self.lazy {
             // The span loses w: update the sines now (w is orthogonal to the pending directions,
             // so the stored probe coordinates give the same inner products), the arrays later.
-            for p in 0..self.probe_alive.len() {
+            // The inner products are one matrix-vector product.
+            let q = self.probe_alive.len();
+            let mut y = vec![0.0; q];
+            if q > 0 && dim > 0 {
+                matmul(
+                    MatMut::from_column_major_slice_mut(&mut y, q, 1),
+                    Accum::Replace,
+                    MatRef::from_column_major_slice(&self.probes, dim, q).transpose(),
+                    MatRef::from_column_major_slice(&w, dim, 1),
+                    1.0,
+                    self.vector_par(dim * q),
+                );
+            }
+            for (p, &beta) in y.iter().enumerate() {
                 if !self.probe_alive[p] {
                     continue;
                 }
-                let beta = dot(&self.probes[p * dim..p * dim + dim], &w);
                 if beta != 0.0 {
                     let s = self.probe_sin2[p] + beta * beta / self.probe_norm2[p];
                     self.probe_sin2[p] = s.min(1.0);
@@ -900,6 +1093,24 @@ impl SpanTracker {
                 axpy(-beta, &w, cj);
             }
         }
+    }
+
+    /// Whether a present dependent member outside `removed` has a component above the sine
+    /// tolerance on the span of the orthonormal columns of `w`.
+    fn carries(&self, w: &Mat<f64>, removed: &std::collections::HashSet<usize>) -> bool {
+        let (dim, k) = (self.dim, w.ncols());
+        let deps: Vec<usize> = (0..self.member_alive.len())
+            .filter(|&d| self.member_alive[d] && !self.is_basis[d] && !removed.contains(&d))
+            .collect();
+        if deps.is_empty() {
+            return false;
+        }
+        let cd = Mat::from_fn(dim, deps.len(), |r, c| self.coords[deps[c] * dim + r]);
+        let x = at_b(w.as_ref(), cd.as_ref(), self.par);
+        (0..deps.len()).any(|c| {
+            let n2: f64 = (0..k).map(|r| x[(r, c)] * x[(r, c)]).sum();
+            n2.sqrt() / self.member_norm2[deps[c]].sqrt() > self.sine_tol
+        })
     }
 
     /// Removes several members at once. When no remaining dependent member carries one of the
@@ -950,24 +1161,12 @@ impl SpanTracker {
         // Orthonormal basis W of the lost directions: thin QR of the removed members' current
         // duals (stored duals minus their pending components; W is orthogonal to the pending
         // directions).
-        let dk = self.current_duals(&basis_out);
-        let w = orthonormal_basis(dk);
-        let deps: Vec<usize> = (0..self.member_alive.len())
-            .filter(|&d| self.member_alive[d] && !self.is_basis[d] && !removed.contains(&d))
-            .collect();
-        if !deps.is_empty() {
-            let cd = Mat::from_fn(dim, deps.len(), |r, c| self.coords[deps[c] * dim + r]);
-            let x = w.transpose() * &cd;
-            let carries = (0..deps.len()).any(|c| {
-                let n2: f64 = (0..k).map(|r| x[(r, c)] * x[(r, c)]).sum();
-                n2.sqrt() / self.member_norm2[deps[c]].sqrt() > self.sine_tol
-            });
-            if carries {
-                for &i in &ids {
-                    self.remove_member(i);
-                }
-                return;
+        let w = orthonormal_basis(self.current_duals(&basis_out), self.par);
+        if self.carries(&w, &removed) {
+            for &i in &ids {
+                self.remove_member(i);
             }
+            return;
         }
         for &i in &ids {
             self.member_alive[i] = false;
@@ -979,7 +1178,11 @@ impl SpanTracker {
         // coordinates give the current components, W being orthogonal to the pending part).
         let q = self.probe_alive.len();
         if q > 0 && dim > 0 {
-            let b = w.transpose() * MatRef::from_column_major_slice(&self.probes, dim, q);
+            let b = at_b(
+                w.as_ref(),
+                MatRef::from_column_major_slice(&self.probes, dim, q),
+                self.par,
+            );
             for p in 0..q {
                 if !self.probe_alive[p] {
                     continue;
@@ -1012,13 +1215,15 @@ impl SpanTracker {
     fn remove_members_reexpress(&mut self, ids: &[usize], rem_basis: &[usize]) -> bool {
         let dim = self.dim;
         let r = rem_basis.len();
-        let q_mat = Mat::from_fn(dim, r, |row, c| self.coords[rem_basis[c] * dim + row])
-            .qr()
-            .compute_thin_Q();
+        let q_mat = thin_qr(
+            Mat::from_fn(dim, r, |row, c| self.coords[rem_basis[c] * dim + row]),
+            self.par,
+        )
+        .0;
         // Coordinates on Q and squared residual norms of a set of columns.
         let split = |buf: &[f64], cols: usize| -> (Mat<f64>, Vec<f64>) {
             let x = MatRef::from_column_major_slice(buf, dim, cols);
-            let b = q_mat.transpose() * x;
+            let b = at_b(q_mat.as_ref(), x, self.par);
             let mut res = x.to_owned();
             matmul(
                 res.as_mut(),
@@ -1061,7 +1266,11 @@ impl SpanTracker {
                 self.probe_sin2[p] = s.min(1.0);
             }
         }
-        let new_duals = q_mat.transpose() * MatRef::from_column_major_slice(&self.duals, dim, m);
+        let new_duals = at_b(
+            q_mat.as_ref(),
+            MatRef::from_column_major_slice(&self.duals, dim, m),
+            self.par,
+        );
         let flat = |x: &Mat<f64>| -> Vec<f64> {
             let mut v = Vec::with_capacity(x.nrows() * x.ncols());
             for c in 0..x.ncols() {
@@ -1187,7 +1396,7 @@ mod tests {
             cholqr_pass(&mut w) && cholqr_pass(&mut w),
             "took the fallback"
         );
-        let q = orthonormal_basis(m.clone());
+        let q = orthonormal_basis(m.clone(), Par::Seq);
         assert_eq!((q.nrows(), q.ncols()), (dim, k));
         let (orth, res) = check(&m, &q);
         assert!(orth < 1e-14, "orthogonality {orth}");
@@ -1205,9 +1414,92 @@ mod tests {
         }
         let mut w = m.clone();
         assert!(!(cholqr_pass(&mut w) && cholqr_pass(&mut w)));
-        let q = orthonormal_basis(m.clone());
+        let q = orthonormal_basis(m.clone(), Par::Seq);
         let (orth, res) = check(&m, &q);
         assert!(orth < 1e-13, "orthogonality {orth}");
         assert!(res < 1e-12, "residual {res}");
+    }
+
+    /// A tracker over `m` random members and `q` random probes in R^rows (a few members
+    /// dependent on others).
+    fn random_tracker(m: usize, q: usize, rows: usize, seed: u64) -> SpanTracker {
+        let mut rng = SplitMix64::new(seed);
+        let mut members: Vec<Vec<f64>> = (0..m)
+            .map(|_| (0..rows).map(|_| rng.normal()).collect())
+            .collect();
+        for j in (5..m).step_by(7) {
+            let (a, b) = (members[j - 5].clone(), members[j - 3].clone());
+            members[j] = a.iter().zip(&b).map(|(x, y)| 0.5 * x - 2.0 * y).collect();
+        }
+        let probes: Vec<Vec<f64>> = (0..q)
+            .map(|_| (0..rows).map(|_| rng.normal()).collect())
+            .collect();
+        let d = |a: &[f64], b: &[f64]| dot(a, b);
+        SpanTracker::new(
+            m,
+            probes.iter().map(|p| d(p, p)).collect(),
+            &|i, j| d(&members[i], &members[j]),
+            &|i, p| d(&members[i], &probes[p]),
+            1e-6,
+        )
+    }
+
+    #[test]
+    fn compaction_keeps_sines_and_gives_biorthogonal_duals() {
+        let mut t = random_tracker(60, 50, 90, 21);
+        // Lost directions left pending, then a compaction of what remains.
+        t.remove_members(&[1, 4, 9, 16, 25, 36, 49, 2, 3, 7, 8, 11]);
+        for i in [13, 17, 19] {
+            t.remove_member(i);
+        }
+        for p in [0, 5, 10] {
+            t.remove_probe(p);
+        }
+        let mut plain = t.clone();
+        let keep_m: Vec<usize> = (0..60).filter(|&i| t.member_alive(i)).collect();
+        let keep_p: Vec<usize> = (0..50).filter(|&p| t.probe_alive[p]).collect();
+        let before: Vec<f64> = keep_p.iter().map(|&p| t.sin2(p)).collect();
+        t.compact(&keep_m, &keep_p);
+        assert_eq!(
+            t.dim(),
+            t.rank(),
+            "the coordinate space is the current span"
+        );
+        for (c, &b) in before.iter().enumerate() {
+            assert_eq!(t.sin2(c), b, "compaction leaves the sines as they are");
+        }
+        // Duals biorthogonal to the basis members' coordinates.
+        let dim = t.dim();
+        let basis: Vec<usize> = (0..keep_m.len()).filter(|&c| t.is_basis[c]).collect();
+        let mut worst: f64 = 0.0;
+        for &i in &basis {
+            for &j in &basis {
+                let g = dot(
+                    &t.coords[i * dim..i * dim + dim],
+                    &t.duals[j * dim..j * dim + dim],
+                );
+                worst = worst.max((g - if i == j { 1.0 } else { 0.0 }).abs());
+            }
+        }
+        assert!(worst < 1e-10, "biorthogonality {worst}");
+        // Later removals give the same sines with and without the compaction.
+        let gone = [20, 21, 22, 30, 31, 33, 34, 37, 38, 40];
+        plain.remove_members(&gone);
+        let local: Vec<usize> = gone
+            .iter()
+            .map(|g| keep_m.iter().position(|k| k == g).unwrap())
+            .collect();
+        t.remove_members(&local);
+        let mut diff: f64 = 0.0;
+        for (c, &p) in keep_p.iter().enumerate() {
+            diff = diff.max((t.sin2(c) - plain.sin2(p)).abs());
+        }
+        assert!(diff < 1e-12, "sines differ by {diff}");
+        let moved = keep_p
+            .iter()
+            .zip(&before)
+            .map(|(&p, &b)| plain.sin2(p) - b)
+            .fold(0.0, f64::max);
+        assert!(moved > 1e-3, "the removals moved the sines by {moved} only");
     }
 }
