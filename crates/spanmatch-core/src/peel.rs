@@ -379,10 +379,13 @@ impl Peeler {
     }
 
     /// Whether removing the present neuron `u` alone would put a present member of `watch` above
-    /// `max(eps, sine tolerance)`. Computed exactly as the removal computes the sines, without
-    /// changing the peeler: when it returns true, `remove_all(&[u])` followed by
+    /// `max(eps, sine tolerance)`, without changing the peeler. The lost direction is computed
+    /// exactly as the removal computes it, and the watched sines from it as the removal updates
+    /// them up to the rounding of one inner product (the removal takes all of them from one
+    /// matrix-vector product): when it returns true, `remove_all(&[u])` followed by
     /// [`peel_until_keeping_any`](Self::peel_until_keeping_any) with `watch` as its critical
-    /// neurons returns false at its first check.
+    /// neurons returns false at its first check, except for a sine equal to the limit to the
+    /// last bits.
     pub(crate) fn removal_dooms(
         &self,
         u: (Side, usize),

@@ -159,8 +159,10 @@ pub fn v_minimal(
     found.unwrap_or_else(|| (start.members(Side::A), start.members(Side::B)))
 }
 
-/// A state that trials start from is compacted below this density (num, den)...
-const STATE_COMPACT_AT: (usize, usize) = (2, 3);
+/// A state that trials start from is compacted below this density (num, den)... (3/4 against
+/// 2/3, ReLU layers at ε 0.5: 1024+1024 169–174 s against 185–192 s, 512+512 12.5–12.8 s
+/// against 13.2–13.3 s; planted blocks at 512+512 pay 7–12%, docs/benchmarks.md.)
+const STATE_COMPACT_AT: (usize, usize) = (3, 4);
 /// ...and a trial only below this one: trials do not each redo the same compaction.
 const TRIAL_COMPACT_AT: (usize, usize) = (1, 4);
 /// Longest run of candidates tried at once. Runs double after each accepted run; on layers

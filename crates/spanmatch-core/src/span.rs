@@ -915,9 +915,9 @@ impl SpanTracker {
     }
 
     /// [`lost_on_removal`](Self::lost_on_removal) for several members at once: the pending
-    /// directions are projected out of all their duals with two matrix products (classical
-    /// instead of modified Gram–Schmidt against orthonormal directions: the same directions up
-    /// to rounding). Entry t is the effect of removing `ids[t]` alone.
+    /// directions are projected out of all their duals with two matrix products instead of two
+    /// matrix-vector products each (the same directions up to rounding). Entry t is the effect
+    /// of removing `ids[t]` alone.
     pub(crate) fn lost_on_removals(&self, ids: &[usize]) -> Vec<Lost> {
         let dim = self.dim;
         let kp = self.pending.len() / dim.max(1);
@@ -943,7 +943,8 @@ impl SpanTracker {
     }
 
     /// Squared sine of alive probe `p` after the span loses the unit direction `w` (as
-    /// [`remove_member`](Self::remove_member) updates it).
+    /// [`remove_member`](Self::remove_member) updates it, up to the rounding of the inner
+    /// product, which the removal takes from a matrix-vector product).
     pub(crate) fn sin2_without(&self, p: usize, w: &[f64]) -> f64 {
         let dim = self.dim;
         let beta = dot(&self.probes[p * dim..p * dim + dim], w);
