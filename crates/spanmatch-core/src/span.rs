@@ -203,7 +203,6 @@ fn orthonormal_basis(m: Mat<f64>, par: Par) -> Mat<f64> {
     if cholqr_pass(&mut w) && cholqr_pass(&mut w) {
         return w;
     }
-
     thin_qr(m, par).0
 }
 
@@ -722,7 +721,6 @@ impl SpanTracker {
             .filter(|&i| self.is_basis[i])
             .collect();
         let k = basis.len();
-
         // Orthonormal basis Q of the current span: Householder QR of the basis members'
         // coordinates, C_b = Q R. In that basis the basis members' coordinates are the columns of
         // R (Qᵀ C_b = R) and their duals, biorthogonal to them inside the span, the columns of
