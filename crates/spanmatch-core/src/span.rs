@@ -614,14 +614,16 @@ impl SpanTracker {
         tracker
     }
 
-    /// Projects the pending directions (orthonormal) out of `w`, a vector of `dim` coordinates,
-    /// and returns its components on them: two matrix-vector products (classical Gram–Schmidt).
-    fn project_out_pending(&self, w: &mut [f64]) -> Vec<f64> {
+    /// Member `i`'s current dual (its stored dual with the pending directions, orthonormal,
+    /// projected out) and its components on those directions: two matrix-vector products
+    /// (classical Gram–Schmidt).
+    fn current_dual(&self, i: usize) -> (Vec<f64>, Vec<f64>) {
         let dim = self.dim;
+        let mut w = self.duals[i * dim..i * dim + dim].to_vec();
         let kp = self.pending.len() / dim.max(1);
         let mut betas = vec![0.0; kp];
         if kp == 0 {
-            return betas;
+            return (w, betas);
         }
         let wp = MatRef::from_column_major_slice(&self.pending, dim, kp);
         let par = self.vector_par(dim * kp);
@@ -629,19 +631,19 @@ impl SpanTracker {
             MatMut::from_column_major_slice_mut(&mut betas, kp, 1),
             Accum::Replace,
             wp.transpose(),
-            MatRef::from_column_major_slice(w, dim, 1),
+            MatRef::from_column_major_slice(&w, dim, 1),
             1.0,
             par,
         );
         matmul(
-            MatMut::from_column_major_slice_mut(w, dim, 1),
+            MatMut::from_column_major_slice_mut(&mut w, dim, 1),
             Accum::Add,
             wp,
             MatRef::from_column_major_slice(&betas, kp, 1),
             -1.0,
             par,
         );
-        betas
+        (w, betas)
     }
 
     /// Parallelism of a matrix-vector product with `work` multiply-adds: [`par_for`], or
@@ -733,15 +735,17 @@ impl SpanTracker {
         let r = qr
             .as_ref()
             .map_or_else(|| Mat::zeros(0, 0), HouseholderQr::r);
-        let project = |src: &[f64], ids: &[usize]| -> Mat<f64> {
-            let mut x = Mat::from_fn(old, ids.len(), |r, c| src[ids[c] * old + r]);
-            match &qr {
-                Some(qr) => {
-                    qr.apply_qt(&mut x);
-                    x.subrows(0, k).to_owned()
+        // Qᵀ x for the given columns, keeping the first k rows, packed column by column.
+        let project = |src: &[f64], ids: &[usize]| -> Vec<f64> {
+            let mut out = vec![0.0; k * ids.len()];
+            if let (Some(qr), false) = (&qr, ids.is_empty()) {
+                let mut x = Mat::from_fn(old, ids.len(), |r, c| src[ids[c] * old + r]);
+                qr.apply_qt(&mut x);
+                for (c, col) in out.chunks_exact_mut(k).enumerate() {
+                    col.copy_from_slice(&x.col(c).try_as_col_major().unwrap().as_slice()[..k]);
                 }
-                None => Mat::zeros(0, ids.len()),
             }
+            out
         };
         let mut rank_of = vec![usize::MAX; self.member_alive.len()];
         for (t, &i) in basis.iter().enumerate() {
@@ -752,11 +756,7 @@ impl SpanTracker {
             .copied()
             .filter(|&i| !self.is_basis[i])
             .collect();
-        let dep_coords = if k > 0 && !deps.is_empty() {
-            project(&self.coords, &deps)
-        } else {
-            Mat::zeros(k, deps.len())
-        };
+        let dep_coords = project(&self.coords, &deps);
         let mut inv_t = Mat::<f64>::identity(k, k);
         solve_lower_triangular_in_place(r.transpose(), inv_t.as_mut(), self.par);
         let m = keep_members.len();
@@ -773,25 +773,13 @@ impl SpanTracker {
                     *v = inv_t[(row, t)];
                 }
             } else {
-                for (row, v) in cc.iter_mut().enumerate() {
-                    *v = dep_coords[(row, d)];
-                }
+                cc.copy_from_slice(&dep_coords[d * k..d * k + k]);
                 d += 1;
             }
         }
-        let probes = if k > 0 && !keep_probes.is_empty() {
-            let y = project(&self.probes, keep_probes);
-            let mut out = vec![0.0; k * keep_probes.len()];
-            for (c, col) in out.chunks_exact_mut(k).enumerate() {
-                col.copy_from_slice(y.col(c).try_as_col_major().unwrap().as_slice());
-            }
-            out
-        } else {
-            vec![0.0; k * keep_probes.len()]
-        };
+        self.probes = Arc::new(project(&self.probes, keep_probes));
         self.coords = Arc::new(coords);
         self.duals = Arc::new(duals);
-        self.probes = Arc::new(probes);
         self.dim = k;
         let pick_f = |v: &[f64], ids: &[usize]| ids.iter().map(|&i| v[i]).collect::<Vec<f64>>();
         let pick_b = |v: &[bool], ids: &[usize]| ids.iter().map(|&i| v[i]).collect::<Vec<bool>>();
@@ -853,10 +841,7 @@ impl SpanTracker {
         if let Some(lost) = self.trivial_loss(i) {
             return lost;
         }
-        let dim = self.dim;
-        let mut w = self.duals[i * dim..i * dim + dim].to_vec();
-        self.project_out_pending(&mut w);
-        self.loss_along(i, w)
+        self.loss_along(i, self.current_dual(i).0)
     }
 
     /// The cases of [`lost_on_removal`](Self::lost_on_removal) that need no direction: `None`
@@ -969,10 +954,8 @@ impl SpanTracker {
         }
         self.is_basis[i] = false;
         let dim = self.dim;
-        let mut w = self.duals[i * dim..i * dim + dim].to_vec();
-        // The current dual: the pending directions projected out.
         let kp = self.pending.len() / dim.max(1);
-        let betas = self.project_out_pending(&mut w);
+        let (mut w, betas) = self.current_dual(i);
         let wn = dot(&w, &w).sqrt();
         if wn == 0.0 || !wn.is_finite() {
             return;
