@@ -10,12 +10,10 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _native
+from ._options import DEFAULT_EPS, Options, options_from
 from ._result import MaxMatch, Profile, Result, SimpleMatch
 
 __all__ = ["DEFAULT_EPS", "Accumulator", "Stats", "compare", "analyse", "as_activations", "flat_length"]
-
-#: The ε values used when none are given (those of the paper's figures).
-DEFAULT_EPS: Tuple[float, ...] = (0.15, 0.2, 0.25, 0.3, 0.5)
 
 PathLike = Union[str, "os.PathLike[str]"]
 ArrayLike = Any
@@ -205,33 +203,10 @@ class Stats:
             names = (names,)
         return json.loads(self._native.measures(list(names)))
 
-    def result(
-        self,
-        eps: Sequence[float] = DEFAULT_EPS,
-        measures: Sequence[str] = ("cka",),
-        dead: str = "drop",
-        tol: Optional[float] = None,
-        name: str = "layer",
-        simple: Optional[float] = None,
-        center: bool = False,
-        null: Optional[str] = None,
-        null_draws: int = 10,
-        seed: int = 0,
-    ) -> Result:
-        """The full :class:`Result` of this layer pair (as ``spanmatch.compare`` gives it); the
-        arguments are those of :func:`spanmatch.compare`."""
-        return analyse(
-            {name: self},
-            eps=eps,
-            measures=measures,
-            dead=dead,
-            tol=tol,
-            simple=simple,
-            center=center,
-            null=null,
-            null_draws=null_draws,
-            seed=seed,
-        )
+    def result(self, options: Optional[Options] = None, name: str = "layer", **kwargs: Any) -> Result:
+        """The full :class:`Result` of this layer pair (as ``spanmatch.compare`` gives it), with
+        ``options`` (a :class:`spanmatch.Options`) and/or its fields as keyword arguments."""
+        return analyse({name: self}, options, **kwargs)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Stats) and self._native == other._native
@@ -365,67 +340,44 @@ def _emit(warns: Iterable[str]) -> List[str]:
     return out
 
 
-def _eps_list(eps: Union[float, Sequence[float]]) -> List[float]:
-    if isinstance(eps, (int, float)):
-        return [float(eps)]
-    return [float(e) for e in eps]
-
-
-def _measure_list(measures: Union[str, Sequence[str], None]) -> List[str]:
-    if measures is None:
-        return []
-    if isinstance(measures, str):
-        return [measures]
-    return list(measures)
-
-
 def analyse(
     stats: Mapping[str, Stats],
-    eps: Sequence[float] = DEFAULT_EPS,
-    measures: Sequence[str] = ("cka",),
-    dead: str = "drop",
-    tol: Optional[float] = None,
-    simple: Optional[float] = None,
+    options: Optional[Options] = None,
+    *,
     names_b: Optional[Mapping[str, str]] = None,
     shapes: Optional[Mapping[str, Tuple[Sequence[int], Sequence[int]]]] = None,
     label_a: str = "a",
     label_b: str = "b",
     layout: str = "nchw",
-    curves: bool = False,
-    center: bool = False,
-    null: Optional[str] = None,
-    null_draws: int = 10,
-    seed: int = 0,
-    bootstrap: Optional[int] = None,
     chunks: Optional[Mapping[str, Sequence[Stats]]] = None,
+    **kwargs: Any,
 ) -> Result:
-    """Analyses finished statistics, one per layer pair, into a :class:`Result`.
+    """Analyses finished statistics, one per layer pair, into a :class:`Result`: the one analysis
+    step behind every front (numpy, Dask, PyTorch).
 
     Args:
         stats: layer name -> :class:`Stats`, in the order the result lists them.
-        eps: the ε values, each in [0, 1].
-        measures: basis-invariant measures to add (``cka``, ``cca``, ``svcca``, ``pwcca``,
-            ``procrustes``; ``match`` is always computed).
-        dead: ``"drop"`` (dead neurons stay out of matches but count in mms) or ``"match"``.
-        tol: sine tolerance (default 1e-6): sines at or below it count as 0.
-        simple: also the simple matches of every layer at this ε.
+        options: what to compute (a :class:`spanmatch.Options`, a dict of its fields, or None
+            for the defaults); keyword arguments named after its fields override it
+            (``eps=(0.25,)``, ``null="rotate"``, ...).
         names_b: net B's layer name per layer, where it differs.
         shapes: per layer, the array shapes of A and B (for the record).
-        label_a, label_b: what the result calls the two sides (``file_a``/``file_b``).
+        label_a, label_b: what the result calls the two sides.
         layout: recorded in the result.
-        curves: also sample every ε-profile on a 0.01 grid (``Result.curves``).
-        center: also the match of the mean-centred activations (``LayerResult.centered``).
-        null: ``"rotate"`` adds the neuron-basis null (``LayerResult.null``): net B's layer
-            rotated by ``null_draws`` Haar-random orthogonal matrices seeded by ``seed``.
-        null_draws: number of rotations.
-        seed: seed of the rotations and of the bootstrap (the same on every machine).
-        bootstrap: resamples of the bootstrap over chunks of inputs (``LayerResult.intervals``:
-            95% percentile intervals of mms at each ε and of linear CKA); needs ``chunks``.
         chunks: layer name -> the statistics of consecutive chunks of the inputs (their sum is
-            the layer's statistics).
+            the layer's statistics); needed by ``bootstrap``.
+        **kwargs: fields of :class:`spanmatch.Options`.
+
+    Raises:
+        TypeError: an unknown keyword argument (the message lists the valid ones), a value that
+            is not :class:`Stats`.
+        ValueError: invalid options (the message names the option).
     """
+    opts = options_from(
+        options, kwargs, "analyse", extra=("names_b", "shapes", "label_a", "label_b", "layout", "chunks")
+    )
     names = list(stats)
-    if bootstrap is not None and not chunks:
+    if opts.bootstrap is not None and not chunks:
         raise ValueError("bootstrap: give the per-chunk statistics of every layer in chunks=")
     chunk_lists: List[List[Any]] = []
     if chunks:
@@ -444,24 +396,13 @@ def analyse(
         [names_b.get(n) if names_b.get(n) != n else None for n in names],
         [[int(v) for v in shapes[n][0]] if n in shapes else [] for n in names],
         [[int(v) for v in shapes[n][1]] if n in shapes else [] for n in names],
-        _eps_list(eps),
-        _measure_list(measures),
-        dead,
-        tol,
-        simple,
-        0,
-        int(seed),
+        json.dumps(opts.to_dict()),
         label_a,
         label_b,
         layout,
-        curves,
-        center,
-        null,
-        int(null_draws),
-        bootstrap,
         chunk_lists,
     )
-    return Result(json.loads(report), tables, _emit(warns), curve_list if curves else None)
+    return Result(json.loads(report), tables, _emit(warns), curve_list if opts.curve else None)
 
 
 def _chunk_bounds(n: int, k: int) -> List[int]:
@@ -477,20 +418,11 @@ def _is_path(x: Any) -> bool:
 def compare(
     a: Union[ArrayLike, Mapping[str, ArrayLike], PathLike],
     b: Union[ArrayLike, Mapping[str, ArrayLike], PathLike],
-    eps: Sequence[float] = DEFAULT_EPS,
-    measures: Sequence[str] = ("cka",),
-    dead: str = "drop",
+    options: Optional[Options] = None,
+    *,
     layout: str = "nchw",
     layers: Optional[Sequence[str]] = None,
-    tol: Optional[float] = None,
-    simple: Optional[float] = None,
-    curves: bool = False,
-    center: bool = False,
-    null: Optional[str] = None,
-    null_draws: int = 10,
-    seed: int = 0,
-    bootstrap: Optional[int] = None,
-    chunks: int = 20,
+    **kwargs: Any,
 ) -> Result:
     """To what extent do two nets learn the same representation? Maximum span matches per layer.
 
@@ -506,71 +438,39 @@ def compare(
             ``__dlpack__``; float16/bfloat16/float32/float64; C or Fortran order, read in place),
             a dict layer name -> array, or the path of a .npy/.npz/.safetensors file.
         b: net B's activations on the same inputs in the same order, in the same form.
-        eps: the ε values, each in [0, 1] (sine of the largest angle allowed between a neuron's
-            vector and the other net's span).
-        measures: basis-invariant measures from the same statistics (``cka``, ``cca``,
-            ``svcca``, ``pwcca``, ``procrustes``).
-        dead: dead (all-zero) neurons: ``"drop"`` leaves them out of matches, counting them in
-            mms's denominator (the reference code); ``"match"`` puts them in every match.
+        options: what to compute: a :class:`spanmatch.Options` (or a dict of its fields); None:
+            the defaults (ε = 0.15, 0.2, 0.25, 0.3, 0.5; linear CKA; the centred match beside
+            the uncentred one).
         layout: ``"nchw"`` (channels first) or ``"nhwc"`` (channels last) for rank ≥ 3 arrays.
         layers: the layers to compare (dicts and files); default: every layer of ``a`` also in
             ``b``, in ``a``'s order.
-        tol: sine tolerance (default 1e-6).
-        simple: also the simple matches of every layer at this ε.
-        curves: also sample every ε-profile on a 0.01 grid (``Result.curves``).
-        center: also the match of the mean-centred activations, beside the paper's uncentred
-            one (``LayerResult.centered``): uncentred asks whether a neuron's whole vector, its
-            mean included, lies in the other span; centred ignores a shared constant offset, the
-            question CKA and CCA ask.
-        null: ``"rotate"``: the neuron-basis null (``LayerResult.null``): mms against net B's
-            layer rotated by random orthogonal matrices, which keeps the span and destroys the
-            neuron basis; mms minus the null is the part of the match carried by the neurons.
-        null_draws: number of rotations of the null.
-        seed: seed of the rotations and of the bootstrap.
-        bootstrap: resamples of a bootstrap over ``chunks`` chunks of consecutive inputs
-            (``LayerResult.intervals``: 95% intervals of mms at each ε and of linear CKA). The
-            chunks' statistics are kept apart in the same pass: memory
-            chunks x (n1+n2)² x 8 bytes per layer.
-        chunks: chunks of inputs for ``bootstrap`` (the rows of one input stay together).
+        **kwargs: fields of :class:`spanmatch.Options`, overriding ``options``: ``eps``,
+            ``measures``, ``dead``, ``tol``, ``center``, ``null`` / ``null_draws``,
+            ``bootstrap`` / ``chunks``, ``simple`` / ``orders``, ``seed``, ``curve``, ... (see
+            :class:`spanmatch.Options` for each). ``curves`` is accepted for ``curve``.
 
     Returns:
         A :class:`Result`; ``result.to_dict()`` has the schema of ``spanmatch compare --json``.
 
     Raises:
         FileNotFoundError: a path that does not exist.
-        TypeError: an unsupported element type or argument type.
+        TypeError: an unsupported element type or argument type, an unknown keyword argument
+            (the message lists the valid ones).
         ValueError: NaN/Inf (with its position), mismatched rows, wrong rank, ε outside [0, 1],
             unknown layers or measures.
     """
-    eps_l = _eps_list(eps)
-    meas = _measure_list(measures)
+    opts = options_from(options, kwargs, "compare", extra=("layout", "layers"))
     if _is_path(a) or _is_path(b):
         if not (_is_path(a) and _is_path(b)):
             raise TypeError("compare: give two file paths, or two arrays / dicts of arrays, not a mix")
         report, tables, warns, curve_list = _native.compare_files(
             os.fspath(a),
             os.fspath(b),
-            eps_l,
-            meas,
-            dead,
-            tol,
+            json.dumps(opts.to_dict()),
             layout,
             list(layers or []),
-            simple,
-            0,
-            int(seed),
-            None,
-            None,
-            16,
-            False,
-            curves,
-            center,
-            null,
-            int(null_draws),
-            bootstrap,
-            int(chunks),
         )
-        return Result(json.loads(report), tables, _emit(warns), curve_list if curves else None)
+        return Result(json.loads(report), tables, _emit(warns), curve_list if opts.curve else None)
 
     if isinstance(a, Mapping) != isinstance(b, Mapping):
         raise TypeError("compare: a and b must both be arrays or both be dicts of layer name -> array")
@@ -598,6 +498,7 @@ def compare(
     stats: Dict[str, Stats] = {}
     chunk_stats: Dict[str, List[Stats]] = {}
     shapes: Dict[str, Tuple[Sequence[int], Sequence[int]]] = {}
+    bootstrap, chunks = opts.bootstrap, opts.chunks
     if bootstrap is not None and int(chunks) < 1:
         raise ValueError(f"chunks must be at least 1, got {chunks}")
     for name, (xa, xb) in pairs.items():
@@ -623,20 +524,4 @@ def compare(
             raise type(e)(f"layer '{name}': {e}") from None
         stats[name] = acc.finish()
         shapes[name] = (np.shape(va), np.shape(vb))
-    return analyse(
-        stats,
-        eps=eps_l,
-        measures=meas,
-        dead=dead,
-        tol=tol,
-        simple=simple,
-        shapes=shapes,
-        layout=layout,
-        curves=curves,
-        center=center,
-        null=null,
-        null_draws=null_draws,
-        seed=seed,
-        bootstrap=bootstrap,
-        chunks=chunk_stats or None,
-    )
+    return analyse(stats, opts, shapes=shapes, layout=layout, chunks=chunk_stats or None)

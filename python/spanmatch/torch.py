@@ -1125,7 +1125,7 @@ def _cross(
     if stats:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res = analyse(stats, eps=eps, measures=("cka",), dead=dead, tol=tol)
+            res = analyse(stats, eps=eps, measures=("cka",), dead=dead, tol=tol, center=False)
         for layer in res.layers:
             i, j = where[layer.name]
             mms[:, i, j] = layer.mms

@@ -2,6 +2,7 @@
 //! `spanmatch compare --json` and of Python's `Result.to_dict()`), and the analysis of one layer
 //! pair's statistics that every front shares ([`analyse_layer`]).
 
+use crate::options::{NullKind, Options};
 use crate::progress::Progress;
 use crate::report::{
     mean_std, CenteredReport, IntervalReport, IntervalsReport, LayerMeasures, LayerReport, Report,
@@ -12,8 +13,8 @@ use anyhow::{bail, Context, Result};
 use faer::MatRef;
 use spanmatch_core::controls;
 use spanmatch_core::measures::{self, FlattenedKernels, Measure};
-use spanmatch_core::simple::{simple_matches, SimpleOptions};
-use spanmatch_core::{DeadPolicy, JointStats, MatchOptions, MatchProblem, Profile, Tolerances};
+use spanmatch_core::simple::simple_matches;
+use spanmatch_core::{DeadPolicy, JointStats, MatchProblem, Profile};
 use spanmatch_io::{ActivationFile, Format, LayerReader, Layout};
 use std::ops::ControlFlow;
 use std::path::Path;
@@ -21,82 +22,11 @@ use std::path::Path;
 /// Step of the ε grid on which the ε-profile curve is sampled (reports and figures).
 pub const PROFILE_GRID_STEP: f64 = 0.01;
 
-/// The ε values used when none are given: those of the paper's figures.
-pub const DEFAULT_EPS: [f64; 5] = [0.15, 0.2, 0.25, 0.3, 0.5];
-
-/// The names accepted for the measures, in words (for error messages).
-pub const MEASURE_NAMES: &str = "match, cka, cca, svcca, pwcca, procrustes";
-
-/// What to compute for each layer pair once its statistics are known.
-#[derive(Debug, Clone)]
-pub struct AnalyseOptions {
-    /// The ε values (each in [0, 1]).
-    pub eps: Vec<f64>,
-    /// Tolerances and dead-neuron policy.
-    pub matching: MatchOptions,
-    /// Basis-invariant measures computed from the same statistics.
-    pub measures: Vec<Measure>,
-    /// Simple matches, when wanted.
-    pub simple: Option<SimpleOptions>,
-    /// Also sample the ε-profile curve on [`PROFILE_GRID_STEP`] (for reports).
-    pub curve: bool,
-    /// Also the match of the mean-centred activations (exact from the same statistics).
-    pub center: bool,
-    /// Also the neuron-basis null: net B's layer rotated by random orthogonal matrices.
-    pub null: Option<NullOptions>,
-    /// Also bootstrap intervals over chunks of the inputs (needs per-chunk statistics: see
-    /// [`analyse_layer_chunked`]).
-    pub bootstrap: Option<BootstrapOptions>,
-}
-
-/// Bootstrap intervals over chunks of the inputs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BootstrapOptions {
-    /// Chunks of consecutive inputs (images) whose statistics are kept apart.
-    pub chunks: usize,
-    /// Resamples of the chunks, with replacement.
-    pub resamples: usize,
-    /// Seed of the resampling (ChaCha8: the same intervals on every machine).
-    pub seed: u64,
-}
-
-/// Chunks of the bootstrap when none are given.
-pub const DEFAULT_CHUNKS: usize = 20;
-/// Resamples of the bootstrap when none are given.
-pub const DEFAULT_RESAMPLES: usize = 200;
-
-/// The neuron-basis null of [`AnalyseOptions::null`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NullOptions {
-    /// Number of Haar-random rotations.
-    pub draws: usize,
-    /// Seed of the rotations (ChaCha8: the same rotations on every machine).
-    pub seed: u64,
-}
-
-/// Rotations of the neuron-basis null when none are given.
-pub const DEFAULT_NULL_DRAWS: usize = 10;
-
-impl Default for AnalyseOptions {
-    fn default() -> Self {
-        Self {
-            eps: DEFAULT_EPS.to_vec(),
-            matching: MatchOptions::default(),
-            measures: vec![Measure::Cka],
-            simple: None,
-            curve: false,
-            center: false,
-            null: None,
-            bootstrap: None,
-        }
-    }
-}
-
 /// Options of a file comparison ([`compare_files`]).
 #[derive(Debug, Clone)]
 pub struct CompareOptions {
-    /// What to compute per layer.
-    pub analyse: AnalyseOptions,
+    /// What to compute per layer: the one options object.
+    pub options: Options,
     /// Layers to compare (each must be in both files); empty: every layer of A also in B.
     pub layers: Vec<String>,
     /// Channel axis of rank ≥ 3 arrays.
@@ -114,7 +44,7 @@ pub struct CompareOptions {
 impl Default for CompareOptions {
     fn default() -> Self {
         Self {
-            analyse: AnalyseOptions::default(),
+            options: Options::default(),
             layers: Vec::new(),
             layout: Layout::Nchw,
             block_rows: None,
@@ -123,54 +53,6 @@ impl Default for CompareOptions {
             flatten_images: None,
         }
     }
-}
-
-/// Checks a list of ε values; `arg` names the argument in the message (`--eps`, `eps`).
-pub fn check_eps(eps: &[f64], arg: &str) -> Result<()> {
-    if eps.is_empty() {
-        bail!("{arg}: give at least one value of ε in [0, 1]");
-    }
-    for &e in eps {
-        if !(0.0..=1.0).contains(&e) {
-            bail!(
-                "{arg}: ε = {e} is outside [0, 1]; ε is the sine of the largest angle allowed \
-                 between a neuron's activation vector and the other net's span"
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Parses measure names: `match` (always computed) and the names of [`Measure`]; `arg` names
-/// the argument in the message.
-pub fn parse_measures<S: AsRef<str>>(names: &[S], arg: &str) -> Result<Vec<Measure>> {
-    let mut out = Vec::new();
-    for name in names {
-        let key = name.as_ref().trim();
-        if key.eq_ignore_ascii_case("match") {
-            continue;
-        }
-        match key.parse::<Measure>() {
-            Ok(m) if !out.contains(&m) => out.push(m),
-            Ok(_) => {}
-            Err(_) => bail!(
-                "{arg}: unknown measure '{}'; valid names: {MEASURE_NAMES}",
-                name.as_ref()
-            ),
-        }
-    }
-    Ok(out)
-}
-
-/// The tolerances of a run: the defaults, with `sine` as the sine tolerance when given; `arg`
-/// names the argument in the message.
-pub fn tolerances(sine: Option<f64>, arg: &str) -> Result<Tolerances> {
-    let mut t = Tolerances::default();
-    if let Some(s) = sine {
-        t.sine = s;
-    }
-    t.validate().with_context(|| arg.to_string())?;
-    Ok(t)
 }
 
 /// `"drop"` or `"match"`.
@@ -194,30 +76,23 @@ pub fn layout_name(layout: Layout) -> &'static str {
 pub fn empty_report(
     file_a: &str,
     file_b: &str,
-    options: &AnalyseOptions,
+    options: &Options,
     layout: Layout,
     flatten: bool,
 ) -> Report {
-    let tol = options.matching.tol;
+    let tol = options.matching().map(|m| m.tol).unwrap_or_default();
     Report {
         spanmatch_version: env!("CARGO_PKG_VERSION").to_string(),
         file_a: file_a.to_string(),
         file_b: file_b.to_string(),
-        dead_policy: dead_name(options.matching.dead),
+        dead_policy: options.dead.name(),
         layout: layout_name(layout),
         tolerances: ReportTolerances {
             sine: tol.sine,
             dead_norm: tol.dead_norm,
         },
         eps: options.eps.clone(),
-        measures: std::iter::once("match")
-            .chain(
-                Measure::ALL
-                    .into_iter()
-                    .filter(|m| options.measures.contains(m))
-                    .map(Measure::name),
-            )
-            .collect(),
+        measures: options.measure_list(),
         view: if flatten { "flatten" } else { "channels" },
         layers: Vec::new(),
     }
@@ -239,7 +114,7 @@ pub fn profile_curve(profile: &Profile) -> Result<Vec<[f64; 2]>> {
 pub struct AnalysedLayer {
     /// The record of `compare --json`.
     pub report: LayerReport,
-    /// The ε-profile curve (empty unless [`AnalyseOptions::curve`]).
+    /// The ε-profile curve (empty unless [`Options::curve`]).
     pub curve: Vec<[f64; 2]>,
 }
 
@@ -262,13 +137,14 @@ pub struct LayerLabel {
 pub fn analyse_layer(
     label: LayerLabel,
     joint: JointStats,
-    options: &AnalyseOptions,
+    options: &Options,
     progress: &mut dyn Progress,
 ) -> Result<AnalysedLayer> {
     let name = label.name.clone();
     joint
         .check_finite()
         .with_context(|| format!("layer '{name}'"))?;
+    let matching = options.matching()?;
     let measures = if options.measures.is_empty() {
         None
     } else {
@@ -281,14 +157,20 @@ pub fn analyse_layer(
     let (n1, n2, rows) = (joint.n1, joint.n2, joint.rows);
     let null = match options.null {
         None => None,
-        Some(o) => Some(
-            controls::rotation_null(&joint, o.draws, o.seed, &options.eps, options.matching)
-                .map_err(|e| anyhow::anyhow!("layer '{name}': rotation null: {e}"))?,
+        Some(NullKind::Rotate) => Some(
+            controls::rotation_null(
+                &joint,
+                options.null_draws,
+                options.null_seed(),
+                &options.eps,
+                matching,
+            )
+            .map_err(|e| anyhow::anyhow!("layer '{name}': rotation null: {e}"))?,
         ),
     };
     let centered = if options.center {
         let c = controls::centered(&joint);
-        let p = MatchProblem::from_stats(c, options.matching)
+        let p = MatchProblem::from_stats(c, matching)
             .with_context(|| format!("layer '{name}': centred"))?
             .profile();
         Some(CenteredReport {
@@ -304,15 +186,15 @@ pub fn analyse_layer(
     } else {
         None
     };
-    let problem = MatchProblem::from_stats(joint, options.matching)
-        .with_context(|| format!("layer '{name}'"))?;
+    let problem =
+        MatchProblem::from_stats(joint, matching).with_context(|| format!("layer '{name}'"))?;
     let profile = problem.profile();
     let curve = if options.curve {
         profile_curve(&profile)?
     } else {
         Vec::new()
     };
-    let simple = match options.simple {
+    let simple = match options.simple_options() {
         None => None,
         Some(s) => {
             let r = simple_matches(&problem, &s, |done, total| {
@@ -379,11 +261,11 @@ pub fn analyse_layer(
 
 /// [`analyse_layer`] from per-chunk statistics (consecutive chunks of the inputs): the analysis
 /// of the merged statistics, plus bootstrap intervals over the chunks for mms at every ε and for
-/// linear CKA when [`AnalyseOptions::bootstrap`] is set.
+/// linear CKA when [`Options::bootstrap`] is set.
 pub fn analyse_layer_chunked(
     label: LayerLabel,
     chunks: Vec<JointStats>,
-    options: &AnalyseOptions,
+    options: &Options,
     progress: &mut dyn Progress,
 ) -> Result<AnalysedLayer> {
     let name = label.name.clone();
@@ -391,11 +273,11 @@ pub fn analyse_layer_chunked(
         controls::ChunkedStats::new(chunks).map_err(|e| anyhow::anyhow!("layer '{name}': {e}"))?;
     let joint = chunked.merged();
     let mut layer = analyse_layer(label, joint, options, progress)?;
-    if let Some(b) = options.bootstrap {
+    if let Some(resamples) = options.bootstrap {
         let eps = options.eps.clone();
-        let matching = options.matching;
+        let matching = options.matching()?;
         let intervals = chunked
-            .bootstrap(b.resamples, b.seed, |s| {
+            .bootstrap(resamples, options.bootstrap_seed(), |s| {
                 let mut out = controls::mms_at(s, &eps, matching)?;
                 let cka = measures::compute(s, &[Measure::Cka])?
                     .cka_linear
@@ -438,7 +320,7 @@ pub fn compare_files(
     options: &CompareOptions,
     progress: &mut dyn Progress,
 ) -> Result<Comparison> {
-    check_eps(&options.analyse.eps, "eps")?;
+    options.options.validate()?;
     if options.block_rows == Some(0) {
         bail!("block_rows must be at least 1");
     }
@@ -448,19 +330,6 @@ pub fn compare_files(
     if let Some(s) = options.sampling {
         if s.columns == 0 || s.repeats == 0 {
             bail!("sample_columns and repeats must be at least 1");
-        }
-    }
-    if let Some(s) = options.analyse.simple {
-        if !(0.0..=1.0).contains(&s.eps) {
-            bail!(
-                "simple: ε = {} is outside [0, 1] (ε is the sine of an angle)",
-                s.eps
-            );
-        }
-    }
-    if let Some(bo) = options.analyse.bootstrap {
-        if bo.chunks == 0 || bo.resamples == 0 {
-            bail!("bootstrap: chunks and resamples must be at least 1");
         }
     }
     let fa = ActivationFile::open(a).context("opening net A's activations")?;
@@ -475,7 +344,7 @@ pub fn compare_files(
     let mut report = empty_report(
         &a.display().to_string(),
         &b.display().to_string(),
-        &options.analyse,
+        &options.options,
         options.layout,
         options.flatten,
     );
@@ -671,7 +540,7 @@ fn compare_layer(
         options.layout,
         options.block_rows,
         options.sampling,
-        options.analyse.bootstrap.map(|b| b.chunks),
+        options.options.bootstrap.map(|_| options.options.chunks),
         progress,
     )?;
     // Keep one copy of the (n1 + n2)² statistics at a time: the accumulator goes once finished.
@@ -683,12 +552,12 @@ fn compare_layer(
     let mut layer = if chunks.is_empty() {
         let joint = full.finish();
         drop(full);
-        analyse_layer(label, joint, &options.analyse, progress)?
+        analyse_layer(label, joint, &options.options, progress)?
     } else {
         drop(full);
         let parts = chunks.iter().map(|c| c.finish()).collect();
         drop(chunks);
-        analyse_layer_chunked(label, parts, &options.analyse, progress)?
+        analyse_layer_chunked(label, parts, &options.options, progress)?
     };
     if options.flatten {
         let kernels =
@@ -705,10 +574,10 @@ fn compare_layer(
             .extend(flat.notes.into_iter().map(|n| format!("flatten view: {n}")));
     }
     if let Some(s) = options.sampling {
-        let eps = &options.analyse.eps;
+        let eps = &options.options.eps;
         let mut per_eps = vec![Vec::with_capacity(s.repeats); eps.len()];
         for acc in &sampled {
-            let p = MatchProblem::new(&acc.finish(), options.analyse.matching)?.profile();
+            let p = MatchProblem::new(&acc.finish(), options.options.matching()?)?.profile();
             for (vals, &e) in per_eps.iter_mut().zip(eps) {
                 vals.push(p.mms(e)?);
             }

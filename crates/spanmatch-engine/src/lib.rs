@@ -1,6 +1,7 @@
 //! The comparison pipeline of **spanmatch**: the one library API that every front calls (the
 //! `spanmatch` command line, the Python bindings, `reproduce`).
 //!
+//! * [`options`]: the one options object of an analysis ([`Options`]), shared by every front;
 //! * [`stream`]: one streamed pass over a layer pair of two activation files into f64 Gram
 //!   statistics (plus the reference code's sampled protocol in the same pass);
 //! * [`compare`]: whole comparisons of two files ([`compare::compare_files`]) and the analysis
@@ -23,6 +24,7 @@
 pub mod analysis;
 pub mod compare;
 pub mod multi;
+pub mod options;
 pub mod progress;
 pub mod report;
 pub mod results;
@@ -30,8 +32,8 @@ pub mod stream;
 pub mod views;
 
 pub use compare::{
-    analyse_layer, compare_files, AnalyseOptions, AnalysedLayer, CompareOptions, Comparison,
-    LayerLabel, DEFAULT_EPS,
+    analyse_layer, compare_files, AnalysedLayer, CompareOptions, Comparison, LayerLabel,
 };
+pub use options::{Options, DEFAULT_EPS};
 pub use progress::{Collect, Progress, Quiet};
 pub use report::{LayerReport, Report};

@@ -16,11 +16,10 @@ use pyo3::types::PyBytes;
 use spanmatch_core::measures::Measure;
 use spanmatch_core::simple::{simple_matches, SimpleOptions};
 use spanmatch_core::{GramAccumulator, JointStats, MatchOptions, MatchProblem, RowNormMoments};
-use spanmatch_engine::compare::{
-    self as engine, check_eps, parse_measures, BootstrapOptions, NullOptions,
-};
+use spanmatch_engine::compare as engine;
+use spanmatch_engine::options::{check_eps, parse_measures, tolerances};
 use spanmatch_engine::stream::{default_block_rows, Sampling};
-use spanmatch_engine::{AnalyseOptions, Collect, CompareOptions, LayerLabel};
+use spanmatch_engine::{Collect, CompareOptions, LayerLabel, Options};
 use spanmatch_io::Layout;
 use std::ops::ControlFlow;
 
@@ -64,7 +63,7 @@ fn matching(dead: &str, tol: Option<f64>) -> PyResult<MatchOptions> {
         }
     };
     Ok(MatchOptions {
-        tol: engine::tolerances(tol, "tol").map_err(to_py)?,
+        tol: tolerances(tol, "tol").map_err(to_py)?,
         dead,
     })
 }
@@ -1071,63 +1070,11 @@ impl PyStats {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn analyse_options(
-    eps: Vec<f64>,
-    measures: Vec<String>,
-    dead: &str,
-    tol: Option<f64>,
-    simple: Option<f64>,
-    orders: usize,
-    seed: u64,
-    curve: bool,
-    center: bool,
-    null: Option<&str>,
-    null_draws: usize,
-    bootstrap: Option<usize>,
-    chunks: usize,
-) -> PyResult<AnalyseOptions> {
-    let bootstrap = match bootstrap {
-        None => None,
-        Some(0) => {
-            return Err(PyValueError::new_err(
-                "bootstrap must be at least 1 resample",
-            ))
-        }
-        Some(_) if chunks == 0 => return Err(PyValueError::new_err("chunks must be at least 1")),
-        Some(resamples) => Some(BootstrapOptions {
-            chunks,
-            resamples,
-            seed,
-        }),
-    };
-    let null = match null {
-        None => None,
-        Some("rotate") if null_draws > 0 => Some(NullOptions {
-            draws: null_draws,
-            seed,
-        }),
-        Some("rotate") => return Err(PyValueError::new_err("null_draws must be at least 1")),
-        Some(other) => {
-            return Err(PyValueError::new_err(format!(
-                "null: '{other}' is not a control; use 'rotate' (the neuron-basis null) or None"
-            )))
-        }
-    };
-    check_eps(&eps, "eps").map_err(to_py)?;
-    if let Some(e) = simple {
-        check_eps(&[e], "simple").map_err(to_py)?;
-    }
-    Ok(AnalyseOptions {
-        eps,
-        matching: matching(dead, tol)?,
-        measures: parse_measures(&measures, "measures").map_err(to_py)?,
-        simple: simple.map(|eps| SimpleOptions { eps, orders, seed }),
-        curve,
-        center,
-        null,
-        bootstrap,
-    })
+/// The options of a call, from their JSON form (`spanmatch.Options.to_dict()`), checked.
+fn parse_options(json: &str) -> PyResult<Options> {
+    let options = Options::from_json(json).map_err(to_py)?;
+    options.validate().map_err(to_py)?;
+    Ok(options)
 }
 
 /// What `analyse` and `compare_files` return: the report as JSON, the text tables of the CLI,
@@ -1148,9 +1095,10 @@ fn outcome(
     ))
 }
 
-/// Analyses layer pairs from their statistics; returns the report as JSON and the warnings.
+/// Analyses layer pairs from their statistics with the options given as JSON; returns the
+/// report as JSON, the tables, the warnings and the profile curves.
 #[pyfunction]
-#[pyo3(signature = (stats, names, names_b, shapes_a, shapes_b, eps, measures, dead = "drop", tol = None, simple = None, orders = 0, seed = 0, file_a = "a", file_b = "b", layout = "nchw", curve = false, center = false, null = None, null_draws = 10, bootstrap = None, chunks = Vec::new()))]
+#[pyo3(signature = (stats, names, names_b, shapes_a, shapes_b, options, file_a = "a", file_b = "b", layout = "nchw", chunks = Vec::new()))]
 #[allow(clippy::too_many_arguments)]
 fn analyse(
     py: Python<'_>,
@@ -1159,28 +1107,13 @@ fn analyse(
     names_b: Vec<Option<String>>,
     shapes_a: Vec<Vec<u64>>,
     shapes_b: Vec<Vec<u64>>,
-    eps: Vec<f64>,
-    measures: Vec<String>,
-    dead: &str,
-    tol: Option<f64>,
-    simple: Option<f64>,
-    orders: usize,
-    seed: u64,
+    options: &str,
     file_a: &str,
     file_b: &str,
     layout: &str,
-    curve: bool,
-    center: bool,
-    null: Option<&str>,
-    null_draws: usize,
-    bootstrap: Option<usize>,
     chunks: Vec<Vec<PyRef<'_, PyStats>>>,
 ) -> PyResult<Outcome> {
-    let k = chunks.first().map_or(0, Vec::len);
-    let options = analyse_options(
-        eps, measures, dead, tol, simple, orders, seed, curve, center, null, null_draws, bootstrap,
-        k,
-    )?;
+    let options = parse_options(options)?;
     let layout = parse_layout(layout)?;
     if !chunks.is_empty() && chunks.len() != stats.len() {
         return Err(PyValueError::new_err(
@@ -1238,40 +1171,27 @@ fn analyse(
     outcome(&report, progress.warnings, curves)
 }
 
-/// Compares two activation files (as `spanmatch compare`); returns the report as JSON and the
-/// warnings.
+/// Compares two activation files (as `spanmatch compare`) with the options given as JSON;
+/// returns the report as JSON, the tables, the warnings and the profile curves.
 #[pyfunction]
-#[pyo3(signature = (path_a, path_b, eps, measures, dead = "drop", tol = None, layout = "nchw", layers = Vec::new(), simple = None, orders = 0, seed = 0, block_rows = None, sample_columns = None, repeats = 16, flatten = false, curve = false, center = false, null = None, null_draws = 10, bootstrap = None, chunks = 20))]
+#[pyo3(signature = (path_a, path_b, options, layout = "nchw", layers = Vec::new(), block_rows = None, sample_columns = None, repeats = 16, flatten = false))]
 #[allow(clippy::too_many_arguments)]
 fn compare_files(
     py: Python<'_>,
     path_a: std::path::PathBuf,
     path_b: std::path::PathBuf,
-    eps: Vec<f64>,
-    measures: Vec<String>,
-    dead: &str,
-    tol: Option<f64>,
+    options: &str,
     layout: &str,
     layers: Vec<String>,
-    simple: Option<f64>,
-    orders: usize,
-    seed: u64,
     block_rows: Option<usize>,
     sample_columns: Option<u64>,
     repeats: usize,
     flatten: bool,
-    curve: bool,
-    center: bool,
-    null: Option<&str>,
-    null_draws: usize,
-    bootstrap: Option<usize>,
-    chunks: usize,
 ) -> PyResult<Outcome> {
+    let options = parse_options(options)?;
+    let seed = options.seed;
     let options = CompareOptions {
-        analyse: analyse_options(
-            eps, measures, dead, tol, simple, orders, seed, curve, center, null, null_draws,
-            bootstrap, chunks,
-        )?,
+        options,
         layers,
         layout: parse_layout(layout)?,
         block_rows,

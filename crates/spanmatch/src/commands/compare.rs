@@ -3,18 +3,16 @@
 use crate::progress::Bars;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use spanmatch_core::simple::SimpleOptions;
-use spanmatch_core::{DeadPolicy, MatchOptions, Tolerances};
-use spanmatch_engine::compare::{
-    self as engine, check_eps, parse_measures, BootstrapOptions, NullOptions,
-};
+use spanmatch_core::{DeadPolicy, Tolerances};
+use spanmatch_engine::compare as engine;
+use spanmatch_engine::options::{self, parse_measures, Dead, NullKind, Options};
 use spanmatch_engine::report::{self, Report};
 use spanmatch_engine::results::{
     Comparison, ComparisonKind, LayerResult, LayerSummary, ReproduceResults, SimpleMatchIndices,
     SimpleSummary,
 };
 use spanmatch_engine::stream::Sampling;
-use spanmatch_engine::{AnalyseOptions, CompareOptions};
+use spanmatch_engine::CompareOptions;
 use spanmatch_io::Layout;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -170,14 +168,18 @@ pub struct CompareArgs {
     /// result depends on the order except at ε = 0 with independent neurons).
     #[arg(long, value_name = "K", default_value_t = 0, requires = "simple")]
     pub orders: usize,
-    /// Also the match of the mean-centred activations (each neuron's mean over the rows
-    /// removed), beside the paper's uncentred one: exact from the same statistics.
-    ///
-    /// Uncentred (the paper's definition, the default) asks whether a neuron's whole activation
-    /// vector, its mean included, lies in the other net's span; centred asks the question CKA and
-    /// CCA ask, ignoring a shared constant offset (common after ReLU). JSON: "centered" per layer.
-    #[arg(long)]
+    /// The match of the mean-centred activations beside the paper's uncentred one is computed
+    /// by default (exact from the same statistics); this flag is accepted and changes nothing.
+    #[arg(long, hide = true)]
     pub center: bool,
+    /// Leave out the match of the mean-centred activations (computed by default beside the
+    /// paper's uncentred one, exact from the same statistics).
+    ///
+    /// Uncentred (the paper's definition) asks whether a neuron's whole activation vector, its
+    /// mean included, lies in the other net's span; centred asks the question CKA and CCA ask,
+    /// ignoring a shared constant offset (common after ReLU). JSON: "centered" per layer.
+    #[arg(long, conflicts_with = "center")]
+    pub no_center: bool,
     /// A control: `rotate` = the neuron-basis null, net B's layer rotated by --null-draws
     /// Haar-random orthogonal matrices (seeded by --seed), computed on the statistics alone.
     ///
@@ -187,7 +189,7 @@ pub struct CompareArgs {
     #[arg(long, value_name = "KIND", value_parser = ["rotate"])]
     pub null: Option<String>,
     /// Rotations of `--null rotate`.
-    #[arg(long, value_name = "N", default_value_t = spanmatch_engine::compare::DEFAULT_NULL_DRAWS, requires = "null")]
+    #[arg(long, value_name = "N", default_value_t = options::DEFAULT_NULL_DRAWS, requires = "null")]
     pub null_draws: usize,
     /// Bootstrap intervals over inputs: resample the --chunks chunks of consecutive inputs R
     /// times (with replacement, seeded by --seed) and report the 95% percentile interval of mms
@@ -199,7 +201,7 @@ pub struct CompareArgs {
     #[arg(long, value_name = "R")]
     pub bootstrap: Option<usize>,
     /// Chunks of consecutive inputs for --bootstrap (the rows of one input stay in one chunk).
-    #[arg(long, value_name = "K", default_value_t = spanmatch_engine::compare::DEFAULT_CHUNKS, requires = "bootstrap")]
+    #[arg(long, value_name = "K", default_value_t = options::DEFAULT_CHUNKS, requires = "bootstrap")]
     pub chunks: usize,
     /// Write results.json and an HTML report into this directory.
     ///
@@ -220,22 +222,34 @@ impl From<LayoutArg> for Layout {
 
 impl From<DeadArg> for DeadPolicy {
     fn from(d: DeadArg) -> Self {
+        Dead::from(d).into()
+    }
+}
+
+impl From<DeadArg> for Dead {
+    fn from(d: DeadArg) -> Self {
         match d {
-            DeadArg::Drop => DeadPolicy::Drop,
-            DeadArg::Match => DeadPolicy::Match,
+            DeadArg::Drop => Dead::Drop,
+            DeadArg::Match => Dead::Match,
         }
+    }
+}
+
+/// The flag of an option field in messages (`null_draws` -> `--null-draws`).
+pub fn flag(field: &str) -> String {
+    match field {
+        "curve" => "--report".to_string(),
+        f => format!("--{}", f.replace('_', "-")),
     }
 }
 
 /// The tolerances of a run: the defaults, with `--tol` as the sine tolerance when given.
 pub fn tolerances(tol: Option<f64>) -> Result<Tolerances> {
-    engine::tolerances(tol, "--tol")
+    options::tolerances(tol, "--tol")
 }
 
 /// The engine's options for these arguments (every check that names a flag happens here).
 fn options(args: &CompareArgs) -> Result<CompareOptions> {
-    check_eps(&args.eps, "--eps")?;
-    let tol = tolerances(args.tol)?;
     if args.sample_columns == Some(0) || (args.sample_columns.is_some() && args.repeats == 0) {
         anyhow::bail!("--sample-columns and --repeats must be at least 1");
     }
@@ -245,46 +259,25 @@ fn options(args: &CompareArgs) -> Result<CompareOptions> {
     if args.flatten_images == Some(0) {
         anyhow::bail!("--flatten-images must be at least 1");
     }
-    let measures = parse_measures(&args.measures, "--measures")?;
-    if let Some(e) = args.simple {
-        if !(0.0..=1.0).contains(&e) {
-            anyhow::bail!("--simple: ε = {e} is outside [0, 1] (ε is the sine of an angle)");
-        }
-    }
-    if args.null.is_some() && args.null_draws == 0 {
-        anyhow::bail!("--null-draws must be at least 1");
-    }
-    if args.bootstrap == Some(0) {
-        anyhow::bail!("--bootstrap must be at least 1 resample");
-    }
-    if args.bootstrap.is_some() && args.chunks == 0 {
-        anyhow::bail!("--chunks must be at least 1");
-    }
+    let options = Options {
+        eps: args.eps.clone(),
+        dead: args.dead.into(),
+        tol: args.tol,
+        measures: parse_measures(&args.measures, "--measures")?,
+        center: !args.no_center,
+        null: args.null.as_ref().map(|_| NullKind::Rotate),
+        null_draws: args.null_draws,
+        bootstrap: args.bootstrap,
+        chunks: args.chunks,
+        simple: args.simple,
+        orders: args.orders,
+        seed: args.seed,
+        curve: args.report.is_some(),
+        ..Options::default()
+    };
+    options.validate_named(&flag)?;
     Ok(CompareOptions {
-        analyse: AnalyseOptions {
-            eps: args.eps.clone(),
-            matching: MatchOptions {
-                tol,
-                dead: args.dead.into(),
-            },
-            measures,
-            simple: args.simple.map(|eps| SimpleOptions {
-                eps,
-                orders: args.orders,
-                seed: args.seed,
-            }),
-            curve: args.report.is_some(),
-            center: args.center,
-            null: args.null.as_ref().map(|_| NullOptions {
-                draws: args.null_draws,
-                seed: args.seed,
-            }),
-            bootstrap: args.bootstrap.map(|resamples| BootstrapOptions {
-                chunks: args.chunks,
-                resamples,
-                seed: args.seed,
-            }),
-        },
+        options,
         layers: args.layers.clone(),
         layout: args.layout.into(),
         block_rows: args.block_rows,
