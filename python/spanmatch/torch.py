@@ -1075,20 +1075,18 @@ def _analyse(
         if nb != name:
             names_b[name] = nb
         shapes[name] = (shape(ka, g), shape(kb, g))
-    if stats:
-        result = analyse(
-            stats,
-            eps=eps,
-            measures=measures,
-            dead=dead,
-            tol=tol,
-            names_b=names_b,
-            shapes=shapes,
-            label_a=label_a,
-            label_b=label_b,
-        )
-    else:
-        result = Result({"eps": list(eps), "layers": [], "file_a": label_a, "file_b": label_b})
+    result = analyse(
+        stats,
+        eps=eps,
+        measures=measures,
+        dead=dead,
+        tol=tol,
+        names_b=names_b,
+        shapes=shapes,
+        label_a=label_a,
+        label_b=label_b,
+        front="torch",
+    )
 
     if cap.cross:
         result.cross = _cross(cap, group_of, eps, dead, tol, label_a, label_b)

@@ -106,11 +106,15 @@ fn measures_equal_the_library_and_are_exact_on_a_self_pair() {
     }
     let v = json(&out);
     assert_eq!(
-        v["measures"],
-        serde_json::json!(["match", "cka", "cca", "procrustes"])
+        v["options"]["measures"],
+        serde_json::json!(["cka", "cca", "procrustes"])
     );
     let want = [Measure::Cka, Measure::Cca, Measure::Procrustes];
-    for layer in v["layers"].as_array().into_iter().flatten() {
+    for layer in v["comparisons"][0]["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         let name = layer["name"].as_str().unwrap_or("?");
         let m = &layer["measures"];
         let direct =
@@ -144,7 +148,11 @@ fn measures_equal_the_library_and_are_exact_on_a_self_pair() {
         "--json",
         &s(&out),
     ]);
-    for layer in json(&out)["layers"].as_array().into_iter().flatten() {
+    for layer in json(&out)["comparisons"][0]["layers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
         let m = &layer["measures"];
         let name = &layer["name"];
         assert!(
@@ -163,7 +171,9 @@ fn measures_equal_the_library_and_are_exact_on_a_self_pair() {
     let out = dir.join("match.json");
     let table = ok(&["compare", &a, &b, "--measures", "match", "--json", &s(&out)]);
     assert!(!table.contains("CKA"), "{table}");
-    assert!(json(&out)["layers"][0].get("measures").is_none());
+    assert!(json(&out)["comparisons"][0]["layers"][0]
+        .get("measures")
+        .is_none());
 }
 
 /// `[N, C, H, W]` images, flattened per image in C order: image i is `x[i * C*H*W ..][.. C*H*W]`.
@@ -224,8 +234,8 @@ fn flattened_view_equals_cka_of_the_image_kernels() {
         let table = ok(&args);
         assert!(table.contains("CKA flattened"), "{table}");
         let v = json(&out);
-        assert_eq!(v["view"], "flatten");
-        let m = &v["layers"][0]["measures"];
+        assert_eq!(v["settings"]["view"], "flatten");
+        let m = &v["comparisons"][0]["layers"][0]["measures"];
         let got = num(&m["cka_linear_flatten"], "cka_linear_flatten");
         let got_deb = num(&m["cka_linear_debiased_flatten"], "debiased");
         assert!((got - want).abs() <= 1e-9, "{extra:?}: {got} vs {want}");
@@ -280,12 +290,12 @@ fn simple_matches_at_zero_are_the_planted_blocks() {
         "{table}"
     );
     let v = json(&out);
-    let simple = &v["layers"][0]["simple"];
+    let simple = &v["comparisons"][0]["layers"][0]["simple"];
     assert_eq!(simple["eps"].as_f64(), Some(0.0));
     assert_eq!(simple["exact_case"], true);
     assert_eq!(simple["orders"], 3);
     assert_eq!(simple["seed"], 5);
-    let mut found: Vec<(Value, Value)> = simple["simple_matches"]
+    let mut found: Vec<(Value, Value)> = simple["matches"]
         .as_array()
         .into_iter()
         .flatten()
@@ -338,10 +348,10 @@ fn report_directory_has_results_and_html() {
         assert_eq!(results.layers[0].kind, "conv");
         assert_eq!(results.layers[1].kind, "fc");
         for l in layers {
-            assert_eq!(l.mms.len(), 5);
+            assert_eq!(l.mms().len(), 5);
             assert_eq!(l.profile.len(), 101);
             let cka = l.measure("cka_linear").unwrap_or(-1.0);
-            assert!((0.0..=1.0).contains(&cka), "{}: {cka}", l.layer);
+            assert!((0.0..=1.0).contains(&cka), "{}: {cka}", l.name);
             assert_eq!(l.simple.is_some(), extra.is_some());
         }
         let html = std::fs::read_to_string(rep.join("report.html"))
@@ -418,7 +428,7 @@ fn controls_center_null_and_bootstrap() {
     );
     assert!(table.contains("rotation null"), "{table}");
     let r = json(&out);
-    for l in r["layers"].as_array().expect("layers") {
+    for l in r["comparisons"][0]["layers"].as_array().expect("layers") {
         let name = l["name"].as_str().unwrap_or("?");
         let matches = l["matches"].as_array().expect("matches");
         let iv = l["intervals"]["mms"].as_array().expect("intervals");
@@ -455,11 +465,11 @@ fn controls_center_null_and_bootstrap() {
     let again = dir.join("again.json");
     run(&again);
     let r2 = json(&again);
-    for (x, y) in r["layers"]
+    for (x, y) in r["comparisons"][0]["layers"]
         .as_array()
         .expect("layers")
         .iter()
-        .zip(r2["layers"].as_array().expect("layers"))
+        .zip(r2["comparisons"][0]["layers"].as_array().expect("layers"))
     {
         assert_eq!(x["intervals"], y["intervals"]);
         assert_eq!(x["null"], y["null"]);
@@ -467,11 +477,11 @@ fn controls_center_null_and_bootstrap() {
     let plain = dir.join("plain.json");
     ok(&["compare", &a, &b, "--json", &s(&plain)]);
     let p = json(&plain);
-    for (x, y) in r["layers"]
+    for (x, y) in r["comparisons"][0]["layers"]
         .as_array()
         .expect("layers")
         .iter()
-        .zip(p["layers"].as_array().expect("layers"))
+        .zip(p["comparisons"][0]["layers"].as_array().expect("layers"))
     {
         assert_eq!(x["matches"], y["matches"]);
         // Merged chunks equal one pass up to summation order.

@@ -6,16 +6,12 @@ use clap::{Args, ValueEnum};
 use spanmatch_core::{DeadPolicy, Tolerances};
 use spanmatch_engine::compare as engine;
 use spanmatch_engine::options::{self, parse_measures, Dead, NullKind, Options};
-use spanmatch_engine::report::{self, Report};
-use spanmatch_engine::results::{
-    Comparison, ComparisonKind, LayerResult, LayerSummary, ReproduceResults, SimpleMatchIndices,
-    SimpleSummary,
-};
+use spanmatch_engine::results::write_results;
 use spanmatch_engine::stream::Sampling;
+use spanmatch_engine::tables;
 use spanmatch_engine::CompareOptions;
 use spanmatch_io::Layout;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Which axis of a rank ≥ 3 array holds the channels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -203,6 +199,19 @@ pub struct CompareArgs {
     /// Chunks of consecutive inputs for --bootstrap (the rows of one input stay in one chunk).
     #[arg(long, value_name = "K", default_value_t = options::DEFAULT_CHUNKS, requires = "bootstrap")]
     pub chunks: usize,
+    /// Activations of the untrained nets (A0 and B0: the same architectures before training, on
+    /// the same inputs): the untrained baseline of every layer, compared like A and B.
+    ///
+    /// Each layer then gets the untrained pair's mms at every ε, its CKA and centred mms (and
+    /// intervals with --bootstrap), trained minus untrained, and, with --null rotate, a verdict
+    /// (learned / given / subspace-only / none; docs/controls.md). The files must hold the same
+    /// layers with the same neurons and rows as A and B. JSON: "untrained" per layer.
+    #[arg(long, num_args = 2, value_names = ["A0", "B0"])]
+    pub baseline: Option<Vec<PathBuf>>,
+    /// The ε of the controls table (intervals, centred, untrained, null, verdict); one of
+    /// --eps. Default: 0.5 when it is among them, else the largest.
+    #[arg(long, value_name = "EPS")]
+    pub main_eps: Option<f64>,
     /// Write results.json and an HTML report into this directory.
     ///
     /// report.html has the figures mms per layer, ε-profiles and, with --simple, simple-match
@@ -261,6 +270,7 @@ fn options(args: &CompareArgs) -> Result<CompareOptions> {
     }
     let options = Options {
         eps: args.eps.clone(),
+        main_eps: args.main_eps,
         dead: args.dead.into(),
         tol: args.tol,
         measures: parse_measures(&args.measures, "--measures")?,
@@ -288,6 +298,10 @@ fn options(args: &CompareArgs) -> Result<CompareOptions> {
         }),
         flatten: args.view == ViewArg::Flatten,
         flatten_images: args.flatten_images,
+        baseline: args
+            .baseline
+            .as_ref()
+            .and_then(|v| Some((v.first()?.clone(), v.get(1)?.clone()))),
     })
 }
 
@@ -295,117 +309,24 @@ fn options(args: &CompareArgs) -> Result<CompareOptions> {
 pub fn run(args: &CompareArgs) -> Result<()> {
     let options = options(args)?;
     let started = std::time::Instant::now();
-    let comparison = engine::compare_files(&args.a, &args.b, &options, &mut Bars::new())?;
-    let seconds = started.elapsed().as_secs_f64();
-    let report = comparison.report;
-    print!("{}", report::tables(&report));
+    let mut results = engine::compare_files(&args.a, &args.b, &options, &mut Bars::new())?;
+    results.timings = Some(serde_json::json!({
+        "compare_seconds": started.elapsed().as_secs_f64()
+    }));
+    print!("{}", tables::tables(&results));
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report).context("encoding the JSON report")?;
-        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+        write_results(&results, path)?;
     }
     if let Some(dir) = &args.report {
-        let html = write_report(&report, &comparison.curves, dir, seconds)?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--report: cannot create directory {}", dir.display()))?;
+        write_results(&results, &dir.join("results.json"))?;
+        let written = spanmatch_report::render(&results, dir).context("--report: rendering")?;
+        let html = written
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| dir.join(spanmatch_report::REPORT_HTML));
         println!("report: {}", html.display());
     }
     Ok(())
-}
-
-/// Writes `DIR/results.json` and the HTML report for one pair of activation files; returns the
-/// path of report.html.
-fn write_report(
-    report: &Report,
-    curves: &[Vec<[f64; 2]>],
-    dir: &Path,
-    seconds: f64,
-) -> Result<PathBuf> {
-    let mut layers = Vec::new();
-    let mut summaries = Vec::new();
-    for (index, (l, curve)) in report.layers.iter().zip(curves).enumerate() {
-        let measures = match &l.measures {
-            Some(m) => Some(serde_json::to_value(m).context("encoding the measures")?),
-            None => None,
-        };
-        let simple = l.simple.as_ref().map(|s| {
-            let mut hist: BTreeMap<usize, usize> = BTreeMap::new();
-            for m in &s.simple_matches {
-                *hist.entry(m.a.len() + m.b.len()).or_default() += 1;
-            }
-            SimpleSummary {
-                eps: s.eps,
-                count: s.simple_matches.len(),
-                size_histogram: hist.into_iter().collect(),
-                largest: s.largest(),
-                matches: s
-                    .simple_matches
-                    .iter()
-                    .map(|m| SimpleMatchIndices {
-                        a: m.a.clone(),
-                        b: m.b.clone(),
-                        sine: None,
-                    })
-                    .collect(),
-            }
-        });
-        layers.push(LayerResult {
-            layer: l.name.clone(),
-            neurons_a: l.neurons_a,
-            neurons_b: l.neurons_b,
-            rows: l.rows,
-            dead_a: l.dead_a.clone(),
-            dead_b: l.dead_b.clone(),
-            max_epsilon: l.max_epsilon,
-            thresholds_a: l.thresholds_a.clone(),
-            thresholds_b: l.thresholds_b.clone(),
-            mms: l.matches.iter().map(|m| m.mms).collect(),
-            profile: curve.clone(),
-            measures,
-            simple,
-            controls: Default::default(),
-        });
-        summaries.push(LayerSummary {
-            name: l.name.clone(),
-            index,
-            kind: if l.shape_a.len() > 2 { "conv" } else { "fc" }.to_string(),
-            neurons: l.neurons_a,
-            rows: l.rows,
-        });
-    }
-    let results = ReproduceResults {
-        spanmatch_version: report.spanmatch_version.clone(),
-        created: format!(
-            "{} s after the UNIX epoch",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0)
-        ),
-        config: serde_json::json!({
-            "file_a": report.file_a,
-            "file_b": report.file_b,
-            "dead_policy": report.dead_policy,
-            "layout": report.layout,
-            "view": report.view,
-            "sine_tolerance": report.tolerances.sine,
-        }),
-        eps: report.eps.clone(),
-        nets: vec![],
-        layers: summaries,
-        comparisons: vec![Comparison {
-            kind: ComparisonKind::Pair,
-            seed_a: 0,
-            seed_b: 1,
-            layers,
-        }],
-        timings: serde_json::json!({ "compare_seconds": seconds }),
-        peak_memory_mb: None,
-        neuron_views: None,
-    };
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("--report: cannot create directory {}", dir.display()))?;
-    spanmatch_report::write_results(&results, &dir.join("results.json"))?;
-    let written = spanmatch_report::render(&results, dir).context("--report: rendering")?;
-    Ok(written
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| dir.join(spanmatch_report::REPORT_HTML)))
 }
