@@ -99,4 +99,4 @@ def compare(
             "compute them with spanmatch.dask.stats on slices and pass them to spanmatch.analyse(chunks=...)"
         )
     st = stats(xa, xb, layout=layout, split_every=split_every)
-    return analyse({name: st}, opts, shapes={name: (xa.shape, xb.shape)}, layout=layout)
+    return analyse({name: st}, opts, shapes={name: (xa.shape, xb.shape)}, layout=layout, front="dask")

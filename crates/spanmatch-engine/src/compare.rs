@@ -386,12 +386,11 @@ fn compare_layer(
                 progress,
             )
             .context("the untrained baseline (--baseline)")?;
-            if s0.full.n1() != joint.n1 || s0.full.n2() != joint.n2 || s0.full.rows() != joint.rows
-            {
+            let (stats, chunks) = finished(s0.full, s0.chunks, names.0)?;
+            if stats.n1 != joint.n1 || stats.n2 != joint.n2 || stats.rows != joint.rows {
                 bail!(
-                    "layer '{}': the baseline files hold shapes {:?} ({}) and {:?} ({}), the \
-                     compared files {:?} and {:?}; the baseline must be the same layers on the same inputs",
-                    names.0,
+                    "the baseline files hold shapes {:?} ({}) and {:?} ({}), the compared files \
+                     {:?} and {:?}; the baseline must be the same layers on the same inputs",
                     l0.shape_a,
                     fa0.path().display(),
                     l0.shape_b,
@@ -400,7 +399,6 @@ fn compare_layer(
                     label.shape_b
                 );
             }
-            let (stats, chunks) = finished(s0.full, s0.chunks, names.0)?;
             Some(BaselineInput { stats, chunks })
         }
     };

@@ -172,7 +172,9 @@ pub fn controls_table(results: &Results) -> String {
     } else if untrained || null {
         notes.push("verdict: needs both the untrained baseline and the rotation null");
     }
-    let _ = writeln!(s, "({})", notes.join("; "));
+    for n in notes {
+        let _ = writeln!(s, "({n})");
+    }
     s
 }
 

@@ -504,3 +504,68 @@ fn controls_center_null_and_bootstrap() {
     let e = fail(&["compare", &a, &b, "--null", "shuffle"]);
     assert!(e.contains("shuffle"), "{e}");
 }
+
+#[test]
+fn baseline_files_give_untrained_and_a_verdict() {
+    let dir = scratch("baseline");
+    let (a, b) = example(&dir);
+    let out = dir.join("b.json");
+    // The two nets swapped are a baseline of the same layers and rows: trained = untrained.
+    let table = ok(&[
+        "compare",
+        &a,
+        &b,
+        "--baseline",
+        &b,
+        &a,
+        "--null",
+        "rotate",
+        "--null-draws",
+        "3",
+        "--json",
+        &s(&out),
+    ]);
+    for word in ["untrained", "trained−untr.", "verdict", "given"] {
+        assert!(table.contains(word), "{word}:\n{table}");
+    }
+    let v = json(&out);
+    assert_eq!(v["schema_version"], 3);
+    assert_eq!(v["settings"]["baseline"][0], b.as_str());
+    for l in v["comparisons"][0]["layers"].as_array().expect("layers") {
+        let u = &l["untrained"];
+        let mms: Vec<f64> = l["matches"]
+            .as_array()
+            .expect("matches")
+            .iter()
+            .map(|m| num(&m["mms"], "mms"))
+            .collect();
+        // Swapping A and B leaves mms unchanged.
+        for (x, y) in mms.iter().zip(u["mms"].as_array().expect("mms")) {
+            assert!((x - num(y, "untrained")).abs() < 1e-12);
+        }
+        assert_eq!(l["verdict"], "given", "{}", l["name"]);
+    }
+    // Without the null: no verdict, and the record says what is missing.
+    ok(&["compare", &a, &b, "--baseline", &b, &a, "--json", &s(&out)]);
+    let v = json(&out);
+    assert_eq!(
+        v["comparisons"][0]["layers"][0]["verdict_missing"],
+        serde_json::json!(["null"])
+    );
+    // A baseline file without a layer names the file and the layer.
+    let only = dir.join("only_fc1.npz");
+    let fa = ActivationFile::open(&a).unwrap_or_else(|e| panic!("{e}"));
+    let mut r = fa
+        .reader("fc1", Layout::Nchw)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let (rows, n) = (r.rows() as usize, r.neurons());
+    let mut buf = vec![0.0; rows * n];
+    r.read_rows(rows, &mut buf, n, 0)
+        .unwrap_or_else(|e| panic!("{e}"));
+    write_npz(&only, &[("fc1", &[rows as u64, n as u64], &buf)]);
+    let e = fail(&["compare", &a, &b, "--baseline", &s(&only), &a]);
+    assert!(
+        e.contains("layer 'conv1' is not in") && e.contains("only_fc1.npz"),
+        "{e}"
+    );
+}
