@@ -83,7 +83,8 @@ pub struct CompareArgs {
         default_value = "0.15,0.2,0.25,0.3,0.5"
     )]
     pub eps: Vec<f64>,
-    /// Also write the full results (matched neurons, thresholds) as JSON to this file.
+    /// Also write the full results (matched neurons, thresholds, controls) as JSON to this file,
+    /// in the one results schema of spanmatch (docs/results-schema.md).
     #[arg(long, value_name = "OUT")]
     pub json: Option<PathBuf>,
     /// Dead neurons (activation identically zero): `drop` leaves them out of the matches but

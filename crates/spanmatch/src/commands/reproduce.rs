@@ -106,10 +106,11 @@ pub struct ReproduceArgs {
     /// trained pairs in the same pass).
     #[arg(long)]
     pub no_untrained: bool,
-    /// Confidence intervals over test images: the statistics of each trained seed pair are kept
-    /// per chunk of test images (contiguous chunks, all rows of an image in one chunk) and
-    /// bootstrapped over chunks. Memory per pair and layer: chunks x (n1 + n2)² x 8 bytes
-    /// (20 chunks of a 512-channel layer pair: 160 MiB), capped at 2 GiB per layer.
+    /// Confidence intervals over test images: the statistics of each trained seed pair (and of
+    /// its untrained pair) are kept per chunk of test images (contiguous chunks, all rows of an
+    /// image in one chunk) and bootstrapped over chunks. Memory per pair and layer: chunks x
+    /// (n1 + n2)² x 8 bytes (20 chunks of a 512-channel layer pair: 160 MiB), capped at 2 GiB
+    /// per layer.
     #[arg(long, default_value_t = 20)]
     pub chunks: usize,
     /// Bootstrap resamples for the 95 % percentile intervals of mms (every ε) and linear CKA.
