@@ -25,7 +25,8 @@ pub const PROFILE_GRID_STEP: f64 = 0.01;
 pub const DEFAULT_EPS: [f64; 5] = [0.15, 0.2, 0.25, 0.3, 0.5];
 
 /// The names accepted for the measures, in words (for error messages).
-pub const MEASURE_NAMES: &str = "match, cka, cca, svcca, pwcca, procrustes";
+pub const MEASURE_NAMES: &str = "match, cka, cca, svcca, pwcca, procrustes, one_to_one, \
+                                 soft_match, perm_procrustes, predictivity, shape";
 
 /// What to compute for each layer pair once its statistics are known.
 #[derive(Debug, Clone)]

@@ -1,6 +1,8 @@
-//! Basis-invariant similarity measures computed from the same statistics as the span match:
-//! linear CKA (biased and debiased), CCA (mean ρ, R²), SVCCA, PWCCA and the orthogonal Procrustes
-//! distance.
+//! Similarity measures computed from the same statistics as the span match: the basis-invariant
+//! linear CKA (biased and debiased), CCA (mean ρ, R²), SVCCA, PWCCA, orthogonal Procrustes and
+//! the generalized shape metric; linear predictivity (ridge R²); and the neuron-level matching
+//! measures: one-to-one and semi-matching of correlations, soft matching (optimal transport)
+//! and permutation Procrustes.
 //!
 //! Everything here is a function of [`JointStats`] (the uncentred joint Gram matrix of `[X | Y]`,
 //! the column sums, the row count and the row-norm moments), so it costs one streaming pass over
@@ -11,14 +13,25 @@
 //! The per-image "flattened" view used by CKA libraries for convolutional layers (features are
 //! all `C·H·W` values of an image, rows are images) is in [`flatten`].
 //!
-//! Every measure is a **similarity in [0, 1]** (1 = same representation up to the measure's
-//! invariances) except the Procrustes numbers, which are **distances** (0 = same). See
-//! `docs/measures.md` for the exact definitions.
+//! The similarities lie in [0, 1] (1 = same representation up to the measure's invariances;
+//! correlation means in [-1, 1]); the Procrustes, soft-matching and shape numbers are
+//! **distances** (0 = same). See `docs/measures.md` for the exact definitions and how each is
+//! derived from the statistics.
+//!
+//! The expensive factorisations are shared: one symmetric eigendecomposition per side and the
+//! rotated cross-covariance `B = Vxᵀ Cxy Vy` serve CCA, SVCCA, PWCCA, the uncentred R²,
+//! predictivity and the shape metric; singular values come from symmetric eigenproblems of the
+//! smaller Gram matrix (see [`linalg`]).
 
 mod cca;
 mod cka;
 pub mod flatten;
+pub mod linalg;
+mod neurons;
+mod predictivity;
 mod procrustes;
+mod shape;
+mod transport;
 
 pub use cka::{centred_row_norms, CentredRowNorms};
 pub use flatten::{FlattenedColumnAccumulator, FlattenedGramAccumulator, FlattenedKernels};
@@ -57,9 +70,62 @@ pub const CONSTANT_TOL: f64 = 1e-12;
 /// The debiased (unbiased-HSIC) CKA estimator needs at least this many rows.
 pub const DEBIASED_MIN_ROWS: u64 = 4;
 
+/// Default α of the shape metric ([`MeasureOptions::shape_alpha`]): halfway between CCA-like
+/// (0, full whitening) and Procrustes-like (1, rotations only).
+pub const DEFAULT_SHAPE_ALPHA: f64 = 0.5;
+
+/// Default ridge penalty of the predictivity regression ([`MeasureOptions::ridge_alpha`]): plain
+/// least squares.
+pub const DEFAULT_RIDGE_ALPHA: f64 = 0.0;
+
+/// Options of the measures that have parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeasureOptions {
+    /// α of the shape metric, in [0, 1]: 0 = CCA-like (full whitening), 1 = Procrustes-like.
+    /// Applied to each side's data divided by its RMS singular value (see `docs/measures.md`).
+    pub shape_alpha: f64,
+    /// Ridge penalty of the predictivity regression, ≥ 0, in units of the mean eigenvalue of the
+    /// predicting side's centred Gram matrix (so it does not depend on the row count or scale).
+    pub ridge_alpha: f64,
+    /// Also return the soft-matching transport plan ([`NeuronMatching::soft_plan`]).
+    pub transport_plan: bool,
+}
+
+impl Default for MeasureOptions {
+    fn default() -> Self {
+        Self {
+            shape_alpha: DEFAULT_SHAPE_ALPHA,
+            ridge_alpha: DEFAULT_RIDGE_ALPHA,
+            transport_plan: false,
+        }
+    }
+}
+
+impl MeasureOptions {
+    /// Fails with [`CoreError::MeasureOption`] for α outside [0, 1] or a negative (or
+    /// non-finite) ridge penalty.
+    pub fn validate(&self) -> Result<(), CoreError> {
+        if !(0.0..=1.0).contains(&self.shape_alpha) {
+            return Err(CoreError::MeasureOption {
+                name: "shape_alpha",
+                value: self.shape_alpha,
+                range: "[0, 1] (0 = CCA-like, 1 = Procrustes-like)",
+            });
+        }
+        if !(self.ridge_alpha >= 0.0 && self.ridge_alpha.is_finite()) {
+            return Err(CoreError::MeasureOption {
+                name: "ridge_alpha",
+                value: self.ridge_alpha,
+                range: "[0, ∞) (0 = least squares)",
+            });
+        }
+        Ok(())
+    }
+}
+
 /// A similarity measure that can be requested in [`compute`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Measure {
     /// Linear CKA, biased and debiased ([`Measures::cka_linear`],
     /// [`Measures::cka_linear_debiased`]).
@@ -74,11 +140,37 @@ pub enum Measure {
     /// Orthogonal Procrustes distance, Euclidean and angular ([`Measures::procrustes`],
     /// [`Measures::procrustes_angular`]).
     Procrustes,
+    /// One-to-one (Hungarian) matching of neuron correlations and the semi-matching
+    /// ([`Measures::one_to_one`], [`Measures::semi_match`], [`NeuronMatching`]).
+    OneToOne,
+    /// Soft-matching distance, optimal transport over neurons ([`Measures::soft_match`]).
+    SoftMatch,
+    /// Permutation Procrustes distance ([`Measures::perm_procrustes`]).
+    PermProcrustes,
+    /// Ridge-regression R² in both directions ([`Measures::predictivity_ab`]).
+    Predictivity,
+    /// Generalized shape metric, angular ([`Measures::shape`]).
+    Shape,
 }
 
 impl Measure {
     /// All measures, in the order of their names in [`Measure::NAMES`].
-    pub const ALL: [Measure; 5] = [
+    pub const ALL: [Measure; 10] = [
+        Measure::Cka,
+        Measure::Cca,
+        Measure::Svcca,
+        Measure::Pwcca,
+        Measure::Procrustes,
+        Measure::OneToOne,
+        Measure::SoftMatch,
+        Measure::PermProcrustes,
+        Measure::Predictivity,
+        Measure::Shape,
+    ];
+
+    /// The basis-invariant measures (those unchanged by a rotation of either layer's neurons,
+    /// PWCCA aside; see `docs/measures.md`), which existed before the neuron-level ones.
+    pub const BASIS_INVARIANT: [Measure; 5] = [
         Measure::Cka,
         Measure::Cca,
         Measure::Svcca,
@@ -87,7 +179,18 @@ impl Measure {
     ];
 
     /// The names accepted by [`FromStr`], in the order of [`Measure::ALL`].
-    pub const NAMES: [&'static str; 5] = ["cka", "cca", "svcca", "pwcca", "procrustes"];
+    pub const NAMES: [&'static str; 10] = [
+        "cka",
+        "cca",
+        "svcca",
+        "pwcca",
+        "procrustes",
+        "one_to_one",
+        "soft_match",
+        "perm_procrustes",
+        "predictivity",
+        "shape",
+    ];
 
     /// The name of the measure (what [`FromStr`] accepts).
     pub fn name(self) -> &'static str {
@@ -97,6 +200,11 @@ impl Measure {
             Measure::Svcca => "svcca",
             Measure::Pwcca => "pwcca",
             Measure::Procrustes => "procrustes",
+            Measure::OneToOne => "one_to_one",
+            Measure::SoftMatch => "soft_match",
+            Measure::PermProcrustes => "perm_procrustes",
+            Measure::Predictivity => "predictivity",
+            Measure::Shape => "shape",
         }
     }
 }
@@ -109,7 +217,10 @@ impl fmt::Display for Measure {
 
 /// An unknown measure name given to [`Measure::from_str`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown measure '{name}'; valid measures are: cka, cca, svcca, pwcca, procrustes")]
+#[error(
+    "unknown measure '{name}'; valid measures are: cka, cca, svcca, pwcca, procrustes, \
+     one_to_one, soft_match, perm_procrustes, predictivity, shape"
+)]
 pub struct ParseMeasureError {
     /// The name that was not recognised.
     pub name: String,
@@ -118,9 +229,13 @@ pub struct ParseMeasureError {
 impl FromStr for Measure {
     type Err = ParseMeasureError;
 
-    /// Parses a measure name (case-insensitive, surrounding whitespace ignored).
+    /// Parses a measure name (case-insensitive, surrounding whitespace ignored; `match_1to1` is
+    /// accepted for `one_to_one`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let key = s.trim().to_ascii_lowercase();
+        if key == "match_1to1" {
+            return Ok(Measure::OneToOne);
+        }
         Measure::ALL
             .into_iter()
             .find(|m| m.name() == key)
@@ -184,17 +299,135 @@ pub struct Measures {
     /// [0, π/2].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub procrustes_angular: Option<f64>,
+    /// One-to-one matching (Li et al. 2016): the mean correlation of the `min(n1', n2')` neuron
+    /// pairs of the assignment that maximises the total correlation (n' the neurons with
+    /// variance). In [-1, 1]. Pairs in [`NeuronMatching::one_to_one`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub one_to_one: Option<f64>,
+    /// Semi-matching: the mean, over the neurons of each layer, of the correlation with their
+    /// best partner in the other layer, averaged over the two directions (ReSi's "soft
+    /// correlation match"). In [-1, 1]. Partners in [`NeuronMatching::best_in_b`] / `best_in_a`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub semi_match: Option<f64>,
+    /// Soft-matching distance (Khosla & Williams 2023): `sqrt(min_T Σ T_ij ‖x̂_i − ŷ_j‖²)` over
+    /// transport plans with uniform marginals between the standardised neurons (centred, unit
+    /// norm), `= sqrt(2 − 2 soft_match_correlation)`. Distance in [0, 2]; a metric.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soft_match: Option<f64>,
+    /// The transported correlation `max_T Σ T_ij ρ_ij` of the soft matching, in [-1, 1].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soft_match_correlation: Option<f64>,
+    /// Permutation Procrustes distance (Williams et al. 2021): `min_P ‖X̂ P − Ŷ‖_F` over
+    /// permutations (partial, the narrower layer zero-padded) of the centred,
+    /// Frobenius-normalised data, `= sqrt(2 − 2ν_P)`. Distance in [0, 2].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub perm_procrustes: Option<f64>,
+    /// Angular permutation Procrustes distance `arccos ν_P` in radians (netrep's
+    /// `PermutationMetric`), in [0, π].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub perm_procrustes_angular: Option<f64>,
+    /// Linear predictivity A → B: R² of the ridge regression of B's neurons on A's (centred,
+    /// pooled over B's neurons), on the rows of the statistics (training data). In [0, 1].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predictivity_ab: Option<f64>,
+    /// Linear predictivity B → A. In [0, 1].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predictivity_ba: Option<f64>,
+    /// The ridge penalty used by the predictivity ([`MeasureOptions::ridge_alpha`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predictivity_alpha: Option<f64>,
+    /// Generalized shape metric (Williams et al. 2021; netrep's `LinearMetric(alpha)`, angular
+    /// score) in radians, in [0, π/2]. α = 1 equals `procrustes_angular`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shape: Option<f64>,
+    /// The α used by [`shape`](Self::shape).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shape_alpha: Option<f64>,
+    /// Neuron-level results of the matching measures (pairs, partners, permutation, plan).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub neurons: Option<NeuronMatching>,
     /// Human-readable remarks: truncations applied, undefined measures and why.
     pub notes: Vec<String>,
 }
 
-/// Computes the requested measures (duplicates ignored, order irrelevant) from finished statistics.
+/// Two neurons, one of each layer, and their correlation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NeuronPair {
+    /// Neuron index in layer A.
+    pub a: usize,
+    /// Neuron index in layer B.
+    pub b: usize,
+    /// Correlation of their activations over the rows, in [-1, 1].
+    pub correlation: f64,
+}
+
+/// One entry of the soft-matching transport plan: `mass` moved between neuron `a` of A and
+/// neuron `b` of B (the masses sum to 1; each live neuron of A carries `1/n1'` in all, each of B
+/// `1/n2'`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TransportEntry {
+    /// Neuron index in layer A.
+    pub a: usize,
+    /// Neuron index in layer B.
+    pub b: usize,
+    /// Mass of the plan on this pair.
+    pub mass: f64,
+}
+
+/// The neuron-level output of the matching measures. Indices are neuron indices of the layers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NeuronMatching {
+    /// Neurons of A without variance (dead or constant), left out of the correlation-based
+    /// measures (one-to-one, semi-matching, soft matching).
+    pub constant_a: Vec<usize>,
+    /// Neurons of B without variance, left out likewise.
+    pub constant_b: Vec<usize>,
+    /// The one-to-one assignment, sorted by `a`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub one_to_one: Option<Vec<NeuronPair>>,
+    /// For each live neuron of A (in order), its most correlated neuron of B.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub best_in_b: Option<Vec<NeuronPair>>,
+    /// For each live neuron of B (in order), its most correlated neuron of A.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub best_in_a: Option<Vec<NeuronPair>>,
+    /// The permutation of permutation Procrustes: `[a, b]` pairs sorted by `a`
+    /// (`min(n1, n2)` of them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permutation: Option<Vec<[usize; 2]>>,
+    /// The soft-matching transport plan (only with [`MeasureOptions::transport_plan`]): a basic
+    /// optimal plan, at most `n1' + n2' − 1` entries, sorted by (a, b).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soft_plan: Option<Vec<TransportEntry>>,
+}
+
+/// Computes the requested measures (duplicates ignored, order irrelevant) from finished statistics,
+/// with the default [`MeasureOptions`].
 ///
 /// Fails on an empty layer, no rows, non-finite statistics or statistics whose shapes disagree.
 /// Degenerate but valid data (dead neurons, constant layers, rank deficiency, fewer rows than
 /// features) never fail: the affected fields are finite values or `None`, with a note.
 pub fn compute(stats: &JointStats, which: &[Measure]) -> Result<Measures, CoreError> {
+    compute_with(stats, which, &MeasureOptions::default())
+}
+
+/// The factorisations shared by the CCA family, predictivity and the shape metric (both sides
+/// with variance): `Cxx = Vx Λx Vxᵀ`, `Cyy = Vy Λy Vyᵀ` and `B = Vxᵀ Cxy Vy`.
+pub(crate) struct Factors {
+    pub ex: linalg::Eigen,
+    pub ey: linalg::Eigen,
+    pub b: Mat<f64>,
+}
+
+/// [`compute`] with explicit options (validated first: α outside [0, 1] is an error).
+pub fn compute_with(
+    stats: &JointStats,
+    which: &[Measure],
+    options: &MeasureOptions,
+) -> Result<Measures, CoreError> {
     validate(stats)?;
+    options.validate()?;
     let want = |m: Measure| which.contains(&m);
     let mut out = Measures::default();
     if which.is_empty() {
@@ -216,24 +449,112 @@ pub fn compute(stats: &JointStats, which: &[Measure]) -> Result<Measures, CoreEr
         ));
     }
     let defined = !(const_a || const_b);
-
-    if want(Measure::Cka) && defined {
-        cka::fill(stats, &parts, &mut out);
-    }
-    if want(Measure::Cca) {
-        // The uncentred R² is defined as long as neither side is all-zero.
-        cca::fill_uncentred_r2(stats, &mut out);
-    }
-    let (c, pw, sv) = (
+    let (cca, pwcca, svcca) = (
         want(Measure::Cca),
         want(Measure::Pwcca),
         want(Measure::Svcca),
     );
-    if defined && (c || pw || sv) {
-        cca::fill_cca_family(&parts, c, pw, sv, &mut out);
+    let (shape, pred) = (want(Measure::Shape), want(Measure::Predictivity));
+
+    if want(Measure::Cka) && defined {
+        cka::fill(stats, &parts, &mut out);
     }
+
+    // One eigendecomposition per side with variance, shared by everything below.
+    let need_eig = cca || pwcca || svcca || shape || pred;
+    let (ex, ey) = if need_eig {
+        rayon::join(
+            || (!const_a).then(|| linalg::eigen(parts.cxx.as_ref())),
+            || (!const_b).then(|| linalg::eigen(parts.cyy.as_ref())),
+        )
+    } else {
+        (None, None)
+    };
+    let failed = matches!(ex, Some(None)) || matches!(ey, Some(None));
+    if failed {
+        out.notes.push(
+            "cca/svcca/pwcca/predictivity/shape: undefined, the eigenvalue solver did not converge"
+                .to_string(),
+        );
+    }
+    let (ex, ey) = (ex.flatten(), ey.flatten());
+    let factors = match (ex, ey) {
+        (Some(ex), Some(ey)) if defined => {
+            // B = Vxᵀ Cxy Vy.
+            let b = ex.vectors.transpose() * (&parts.cxy * &ey.vectors);
+            Some(Factors { ex, ey, b })
+        }
+        (ex, ey) => {
+            if cca && !failed {
+                // Only the uncentred R² is defined when a side has no variance.
+                let m = Mat::zeros(
+                    ex.as_ref().map_or(0, |e| e.rank),
+                    ey.as_ref().map_or(0, |e| e.rank),
+                );
+                cca::fill_uncentred_r2(stats, ex.as_ref(), ey.as_ref(), &m, &mut out);
+            }
+            None
+        }
+    };
+
+    let mut rho = None;
+    if let Some(f) = &factors {
+        let m = cca::cca_matrix(f);
+        if cca || pwcca || svcca {
+            rho = cca::fill_cca_family(&parts, f, &m, (cca, pwcca, svcca), &mut out);
+        }
+        if cca {
+            cca::fill_uncentred_r2(stats, Some(&f.ex), Some(&f.ey), &m, &mut out);
+        }
+        if pred {
+            predictivity::fill(&parts, f, options.ridge_alpha, &mut out);
+        }
+    }
+    let mut nu = None;
     if want(Measure::Procrustes) && defined {
-        procrustes::fill(&parts, &mut out);
+        nu = procrustes::nuclear_ratio(&parts, &mut out);
+        if let Some(nu) = nu {
+            procrustes::fill(nu, &mut out);
+        }
+    }
+    if let (Some(f), true) = (&factors, shape) {
+        shape::fill(f, options.shape_alpha, rho.as_deref(), nu, &mut out);
+    }
+
+    let (one, soft, perm) = (
+        want(Measure::OneToOne),
+        want(Measure::SoftMatch),
+        want(Measure::PermProcrustes),
+    );
+    if defined && (one || soft || perm) {
+        let mut nm = NeuronMatching::default();
+        if one || soft {
+            let corr = neurons::Correlations::new(stats, &parts);
+            let live = |l: &[usize], n: usize| -> Vec<usize> {
+                (0..n).filter(|i| l.binary_search(i).is_err()).collect()
+            };
+            nm.constant_a = live(&corr.live_a, parts.n1);
+            nm.constant_b = live(&corr.live_b, parts.n2);
+            let assigned = if one {
+                neurons::fill_one_to_one(&corr, &parts, &mut nm, &mut out)
+            } else {
+                None
+            };
+            if soft {
+                neurons::fill_soft_match(
+                    &corr,
+                    &parts,
+                    assigned.as_deref(),
+                    options.transport_plan,
+                    &mut nm,
+                    &mut out,
+                );
+            }
+        }
+        if perm {
+            neurons::fill_perm_procrustes(&parts, &mut nm, &mut out);
+        }
+        out.neurons = Some(nm);
     }
     drop_non_finite(&mut out);
     Ok(out)
@@ -258,6 +579,15 @@ fn drop_non_finite(out: &mut Measures) {
     check("pwcca", &mut out.pwcca);
     check("procrustes", &mut out.procrustes);
     check("procrustes_angular", &mut out.procrustes_angular);
+    check("one_to_one", &mut out.one_to_one);
+    check("semi_match", &mut out.semi_match);
+    check("soft_match", &mut out.soft_match);
+    check("soft_match_correlation", &mut out.soft_match_correlation);
+    check("perm_procrustes", &mut out.perm_procrustes);
+    check("perm_procrustes_angular", &mut out.perm_procrustes_angular);
+    check("predictivity_ab", &mut out.predictivity_ab);
+    check("predictivity_ba", &mut out.predictivity_ba);
+    check("shape", &mut out.shape);
     if out
         .cca_rho
         .as_ref()
@@ -346,11 +676,11 @@ impl Parts {
         trace(&self.cyy)
     }
 
-    fn constant_a(&self) -> bool {
+    pub(crate) fn constant_a(&self) -> bool {
         is_constant(self.trace_a(), self.gram_trace_a)
     }
 
-    fn constant_b(&self) -> bool {
+    pub(crate) fn constant_b(&self) -> bool {
         is_constant(self.trace_b(), self.gram_trace_b)
     }
 }
