@@ -56,16 +56,14 @@ pub(super) fn cca_matrix(f: &Factors) -> Mat<f64> {
     Mat::from_fn(kx, ky, |i, j| f.b[(i, j)] * sx[i] * sy[j])
 }
 
-/// Fills the centred CCA fields (`cca`), `pwcca` and/or `svcca` (both sides known to have
-/// variance). Returns the canonical correlations when they were computed (for the uncentred R²
-/// and the shape metric at α = 0).
-pub(super) fn fill_cca_family(
+/// Notes the rank truncation of the CCA family (`cca`, `pwcca`, `svcca`: which are requested);
+/// false (with a note) when a side has numerical rank 0 and nothing can be computed.
+pub(super) fn check_ranks(
     parts: &Parts,
     f: &Factors,
-    m: &Mat<f64>,
     (cca, pwcca, svcca): (bool, bool, bool),
     out: &mut Measures,
-) -> Option<Vec<f64>> {
+) -> bool {
     let (kx, ky) = (f.ex.rank, f.ey.rank);
     let what: Vec<&str> = [(cca, "cca"), (pwcca, "pwcca"), (svcca, "svcca")]
         .into_iter()
@@ -77,63 +75,75 @@ pub(super) fn fill_cca_family(
             "{}: undefined, a layer has numerical rank 0",
             what.join("/")
         ));
-        return None;
+        return false;
     }
-    let clamp = |s: &mut Vec<f64>| s.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
-    let mut rho_out = None;
-    if cca || pwcca {
-        // PWCCA weighs the canonical variates of the side with fewer neurons (A on a tie).
-        let side_a = parts.n1 <= parts.n2;
-        let fit = if pwcca {
-            let fitted = if side_a {
-                left_singular(m.as_ref())
-            } else {
-                left_singular(m.transpose())
-            };
-            fitted.map(|(rho, u)| (rho, Some(u)))
+    true
+}
+
+fn clamp(s: &mut [f64]) {
+    s.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
+}
+
+/// Fills the centred CCA fields (`cca`) and/or `pwcca` (both sides of positive rank). Returns
+/// the canonical correlations (for the uncentred R² and the shape metric at α = 0).
+pub(super) fn fill_cca_pwcca(
+    parts: &Parts,
+    f: &Factors,
+    m: &Mat<f64>,
+    (cca, pwcca): (bool, bool),
+    out: &mut Measures,
+) -> Option<Vec<f64>> {
+    // PWCCA weighs the canonical variates of the side with fewer neurons (A on a tie).
+    let side_a = parts.n1 <= parts.n2;
+    let fit = if pwcca {
+        let fitted = if side_a {
+            left_singular(m.as_ref())
         } else {
-            singular_values(m.as_ref()).map(|rho| (rho, None))
+            left_singular(m.transpose())
         };
-        match fit {
-            Some((mut rho, u)) => {
-                clamp(&mut rho);
-                if let Some(u) = u {
-                    // ⟨h_i, z̃_j⟩ = (u_iᵀ Λ_k^{1/2} V_kᵀ)_j for the canonical variate
-                    // h_i = Z̃ V_k Λ_k^{-1/2} u_i of side Z.
-                    let e = if side_a { &f.ex } else { &f.ey };
-                    let k = e.rank;
-                    let scaled = Mat::from_fn(u.ncols(), k, |i, r| u[(r, i)] * e.values[r].sqrt());
-                    let proj = scaled * e.vectors.get(.., ..k).transpose();
-                    fill_pwcca(&proj, &rho, out);
-                }
-                if cca {
-                    out.cca_mean_rho = Some(mean(&rho));
-                    out.cca_r2 = Some(mean_sq(&rho));
-                    out.cca_rank = Some([kx, ky]);
-                    out.cca_rho = Some(rho.clone());
-                }
-                rho_out = Some(rho);
-            }
-            None => out
-                .notes
-                .push(format!("cca/pwcca: undefined, {SOLVER_FAILED}")),
-        }
+        fitted.map(|(rho, u)| (rho, Some(u)))
+    } else {
+        singular_values(m.as_ref()).map(|rho| (rho, None))
+    };
+    let Some((mut rho, u)) = fit else {
+        out.notes
+            .push(format!("cca/pwcca: undefined, {SOLVER_FAILED}"));
+        return None;
+    };
+    clamp(&mut rho);
+    if let Some(u) = u {
+        // ⟨h_i, z̃_j⟩ = (u_iᵀ Λ_k^{1/2} V_kᵀ)_j for the canonical variate h_i = Z̃ V_k Λ_k^{-1/2} u_i
+        // of side Z.
+        let e = if side_a { &f.ex } else { &f.ey };
+        let k = e.rank;
+        let scaled = Mat::from_fn(u.ncols(), k, |i, r| u[(r, i)] * e.values[r].sqrt());
+        let proj = scaled * e.vectors.get(.., ..k).transpose();
+        fill_pwcca(&proj, &rho, out);
     }
-    if svcca {
-        let (k, l) = (svcca_keep(&f.ex), svcca_keep(&f.ey));
-        match singular_values(m.get(..k, ..l)) {
-            Some(mut rho) if !rho.is_empty() => {
-                clamp(&mut rho);
-                out.svcca = Some(mean(&rho));
-                out.svcca_dims = Some([k, l]);
-            }
-            Some(_) => out
-                .notes
-                .push("svcca: undefined, no principal direction kept".to_string()),
-            None => out.notes.push(format!("svcca: undefined, {SOLVER_FAILED}")),
-        }
+    if cca {
+        out.cca_mean_rho = Some(mean(&rho));
+        out.cca_r2 = Some(mean_sq(&rho));
+        out.cca_rank = Some([f.ex.rank, f.ey.rank]);
+        out.cca_rho = Some(rho.clone());
     }
-    rho_out
+    Some(rho)
+}
+
+/// Fills `svcca` and `svcca_dims` (both sides of positive rank): the canonical correlations of
+/// the leading principal directions, i.e. of the leading block of M.
+pub(super) fn fill_svcca(f: &Factors, m: &Mat<f64>, out: &mut Measures) {
+    let (k, l) = (svcca_keep(&f.ex), svcca_keep(&f.ey));
+    match singular_values(m.get(..k, ..l)) {
+        Some(mut rho) if !rho.is_empty() => {
+            clamp(&mut rho);
+            out.svcca = Some(mean(&rho));
+            out.svcca_dims = Some([k, l]);
+        }
+        Some(_) => out
+            .notes
+            .push("svcca: undefined, no principal direction kept".to_string()),
+        None => out.notes.push(format!("svcca: undefined, {SOLVER_FAILED}")),
+    }
 }
 
 /// PWCCA from the projections `proj[i][j] = ⟨h_i, z_j⟩` of the canonical variates on the neurons.

@@ -426,14 +426,87 @@ pub fn compute_with(
     which: &[Measure],
     options: &MeasureOptions,
 ) -> Result<Measures, CoreError> {
+    compute_timed(stats, which, options).map(|(m, _)| m)
+}
+
+/// Wall-clock seconds of the stages of one [`compute_timed`] call, in order (for benchmarks).
+pub type StageTimes = Vec<(&'static str, f64)>;
+
+struct Stopwatch {
+    last: std::time::Instant,
+    laps: StageTimes,
+}
+
+impl Stopwatch {
+    fn lap(&mut self, stage: &'static str) {
+        let now = std::time::Instant::now();
+        self.laps.push((stage, (now - self.last).as_secs_f64()));
+        self.last = now;
+    }
+}
+
+/// [`compute_with`], also returning how long each stage took (for benchmarks): `centring`, `cka`,
+/// `eigh` (both sides), `rotate` (B = Vxᵀ Cxy Vy), `predictivity`, `cca/pwcca` (with the
+/// uncentred R²), `svcca`, `procrustes`, `shape`, `correlations`, `one_to_one`, `soft_match`,
+/// `perm_procrustes` (only the stages that ran), then `all (wall)`, the wall time from the end of
+/// `cka` on.
+pub fn compute_timed(
+    stats: &JointStats,
+    which: &[Measure],
+    options: &MeasureOptions,
+) -> Result<(Measures, StageTimes), CoreError> {
+    compute_impl(stats, which, options, BRANCHES_SIDE_BY_SIDE)
+}
+
+/// Whether the independent branches of the computation run side by side on the rayon pool (each
+/// factorisation is multi-threaded either way). See docs/decisions.md for the measurement.
+const BRANCHES_SIDE_BY_SIDE: bool = false;
+
+/// [`compute_timed`] with the branches explicitly side by side or one after the other: for the
+/// benchmark that chose [`BRANCHES_SIDE_BY_SIDE`] (the numbers are the same either way).
+#[doc(hidden)]
+pub fn compute_timed_branches(
+    stats: &JointStats,
+    which: &[Measure],
+    options: &MeasureOptions,
+    side_by_side: bool,
+) -> Result<(Measures, StageTimes), CoreError> {
+    compute_impl(stats, which, options, side_by_side)
+}
+
+/// `rayon::join` when `concurrent`, else `a` then `b`.
+fn join2<A: Send, B: Send>(
+    concurrent: bool,
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    if concurrent {
+        rayon::join(a, b)
+    } else {
+        let ra = a();
+        (ra, b())
+    }
+}
+
+fn compute_impl(
+    stats: &JointStats,
+    which: &[Measure],
+    options: &MeasureOptions,
+    concurrent: bool,
+) -> Result<(Measures, StageTimes), CoreError> {
     validate(stats)?;
     options.validate()?;
     let want = |m: Measure| which.contains(&m);
     let mut out = Measures::default();
+    let mut clock = Stopwatch {
+        last: std::time::Instant::now(),
+        laps: Vec::new(),
+    };
     if which.is_empty() {
-        return Ok(out);
+        return Ok((out, clock.laps));
     }
     let parts = Parts::new(stats);
+    clock.lap("centring");
     let const_a = parts.constant_a();
     let const_b = parts.constant_b();
     if const_a || const_b {
@@ -458,106 +531,282 @@ pub fn compute_with(
 
     if want(Measure::Cka) && defined {
         cka::fill(stats, &parts, &mut out);
+        clock.lap("cka");
     }
 
-    // One eigendecomposition per side with variance, shared by everything below.
+    // Three independent branches run side by side (rayon): the eigendecompositions and what
+    // is built on them; the orthogonal Procrustes nuclear norm; the neuron matchings. Each writes
+    // its own partial result, merged below in a fixed order (deterministic notes).
     let need_eig = cca || pwcca || svcca || shape || pred;
-    let (ex, ey) = if need_eig {
-        rayon::join(
-            || (!const_a).then(|| linalg::eigen(parts.cxx.as_ref())),
-            || (!const_b).then(|| linalg::eigen(parts.cyy.as_ref())),
-        )
-    } else {
-        (None, None)
-    };
-    let failed = matches!(ex, Some(None)) || matches!(ey, Some(None));
-    if failed {
-        out.notes.push(
-            "cca/svcca/pwcca/predictivity/shape: undefined, the eigenvalue solver did not converge"
-                .to_string(),
-        );
-    }
-    let (ex, ey) = (ex.flatten(), ey.flatten());
-    let factors = match (ex, ey) {
-        (Some(ex), Some(ey)) if defined => {
-            // B = Vxᵀ Cxy Vy.
-            let b = ex.vectors.transpose() * (&parts.cxy * &ey.vectors);
-            Some(Factors { ex, ey, b })
-        }
-        (ex, ey) => {
-            if cca && !failed {
-                // Only the uncentred R² is defined when a side has no variance.
-                let m = Mat::zeros(
-                    ex.as_ref().map_or(0, |e| e.rank),
-                    ey.as_ref().map_or(0, |e| e.rank),
-                );
-                cca::fill_uncentred_r2(stats, ex.as_ref(), ey.as_ref(), &m, &mut out);
-            }
-            None
-        }
-    };
-
-    let mut rho = None;
-    if let Some(f) = &factors {
-        let m = cca::cca_matrix(f);
-        if cca || pwcca || svcca {
-            rho = cca::fill_cca_family(&parts, f, &m, (cca, pwcca, svcca), &mut out);
-        }
-        if cca {
-            cca::fill_uncentred_r2(stats, Some(&f.ex), Some(&f.ey), &m, &mut out);
-        }
-        if pred {
-            predictivity::fill(&parts, f, options.ridge_alpha, &mut out);
-        }
-    }
-    let mut nu = None;
-    if want(Measure::Procrustes) && defined {
-        nu = procrustes::nuclear_ratio(&parts, &mut out);
-        if let Some(nu) = nu {
-            procrustes::fill(nu, &mut out);
-        }
-    }
-    if let (Some(f), true) = (&factors, shape) {
-        shape::fill(f, options.shape_alpha, rho.as_deref(), nu, &mut out);
-    }
-
+    let procrustes_wanted = want(Measure::Procrustes) && defined;
     let (one, soft, perm) = (
         want(Measure::OneToOne),
         want(Measure::SoftMatch),
         want(Measure::PermProcrustes),
     );
-    if defined && (one || soft || perm) {
-        let mut nm = NeuronMatching::default();
-        if one || soft {
-            let corr = neurons::Correlations::new(stats, &parts);
-            let live = |l: &[usize], n: usize| -> Vec<usize> {
+    let matching = defined && (one || soft || perm);
+    let c = concurrent;
+    let (eig_part, (proc_part, match_part)) = join2(
+        c,
+        || {
+            need_eig.then(|| {
+                eigen_branch(
+                    stats,
+                    &parts,
+                    (const_a, const_b),
+                    (cca, pwcca, svcca, pred),
+                    options,
+                    c,
+                )
+            })
+        },
+        || {
+            join2(
+                c,
+                || {
+                    procrustes_wanted.then(|| {
+                        let mut part = Partial::default();
+                        let nu = part.time("procrustes", |o| procrustes::nuclear_ratio(&parts, o));
+                        (part, nu)
+                    })
+                },
+                || matching.then(|| matching_branch(stats, &parts, (one, soft, perm), options, c)),
+            )
+        },
+    );
+    let mut rho = None;
+    let mut factors = None;
+    if let Some((part, r, f)) = eig_part {
+        clock.absorb(&mut out, part);
+        rho = r;
+        factors = f;
+    }
+    let mut nu = None;
+    if let Some((part, n)) = proc_part {
+        clock.absorb(&mut out, part);
+        if let Some(n) = n {
+            procrustes::fill(n, &mut out);
+        }
+        nu = n;
+    }
+    if let (Some(f), true) = (&factors, shape) {
+        let t = std::time::Instant::now();
+        shape::fill(f, options.shape_alpha, rho.as_deref(), nu, &mut out);
+        clock.laps.push(("shape", t.elapsed().as_secs_f64()));
+    }
+    if let Some(part) = match_part {
+        clock.absorb(&mut out, part);
+    }
+    clock.lap("all (wall)");
+    drop_non_finite(&mut out);
+    Ok((out, clock.laps))
+}
+
+/// The result of one branch of [`compute_timed`]: the fields it filled, its notes and the
+/// seconds of its stages.
+#[derive(Default)]
+struct Partial {
+    out: Measures,
+    times: StageTimes,
+}
+
+impl Partial {
+    /// Runs `f`, recording its duration under `stage`.
+    fn time<T>(&mut self, stage: &'static str, f: impl FnOnce(&mut Measures) -> T) -> T {
+        let t = std::time::Instant::now();
+        let v = f(&mut self.out);
+        self.times.push((stage, t.elapsed().as_secs_f64()));
+        v
+    }
+}
+
+/// The eigendecompositions and everything built on them: CCA, PWCCA, SVCCA, the uncentred R²,
+/// predictivity, and the factors the shape metric needs. Returns the canonical correlations
+/// and the factors (when both sides have variance).
+fn eigen_branch(
+    stats: &JointStats,
+    parts: &Parts,
+    (const_a, const_b): (bool, bool),
+    (cca, pwcca, svcca, pred): (bool, bool, bool, bool),
+    options: &MeasureOptions,
+    concurrent: bool,
+) -> (Partial, Option<Vec<f64>>, Option<Factors>) {
+    let mut part = Partial::default();
+    let (ex, ey) = part.time("eigh", |_| {
+        join2(
+            concurrent,
+            || (!const_a).then(|| linalg::eigen(parts.cxx.as_ref())),
+            || (!const_b).then(|| linalg::eigen(parts.cyy.as_ref())),
+        )
+    });
+    let failed = matches!(ex, Some(None)) || matches!(ey, Some(None));
+    if failed {
+        part.out.notes.push(
+            "cca/svcca/pwcca/predictivity/shape: undefined, the eigenvalue solver did not converge"
+                .to_string(),
+        );
+        return (part, None, None);
+    }
+    let (ex, ey) = (ex.flatten(), ey.flatten());
+    let (ex, ey) = match (ex, ey) {
+        (Some(ex), Some(ey)) => (ex, ey),
+        (ex, ey) => {
+            if cca {
+                // A side without variance: only the uncentred R² is defined.
+                let m = Mat::zeros(
+                    ex.as_ref().map_or(0, |e| e.rank),
+                    ey.as_ref().map_or(0, |e| e.rank),
+                );
+                cca::fill_uncentred_r2(stats, ex.as_ref(), ey.as_ref(), &m, &mut part.out);
+            }
+            return (part, None, None);
+        }
+    };
+    // B = Vxᵀ Cxy Vy.
+    let b = part.time("rotate", |_| {
+        ex.vectors.transpose() * (&parts.cxy * &ey.vectors)
+    });
+    let f = Factors { ex, ey, b };
+    if pred {
+        part.time("predictivity", |o| {
+            predictivity::fill(parts, &f, options.ridge_alpha, o)
+        });
+    }
+    let mut rho = None;
+    if (cca || pwcca || svcca) && cca::check_ranks(parts, &f, (cca, pwcca, svcca), &mut part.out) {
+        let m = cca::cca_matrix(&f);
+        let mut sv = Partial::default();
+        let (r, ()) = join2(
+            concurrent,
+            || {
+                (cca || pwcca).then(|| {
+                    part.time("cca/pwcca", |o| {
+                        let r = cca::fill_cca_pwcca(parts, &f, &m, (cca, pwcca), o);
+                        if cca {
+                            cca::fill_uncentred_r2(stats, Some(&f.ex), Some(&f.ey), &m, o);
+                        }
+                        r
+                    })
+                })
+            },
+            || {
+                if svcca {
+                    sv.time("svcca", |o| cca::fill_svcca(&f, &m, o));
+                }
+            },
+        );
+        rho = r.flatten();
+        part.merge(sv);
+    }
+    (part, rho, Some(f))
+}
+
+/// One-to-one, semi-matching, soft matching and permutation Procrustes.
+fn matching_branch(
+    stats: &JointStats,
+    parts: &Parts,
+    (one, soft, perm): (bool, bool, bool),
+    options: &MeasureOptions,
+    concurrent: bool,
+) -> Partial {
+    let mut part = Partial::default();
+    let mut nm = NeuronMatching::default();
+    let mut perm_part = Partial::default();
+    let mut perm_nm = NeuronMatching::default();
+    join2(
+        concurrent,
+        || {
+            if !(one || soft) {
+                return;
+            }
+            let corr = part.time("correlations", |_| neurons::Correlations::new(stats, parts));
+            let dead = |l: &[usize], n: usize| -> Vec<usize> {
                 (0..n).filter(|i| l.binary_search(i).is_err()).collect()
             };
-            nm.constant_a = live(&corr.live_a, parts.n1);
-            nm.constant_b = live(&corr.live_b, parts.n2);
+            nm.constant_a = dead(&corr.live_a, parts.n1);
+            nm.constant_b = dead(&corr.live_b, parts.n2);
             let assigned = if one {
-                neurons::fill_one_to_one(&corr, &parts, &mut nm, &mut out)
+                part.time("one_to_one", |o| {
+                    neurons::fill_one_to_one(&corr, parts, &mut nm, o)
+                })
             } else {
                 None
             };
             if soft {
-                neurons::fill_soft_match(
-                    &corr,
-                    &parts,
-                    assigned.as_deref(),
-                    options.transport_plan,
-                    &mut nm,
-                    &mut out,
-                );
+                part.time("soft_match", |o| {
+                    neurons::fill_soft_match(
+                        &corr,
+                        parts,
+                        assigned.as_deref(),
+                        options.transport_plan,
+                        &mut nm,
+                        o,
+                    )
+                });
             }
-        }
-        if perm {
-            neurons::fill_perm_procrustes(&parts, &mut nm, &mut out);
-        }
-        out.neurons = Some(nm);
+        },
+        || {
+            if perm {
+                perm_part.time("perm_procrustes", |o| {
+                    neurons::fill_perm_procrustes(parts, &mut perm_nm, o)
+                });
+            }
+        },
+    );
+    nm.permutation = perm_nm.permutation;
+    part.merge(perm_part);
+    part.out.neurons = Some(nm);
+    part
+}
+
+impl Partial {
+    /// Moves `other`'s fields, notes and times into `self` (fields of `other` win).
+    fn merge(&mut self, other: Partial) {
+        absorb_fields(&mut self.out, other.out);
+        self.times.extend(other.times);
     }
-    drop_non_finite(&mut out);
-    Ok(out)
+}
+
+impl Stopwatch {
+    /// Merges a branch into the output, with its stage times.
+    fn absorb(&mut self, out: &mut Measures, part: Partial) {
+        absorb_fields(out, part.out);
+        self.laps.extend(part.times);
+    }
+}
+
+/// Copies the fields set in `part` into `out` and appends its notes.
+fn absorb_fields(out: &mut Measures, part: Measures) {
+    macro_rules! take {
+        ($($f:ident),*) => { $( if part.$f.is_some() { out.$f = part.$f; } )* };
+    }
+    take!(
+        cka_linear,
+        cka_linear_debiased,
+        cca_mean_rho,
+        cca_r2,
+        cca_r2_uncentred,
+        cca_rho,
+        cca_rank,
+        svcca,
+        svcca_dims,
+        pwcca,
+        procrustes,
+        procrustes_angular,
+        one_to_one,
+        semi_match,
+        soft_match,
+        soft_match_correlation,
+        perm_procrustes,
+        perm_procrustes_angular,
+        predictivity_ab,
+        predictivity_ba,
+        predictivity_alpha,
+        shape,
+        shape_alpha,
+        neurons
+    );
+    out.notes.extend(part.notes);
 }
 
 /// Replaces any non-finite number (only possible through overflow of extreme activations) by
