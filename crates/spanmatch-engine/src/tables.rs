@@ -230,6 +230,14 @@ fn measure_columns(m: Measure) -> Vec<Column> {
         Measure::Svcca => vec![("SVCCA", |x| x.channels.svcca)],
         Measure::Pwcca => vec![("PWCCA", |x| x.channels.pwcca)],
         Measure::Procrustes => vec![("Procrustes dist.", |x| x.channels.procrustes)],
+        Measure::OneToOne => vec![("1:1 corr.", |x| x.channels.one_to_one)],
+        Measure::SoftMatch => vec![("soft match dist.", |x| x.channels.soft_match)],
+        Measure::PermProcrustes => vec![("perm. Procrustes", |x| x.channels.perm_procrustes)],
+        Measure::Predictivity => vec![
+            ("R² A→B", |x| x.channels.predictivity_ab),
+            ("R² B→A", |x| x.channels.predictivity_ba),
+        ],
+        Measure::Shape => vec![("shape dist.", |x| x.channels.shape)],
     }
 }
 

@@ -163,8 +163,10 @@ fn measures_equal_the_library_and_are_exact_on_a_self_pair() {
             (num(&m["cca_mean_rho"], "cca") - 1.0).abs() <= 1e-9,
             "{name}: {m}"
         );
-        // d = sqrt(2 - 2ν): a round-off of 1e-16 in ν gives about 1e-8 in d.
-        assert!(num(&m["procrustes"], "procrustes") <= 1e-7, "{name}: {m}");
+        // d = sqrt(2 - 2ν): ν's singular values come from the eigenvalues of the Gram matrix
+        // Cxy Cxyᵀ, whose round-off (about 1e-14 relative on an ill-conditioned layer) gives
+        // about 2e-7 in d.
+        assert!(num(&m["procrustes"], "procrustes") <= 1e-6, "{name}: {m}");
     }
 
     // --measures match: no measures at all.
