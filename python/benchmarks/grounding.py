@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gzip
 import hashlib
 import inspect
@@ -428,11 +429,18 @@ def forward(model: Any, images: np.ndarray, layers: Sequence[str] = (), batch: i
 
 
 def training_digest(settings: Settings) -> str:
-    """A digest of the training code and settings: a cache written by other code is refused."""
+    """A digest of the training code (its source text), the settings that decide the weights and
+    the torch version: a cache written by other code is refused. Computed once per process and
+    settings (so an edit of this file during a run does not change it)."""
+    return _training_digest(json.dumps({"version": CACHE_VERSION, "settings": settings.training()}, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=None)
+def _training_digest(key: str) -> str:
     import torch
 
     h = hashlib.sha256()
-    h.update(json.dumps({"version": CACHE_VERSION, "settings": settings.training()}, sort_keys=True).encode())
+    h.update(key.encode())
     for fn in (make_net, train_net, training_set, add_cue, to_input, read_idx, set_determinism):
         h.update(inspect.getsource(fn).encode())
     h.update(torch.__version__.encode())
@@ -871,8 +879,13 @@ def score(sims: Mapping[str, Any], tests: Optional[Sequence[str]] = None, bootst
             n = len(spec["nets"])
             tests_info[test] = {"score": "Spearman of (distance, behavioural difference) (ReSi, +1 ideal)", "ideal": 1.0,
                                 "chance": 0.0, "n": n, "n_pairs": n * (n - 1) // 2, "unit": "net"}
+        chance = tests_info[test]["chance"]
         for m in measures:
-            results[m][test] = {**intervals[m].as_dict(), "n": tests_info[test]["n"], "n_pairs": tests_info[test]["n_pairs"]}
+            r = {**intervals[m].as_dict(), "n": tests_info[test]["n"], "n_pairs": tests_info[test]["n_pairs"]}
+            # Passed: the whole interval is above chance (a measure of random numbers gets there
+            # about 2.5 % of the time).
+            r["above_chance"] = r["lo"] is not None and r["lo"] > chance
+            results[m][test] = r
         bar.update(1)
     bar.close()
     return {
@@ -915,7 +928,8 @@ def measure_order(measures: Sequence[str]) -> List[str]:
 
 
 def markdown_table(results: Mapping[str, Any]) -> str:
-    """The measures x tests table: score [95 % interval]."""
+    """The measures x tests table: score [95 % interval], ✗ where the interval reaches down to
+    chance (or the score is undefined: —)."""
     tests = [t for t in TESTS if t in results["tests"]]
     head = "| measure | " + " | ".join(tests) + " |"
     sep = "|---|" + "---:|" * len(tests)
@@ -929,9 +943,10 @@ def markdown_table(results: Mapping[str, Any]) -> str:
             if r is None or r["score"] is None:
                 cells.append("—")
             elif r["lo"] is None:
-                cells.append(f"{r['score']:.2f}")
+                cells.append(f"{r['score']:.2f} ✗")
             else:
-                cells.append(f"{r['score']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}]")
+                mark = "" if r.get("above_chance") else " ✗"
+                cells.append(f"{r['score']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}]{mark}")
         d = " (distance)" if results["measures"][m]["orientation"] == "distance" else ""
         lines.append(f"| `{m}`{d} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -970,6 +985,7 @@ def figure(results: Mapping[str, Any], path: Path) -> None:
             ax.plot([r["score"]], [yi], "o", color=c, ms=3.5, mfc="white" if m.endswith(UNTRAINED_SUFFIX) else c)
         ax.axvline(results["tests"][t]["chance"], color="k", ls="--", lw=0.8)
         ax.axvline(results["tests"][t]["ideal"], color="k", ls=":", lw=0.8)
+        ax.set_xlim(-0.05 if t in GROUP_TESTS else -1.05, 1.05)
         ax.set_title(t.replace("_", "\n", 1), fontsize=8)
         ax.tick_params(labelsize=7)
         ax.grid(axis="x", alpha=0.3)
@@ -1003,7 +1019,8 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                                  epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("--quick", action="store_true", help="2 seeds per group, 3 standard nets, 4000 training images, "
                     "1 epoch, 1000 test images, 200 resamples (about 5 minutes)")
-    ap.add_argument("--tests", default=",".join(TESTS), help=f"comma-separated subset of: {', '.join(TESTS)}")
+    ap.add_argument("--tests", default=None, help=f"comma-separated subset of: {', '.join(TESTS)} (default: all; "
+                    "with --rescore, all the document has)")
     ap.add_argument("--cache", type=Path, default=None, help="folder of the trained nets (default: %(default)s -> ~/.cache/spanmatch/grounding)")
     ap.add_argument("--rebuild", action="store_true", help="delete a cache written by other code or settings and train again")
     ap.add_argument("--data", type=Path, default=DATA_DIR, help="folder with the Fashion-MNIST IDX .gz files")
@@ -1020,8 +1037,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
-    tests = [t.strip() for t in args.tests.split(",") if t.strip()]
-    check_tests(tests)
+    tests: Optional[List[str]] = None
+    if args.tests is not None:
+        tests = [t.strip() for t in args.tests.split(",") if t.strip()]
+        check_tests(tests)
     t0 = time.perf_counter()
 
     if args.self_test:
@@ -1034,7 +1053,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print("self-test", "passed" if ok else "FAILED")
         return 0 if ok else 1
 
-    runtime: Dict[str, float] = {}
+    runtime: Dict[str, Any] = {"load_average_start": list(os.getloadavg()), "cpus": os.cpu_count()}
     if args.rescore is not None:
         sims = json.loads(args.rescore.read_text())
     else:
@@ -1043,7 +1062,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             settings = dataclasses.replace(settings, threads=args.threads)
         if args.bootstrap is not None:
             settings = dataclasses.replace(settings, bootstrap=args.bootstrap)
-        plan = design(settings, tests)
+        plan = design(settings, tests if tests is not None else TESTS)
         data = load_fashion_mnist(args.data)
         cache = Cache(args.cache or default_cache(), settings)
         cache.open(args.rebuild)
@@ -1058,10 +1077,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         sims_path.parent.mkdir(parents=True, exist_ok=True)
         sims_path.write_text(json.dumps(sims) + "\n")
     t = time.perf_counter()
-    results = score(sims, tests=tests if args.rescore is None else None if args.tests == ",".join(TESTS) else tests,
-                    bootstrap=args.bootstrap)
+    results = score(sims, tests=tests, bootstrap=args.bootstrap)
     runtime["scoring_s"] = time.perf_counter() - t
     runtime["total_s"] = time.perf_counter() - t0
+    runtime["load_average_end"] = list(os.getloadavg())
     results["runtime"] = runtime
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1) + "\n")
