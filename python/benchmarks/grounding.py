@@ -1018,10 +1018,10 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter,
                                  epilog=__doc__.split("\n\n", 1)[1])
     ap.add_argument("--quick", action="store_true", help="2 seeds per group, 3 standard nets, 4000 training images, "
-                    "1 epoch, 1000 test images, 200 resamples (about 5 minutes)")
+                    "1 epoch, 1000 test images, 200 resamples (2-3 minutes)")
     ap.add_argument("--tests", default=None, help=f"comma-separated subset of: {', '.join(TESTS)} (default: all; "
                     "with --rescore, all the document has)")
-    ap.add_argument("--cache", type=Path, default=None, help="folder of the trained nets (default: %(default)s -> ~/.cache/spanmatch/grounding)")
+    ap.add_argument("--cache", type=Path, default=None, help="folder of the trained nets (default: $XDG_CACHE_HOME/spanmatch/grounding or ~/.cache/spanmatch/grounding)")
     ap.add_argument("--rebuild", action="store_true", help="delete a cache written by other code or settings and train again")
     ap.add_argument("--data", type=Path, default=DATA_DIR, help="folder with the Fashion-MNIST IDX .gz files")
     ap.add_argument("--out", type=Path, default=Path("out/grounding/grounding.json"), help="results JSON (similarities.json goes next to it)")
