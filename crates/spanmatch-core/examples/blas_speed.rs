@@ -203,6 +203,63 @@ fn main() {
         blocked_chol(&mut c, 128);
         tk[5].push(s.elapsed().as_secs_f64());
     }
+    // OpenBLAS on one thread.
+    type SetThreads = unsafe extern "C" fn(c_int);
+    let set: SetThreads = *unsafe { lib.get::<SetThreads>(b"openblas_set_num_threads\0") }.unwrap();
+    unsafe { set(1) };
+    let mut t1: Vec<Vec<f64>> = vec![Vec::new(); 3];
+    for _ in 0..reps {
+        let ni = n as c_int;
+        let mut c = Mat::<f64>::zeros(n, n);
+        let s = Instant::now();
+        unsafe {
+            dgemm(
+                102,
+                111,
+                111,
+                ni,
+                ni,
+                ni,
+                1.0,
+                a.as_ptr(),
+                a.col_stride() as c_int,
+                b.as_ptr(),
+                b.col_stride() as c_int,
+                0.0,
+                c.as_ptr_mut(),
+                c.col_stride() as c_int,
+            )
+        };
+        t1[0].push(s.elapsed().as_secs_f64());
+        let mut x = b.clone();
+        let s = Instant::now();
+        unsafe {
+            dtrsm(
+                102,
+                141,
+                122,
+                111,
+                131,
+                ni,
+                ni,
+                1.0,
+                l.as_ptr(),
+                l.col_stride() as c_int,
+                x.as_ptr_mut(),
+                x.col_stride() as c_int,
+            )
+        };
+        t1[1].push(s.elapsed().as_secs_f64());
+        let mut m = spd.clone();
+        let lda = m.col_stride() as c_int;
+        let mut info = 0;
+        let s = Instant::now();
+        unsafe { dpotrf(b"L".as_ptr(), &ni, m.as_ptr_mut(), &lda, &mut info) };
+        t1[2].push(s.elapsed().as_secs_f64());
+    }
+    show("openblas dgemm 1 thr", &t1[0], flops_gemm);
+    show("openblas dtrsm 1 thr", &t1[1], flops_trsm);
+    show("openblas dpotrf 1 thr", &t1[2], flops_chol);
     show("faer trtri seq", &tk[0], flops_chol);
     show("faer LinvT Linv seq", &tk[1], flops_chol);
     show("faer trsm Lt seq", &tk[2], flops_trsm);

@@ -17,7 +17,7 @@
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, Par};
 use spanmatch_core::rng::SplitMix64;
-use spanmatch_core::simple::{simple_matches, SimpleOptions};
+use spanmatch_core::simple::{simple_matches, simple_matches_for, SimpleOptions};
 use spanmatch_core::MatchProblem;
 use std::io::{Read, Write};
 use std::ops::ControlFlow;
@@ -245,6 +245,39 @@ fn main() {
                 r.neurons_total,
                 r.matches.iter().map(|m| m.size()).max().unwrap_or(0),
                 r.complete
+            );
+        }
+        "witness" => {
+            let eps: f64 = parts.get(1).map_or(0.5, |s| s.parse().unwrap());
+            let k: usize = parts.get(2).map_or(1, |s| s.parse().unwrap());
+            let o = SimpleOptions {
+                eps,
+                orders: 0,
+                seed: 0,
+            };
+            let t = Instant::now();
+            let mm = p.profile().max_match(eps).unwrap();
+            println!("  profile {:.2} s", t.elapsed().as_secs_f64());
+            let wa: Vec<usize> = if mm.a.is_empty() {
+                Vec::new()
+            } else {
+                (0..k).map(|t| mm.a[t * mm.a.len() / k]).collect()
+            };
+            let mut times = Vec::new();
+            let mut last = None;
+            for _ in 0..reps {
+                let t = Instant::now();
+                let r =
+                    simple_matches_for(&p, &o, &wa, &[], |_, _| ControlFlow::Continue(())).unwrap();
+                times.push(t.elapsed().as_secs_f64());
+                last = Some(r);
+            }
+            let r = last.unwrap();
+            println!(
+                "n={n}+{n} {kind} eps={eps}: witnesses A{wa:?} -> {} matches, sizes {:?}; median {:.3} s over {reps}",
+                r.matches.len(),
+                r.matches.iter().map(|m| m.size()).collect::<Vec<_>>(),
+                median(times)
             );
         }
         other => panic!("unknown WHAT {other}"),

@@ -69,18 +69,32 @@ fn par_for(work: usize) -> Par {
 /// (column by column: each source column is read once).
 fn gather(src: MatRef<'_, f64>, rows: &[usize], cols: &[usize], lower: bool) -> Mat<f64> {
     let mut out = Mat::<f64>::zeros(rows.len(), cols.len());
-    let contiguous = rows.windows(2).all(|w| w[1] == w[0] + 1);
+    // Runs of consecutive source rows (removed neurons are sparse): (first output row, first
+    // source row, length), each copied as one slice.
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+    for (i, &r) in rows.iter().enumerate() {
+        match runs.last_mut() {
+            Some((i0, r0, len)) if *r0 + *len == r && *i0 + *len == i => *len += 1,
+            _ => runs.push((i, r, 1)),
+        }
+    }
     for (c, &j) in cols.iter().enumerate() {
         let first = if lower { c } else { 0 };
         let s = src.col(j);
         let d = out.col_mut(c).try_as_col_major_mut().expect("column-major");
         let d = d.as_slice_mut();
-        match (contiguous, s.try_as_col_major()) {
-            (true, Some(s)) if !rows.is_empty() => {
-                let r0 = rows[0];
-                d[first..].copy_from_slice(&s.as_slice()[r0 + first..r0 + rows.len()]);
+        match s.try_as_col_major() {
+            Some(s) => {
+                let s = s.as_slice();
+                for &(i0, r0, len) in &runs {
+                    if i0 + len <= first {
+                        continue;
+                    }
+                    let skip = first.saturating_sub(i0);
+                    d[i0 + skip..i0 + len].copy_from_slice(&s[r0 + skip..r0 + len]);
+                }
             }
-            _ => {
+            None => {
                 for (i, &r) in rows.iter().enumerate().skip(first) {
                     d[i] = s[r];
                 }
@@ -88,6 +102,53 @@ fn gather(src: MatRef<'_, f64>, rows: &[usize], cols: &[usize], lower: bool) -> 
         }
     }
     out
+}
+
+/// Keeps `a[rows, cols]` in place (both increasing): the matrix shrinks without a new
+/// allocation, its column stride unchanged. With `lower`, only the lower triangle of the result
+/// is written (the rest is left stale).
+fn compact_in_place(a: &mut Mat<f64>, rows: &[usize], cols: &[usize], lower: bool) {
+    let mut runs: Vec<(usize, usize, usize)> = Vec::new();
+    for (i, &r) in rows.iter().enumerate() {
+        match runs.last_mut() {
+            Some((i0, r0, len)) if *r0 + *len == r && *i0 + *len == i => *len += 1,
+            _ => runs.push((i, r, 1)),
+        }
+    }
+    let identity_rows = runs.len() == 1 && runs[0].0 == runs[0].1;
+    for (c, &j) in cols.iter().enumerate() {
+        let first = if lower { c } else { 0 };
+        if j == c {
+            if identity_rows {
+                continue;
+            }
+            let col = a.col_mut(c).try_as_col_major_mut().expect("column-major");
+            let col = col.as_slice_mut();
+            for &(i0, r0, len) in &runs {
+                if i0 + len <= first {
+                    continue;
+                }
+                let skip = first.saturating_sub(i0);
+                col.copy_within(r0 + skip..r0 + len, i0 + skip);
+            }
+        } else {
+            let (left, right) = a.as_mut().split_at_col_mut(j);
+            let dst = left
+                .col_mut(c)
+                .try_as_col_major_mut()
+                .expect("column-major");
+            let src = right.col(0).try_as_col_major().expect("column-major");
+            let (dst, src) = (dst.as_slice_mut(), src.as_slice());
+            for &(i0, r0, len) in &runs {
+                if i0 + len <= first {
+                    continue;
+                }
+                let skip = first.saturating_sub(i0);
+                dst[i0 + skip..i0 + len].copy_from_slice(&src[r0 + skip..r0 + len]);
+            }
+        }
+    }
+    a.truncate(rows.len(), cols.len());
 }
 
 /// The transpose of `a` as a new column-major matrix (in tiles of columns, for the caches).
@@ -234,6 +295,33 @@ impl SideState {
         } else {
             self.h[(j, i)]
         }
+    }
+
+    /// `H[pend, cols]` (k x cols.len()), read column by column: row r of the symmetric H is
+    /// the stored column `pend[r]` below its diagonal and the stored row `pend[r]` left of it.
+    fn pending_rows(&self, cols: &[usize]) -> Mat<f64> {
+        let k = self.pend.len();
+        let mut out = Mat::<f64>::zeros(k, cols.len());
+        let stored: Vec<&[f64]> = self
+            .pend
+            .iter()
+            .map(|&p| {
+                self.h
+                    .col(p)
+                    .try_as_col_major()
+                    .expect("column-major")
+                    .as_slice()
+            })
+            .collect();
+        for (c, &j) in cols.iter().enumerate() {
+            let hj = self.h.col(j).try_as_col_major().expect("column-major");
+            let hj = hj.as_slice();
+            let dst = out.col_mut(c).try_as_col_major_mut().expect("column-major");
+            for ((d, &p), sp) in dst.as_slice_mut().iter_mut().zip(&self.pend).zip(&stored) {
+                *d = if p >= j { hj[p] } else { sp[j] };
+            }
+        }
+        out
     }
 
     /// Current squared sine of local probe `p` (present).
@@ -391,15 +479,14 @@ impl SideState {
         };
         let (m, q) = (keep_m.len(), keep_p.len());
         // Z = L_R⁻¹ H[R, kept members].
-        let mut z = Mat::from_fn(k, m, |r, c| self.hij(self.pend[r], keep_m[c]));
+        let mut z = self.pending_rows(&keep_m);
         let lr = self.lp.as_ref().submatrix(0, 0, k, k);
         solve_lower_triangular_in_place(lr, z.as_mut(), par_for(k * k * m));
         // H ← H - Zᵀ Z (lower triangle), C ← C - B_Rᵀ Z.
-        let mut h = if compact {
-            gather(self.h.as_ref(), &keep_m, &keep_m, true)
-        } else {
-            std::mem::replace(&mut self.h, Mat::zeros(0, 0))
-        };
+        let mut h = std::mem::replace(&mut self.h, Mat::zeros(0, 0));
+        if compact {
+            compact_in_place(&mut h, &keep_m, &keep_m, true);
+        }
         tri_matmul(
             h.as_mut(),
             BlockStructure::TriangularLower,
@@ -411,26 +498,17 @@ impl SideState {
             -1.0,
             par_for(m * m * k / 2),
         );
-        let (mut ct, btk) = if compact {
-            (
-                gather(self.ct.as_ref(), &keep_p, &keep_m, false),
-                gather(
-                    self.bt.as_ref(),
-                    &keep_p,
-                    &(0..k).collect::<Vec<_>>(),
-                    false,
-                ),
-            )
-        } else {
-            (
-                std::mem::replace(&mut self.ct, Mat::zeros(0, 0)),
-                self.bt.as_ref().subcols(0, k).to_owned(),
-            )
-        };
+        let mut ct = std::mem::replace(&mut self.ct, Mat::zeros(0, 0));
+        if compact {
+            compact_in_place(&mut ct, &keep_p, &keep_m, false);
+            let all: Vec<usize> = (0..self.bt.ncols()).collect();
+            compact_in_place(&mut self.bt, &keep_p, &all, false);
+        }
+        let btk = self.bt.as_ref().subcols(0, k);
         matmul(
             ct.as_mut(),
             Accum::Add,
-            btk.as_ref(),
+            btk,
             z.as_ref(),
             -1.0,
             par_for(m * q * k),
@@ -438,9 +516,6 @@ impl SideState {
         self.h = h;
         self.ct = ct;
         self.pend.clear();
-        if compact {
-            self.bt = Mat::zeros(q, self.bt.ncols());
-        }
         if compact {
             let remap = |keep: &[usize], slot_of: &mut Vec<usize>, of_slot: &mut Vec<usize>| {
                 for s in slot_of.iter_mut() {

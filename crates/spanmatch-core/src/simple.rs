@@ -18,7 +18,7 @@ use crate::tolerance::check_epsilon;
 use crate::{CoreError, DeadPolicy, MatchProblem, Peeler, Side};
 use rayon::prelude::*;
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
@@ -75,6 +75,9 @@ pub struct SimpleMatches {
     pub neurons_total: usize,
     /// False when the computation was interrupted; `matches` then holds what was found so far.
     pub complete: bool,
+    /// Queried neurons ([`simple_matches_for`]) outside the maximum match at ε: no match
+    /// contains them. Empty for the full search.
+    pub unmatched: Vec<Neuron>,
 }
 
 /// Result of re-checking a reported match.
@@ -371,7 +374,53 @@ pub fn simple_matches(
     options: &SimpleOptions,
     progress: impl FnMut(usize, usize) -> ControlFlow<()>,
 ) -> Result<SimpleMatches, CoreError> {
-    simple_matches_with(problem, options, progress, false)
+    simple_matches_with(problem, options, progress, false, None)
+}
+
+/// The simple matches found for the given neurons only (indices into A and B): for each of them
+/// in the maximum match at ε, its v-minimal match in the same orders as [`simple_matches`],
+/// de-duplicated. The result is the full search's restricted to these neurons (the matches
+/// they are witnesses of, with their counts and witnesses among them); each neuron's search is
+/// that neuron's part of the full search, so the cost grows with the number of neurons asked
+/// for, not with the layer. Queried neurons outside the maximum match are listed in
+/// [`SimpleMatches::unmatched`] (no match contains them). `neurons_total` counts the queried
+/// neurons in the maximum match (per order, as for the full search).
+///
+/// Errors: an index out of range ([`CoreError::NeuronIndex`]), or a dead neuron under
+/// [`DeadPolicy::Drop`] ([`CoreError::DeadNeuron`]).
+pub fn simple_matches_for(
+    problem: &MatchProblem,
+    options: &SimpleOptions,
+    neurons_a: &[usize],
+    neurons_b: &[usize],
+    progress: impl FnMut(usize, usize) -> ControlFlow<()>,
+) -> Result<SimpleMatches, CoreError> {
+    let mut asked: Vec<Neuron> = Vec::with_capacity(neurons_a.len() + neurons_b.len());
+    for (side, ids, len) in [
+        (Side::A, neurons_a, problem.n1()),
+        (Side::B, neurons_b, problem.n2()),
+    ] {
+        let name = if side == Side::A { 'A' } else { 'B' };
+        for &i in ids {
+            if i >= len {
+                return Err(CoreError::NeuronIndex {
+                    side: name,
+                    index: i,
+                    len,
+                });
+            }
+            if problem.options().dead == DeadPolicy::Drop && is_dead(problem, (side, i)) {
+                return Err(CoreError::DeadNeuron {
+                    side: name,
+                    index: i,
+                });
+            }
+            if !asked.contains(&(side, i)) {
+                asked.push((side, i));
+            }
+        }
+    }
+    simple_matches_with(problem, options, progress, false, Some(&asked))
 }
 
 /// [`simple_matches`] computed the pre-optimisation way (unblocked factorisation, sequential
@@ -383,7 +432,7 @@ pub fn reference_simple_matches(
     options: &SimpleOptions,
     progress: impl FnMut(usize, usize) -> ControlFlow<()>,
 ) -> Result<SimpleMatches, CoreError> {
-    simple_matches_with(problem, options, progress, true)
+    simple_matches_with(problem, options, progress, true, None)
 }
 
 fn simple_matches_with(
@@ -391,6 +440,7 @@ fn simple_matches_with(
     options: &SimpleOptions,
     mut progress: impl FnMut(usize, usize) -> ControlFlow<()>,
     reference: bool,
+    asked: Option<&[Neuron]>,
 ) -> Result<SimpleMatches, CoreError> {
     let eps = options.eps;
     check_epsilon(eps)?;
@@ -420,7 +470,27 @@ fn simple_matches_with(
     } else {
         Vec::new()
     };
-    let members: Vec<Neuron> = live.iter().chain(&dead).copied().collect();
+    let all_members: Vec<Neuron> = live.iter().chain(&dead).copied().collect();
+    // A targeted query searches only the asked neurons of the maximum match (in the full
+    // search's member order, so that the merge below is the same).
+    let (members, unmatched): (Vec<Neuron>, Vec<Neuron>) = match asked {
+        None => (all_members, Vec::new()),
+        Some(asked) => {
+            let want: HashSet<Neuron> = asked.iter().copied().collect();
+            let have: HashSet<Neuron> = all_members.iter().copied().collect();
+            (
+                all_members
+                    .into_iter()
+                    .filter(|v| want.contains(v))
+                    .collect(),
+                asked
+                    .iter()
+                    .copied()
+                    .filter(|v| !have.contains(v))
+                    .collect(),
+            )
+        }
+    };
 
     let mut orders: Vec<Vec<Neuron>> = vec![live.clone()];
     for k in 0..options.orders {
@@ -493,6 +563,7 @@ fn simple_matches_with(
         neurons_done: done,
         neurons_total: members.len(),
         complete,
+        unmatched,
     })
 }
 

@@ -8,7 +8,11 @@ mod common;
 use common::*;
 use faer::Mat;
 use spanmatch_core::rng::SplitMix64;
-use spanmatch_core::{MatchProblem, Profile};
+use spanmatch_core::simple::{
+    simple_matches, simple_matches_for, Neuron, SimpleMatches, SimpleOptions,
+};
+use spanmatch_core::{MatchProblem, Profile, Side};
+use std::ops::ControlFlow;
 
 /// Structured ReLU layers: `rows` samples, a shared latent subspace of rank `rank` read by each
 /// net through its own mixing, per-neuron noise levels between 0.1 and 1.9 times `noise`.
@@ -183,4 +187,109 @@ fn profile_of_tiny_and_one_sided_problems() {
     let y = Mat::<f64>::zeros(50, 3);
     let p = MatchProblem::new(&stats_of(&x, &y, 50), Default::default()).unwrap();
     assert_eq!(max_diff(&p.profile(), &p.profile_previous()), 0.0);
+}
+
+/// The targeted search for `asked` equals the full search restricted to those neurons: the
+/// matches some asked neuron is a witness of, with their witnesses among the asked ones.
+fn check_targeted(p: &MatchProblem, eps: f64, asked: &[Neuron], full: &SimpleMatches) {
+    let o = SimpleOptions {
+        eps,
+        orders: 0,
+        seed: 0,
+    };
+    let (qa, qb): (Vec<usize>, Vec<usize>) = (
+        asked
+            .iter()
+            .filter(|v| v.0 == Side::A)
+            .map(|v| v.1)
+            .collect(),
+        asked
+            .iter()
+            .filter(|v| v.0 == Side::B)
+            .map(|v| v.1)
+            .collect(),
+    );
+    let t = simple_matches_for(p, &o, &qa, &qb, |_, _| ControlFlow::Continue(())).unwrap();
+    assert!(t.complete);
+    let mut expected: Vec<(Vec<usize>, Vec<usize>, Vec<Neuron>)> = full
+        .matches
+        .iter()
+        .filter_map(|m| {
+            let w: Vec<Neuron> = m
+                .witnesses
+                .iter()
+                .copied()
+                .filter(|v| asked.contains(v))
+                .collect();
+            (!w.is_empty()).then(|| (m.a.clone(), m.b.clone(), w))
+        })
+        .collect();
+    let mut got: Vec<(Vec<usize>, Vec<usize>, Vec<Neuron>)> = t
+        .matches
+        .iter()
+        .map(|m| {
+            assert_eq!(m.count, m.witnesses.len());
+            (m.a.clone(), m.b.clone(), m.witnesses.clone())
+        })
+        .collect();
+    for v in expected.iter_mut().chain(got.iter_mut()) {
+        v.2.sort_unstable();
+    }
+    expected.sort();
+    got.sort();
+    assert_eq!(got, expected, "ε = {eps}, asked {asked:?}");
+    // The asked neurons outside the maximum match are reported as such.
+    let in_match = |v: &Neuron| full.matches.iter().any(|m| m.witnesses.contains(v));
+    let mut outside: Vec<Neuron> = asked.iter().copied().filter(|v| !in_match(v)).collect();
+    let mut unmatched = t.unmatched.clone();
+    outside.sort_unstable();
+    unmatched.sort_unstable();
+    assert_eq!(unmatched, outside);
+    assert_eq!(t.neurons_total, asked.len() - outside.len());
+}
+
+/// Neurons to ask about: a few of A and of B spread over the layers, one of them twice.
+fn some_neurons(n1: usize, n2: usize) -> Vec<Neuron> {
+    let mut v: Vec<Neuron> = (0..5).map(|k| (Side::A, k * n1 / 5 + 1)).collect();
+    v.extend((0..3).map(|k| (Side::B, k * n2 / 3 + 2)));
+    v
+}
+
+#[test]
+fn targeted_simple_matches_equal_the_full_search_restricted() {
+    let mut rng = SplitMix64::new(2105);
+    let cases: Vec<(&str, Acts, Acts, f64)> = vec![
+        {
+            let (x, y) = blocks(&mut rng, 102, 700, 0, 0.01);
+            ("planted 256", x, y, 0.25)
+        },
+        {
+            let (x, y) = structured_relu(&mut rng, 256, 1024, 32, 0.3);
+            ("relu 256", x, y, 0.5)
+        },
+        {
+            let (x, y) = blocks(&mut rng, 205, 1200, 0, 0.01);
+            ("planted 512", x, y, 0.25)
+        },
+    ];
+    for (name, x, y, eps) in &cases {
+        let p = problem_of(x, y);
+        let o = SimpleOptions {
+            eps: *eps,
+            orders: 0,
+            seed: 0,
+        };
+        let full = simple_matches(&p, &o, |_, _| ControlFlow::Continue(())).unwrap();
+        assert!(
+            full.matches.len() > 3,
+            "{name}: {} matches",
+            full.matches.len()
+        );
+        let asked = some_neurons(p.n1(), p.n2());
+        check_targeted(&p, *eps, &asked, &full);
+        // One neuron at a time.
+        for &v in &asked[..3] {
+            check_targeted(&p, *eps, &[v], &full);
+        }
+    }
 }
