@@ -884,8 +884,11 @@ struct PyStats {
     acc: GramAccumulator,
     /// ε-profiles computed so far, per matching options: `profile()`, `max_match()` and the
     /// targeted simple matches reuse them (the statistics never change after `finish`).
-    profiles: Arc<Mutex<Vec<(MatchOptions, Arc<CachedProfile>)>>>,
+    profiles: ProfileCache,
 }
+
+/// The ε-profiles of one `Stats`, per matching options (shared by its copies).
+type ProfileCache = Arc<Mutex<Vec<(MatchOptions, Arc<CachedProfile>)>>>;
 
 /// A layer pair's ε-profile with its dead neurons.
 struct CachedProfile {
