@@ -7,12 +7,11 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
 use spanmatch_core::simple::{
-    simple_matches, simple_matches_for, verify, Neuron, SimpleMatch, SimpleMatches, SimpleOptions,
+    simple_matches_progress, verify, Neuron, SimpleMatch, SimpleMatches, SimpleOptions,
     Verification,
 };
 use spanmatch_core::{DeadPolicy, MatchOptions, MatchProblem, Side};
 use spanmatch_engine::compare::file_layer_stats;
-use spanmatch_engine::Progress;
 use spanmatch_io::Layout;
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -142,22 +141,25 @@ pub fn run_simple_for(
     witnesses: Option<&[Neuron]>,
 ) -> Result<SimpleMatches> {
     let mut bars = Bars::new();
-    let progress = |done, total| {
-        if bars.simple(done, total) {
+    let progress = |p| {
+        if bars.simple_work(p) {
             ControlFlow::Continue(())
         } else {
             ControlFlow::Break(())
         }
     };
-    Ok(match witnesses {
-        None => simple_matches(problem, options, progress)?,
-        Some(w) => {
-            let pick = |side: Side| -> Vec<usize> {
-                w.iter().filter(|v| v.0 == side).map(|v| v.1).collect()
-            };
-            simple_matches_for(problem, options, &pick(Side::A), &pick(Side::B), progress)?
-        }
-    })
+    let asked = witnesses.map(|w| {
+        let pick = |side: Side| -> Vec<usize> {
+            w.iter().filter(|v| v.0 == side).map(|v| v.1).collect()
+        };
+        (pick(Side::A), pick(Side::B))
+    });
+    Ok(simple_matches_progress(
+        problem,
+        options,
+        asked.as_ref().map(|(a, b)| (a.as_slice(), b.as_slice())),
+        progress,
+    )?)
 }
 
 /// Runs `spanmatch simple`.
