@@ -261,13 +261,22 @@ fn main() {
             if std::env::var("WIDE_SETUP").is_ok() {
                 let t = Instant::now();
                 let mut full = spanmatch_core::Peeler::new(&p, p.live_a(), p.live_b());
-                println!("  peeler of the live neurons {:.2} s", t.elapsed().as_secs_f64());
+                println!(
+                    "  peeler of the live neurons {:.2} s",
+                    t.elapsed().as_secs_f64()
+                );
                 let t = Instant::now();
                 full.peel_until(eps);
-                println!("  peeled to the maximum match {:.2} s", t.elapsed().as_secs_f64());
+                println!(
+                    "  peeled to the maximum match {:.2} s",
+                    t.elapsed().as_secs_f64()
+                );
                 let t = Instant::now();
                 let _m = spanmatch_core::Peeler::new(&p, &mm.a, &mm.b);
-                println!("  peeler of the maximum match {:.2} s", t.elapsed().as_secs_f64());
+                println!(
+                    "  peeler of the maximum match {:.2} s",
+                    t.elapsed().as_secs_f64()
+                );
             }
             let wa: Vec<usize> = if mm.a.is_empty() {
                 Vec::new()

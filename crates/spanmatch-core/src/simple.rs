@@ -224,6 +224,10 @@ impl Search<'_> {
     fn start(&self, root: &Peeler, group: Vec<Neuron>) {
         let mut s = root.clone();
         s.set_par(faer::Par::Seq);
+        // Single removals read the probes' cached inner products with the duals instead of
+        // the probe array (512+512 ReLU at ε 0.5: 20 CPU-seconds against 28; one witness at
+        // 2048+2048: 13 s against 17 s).
+        s.enable_cache();
         self.run(s, 0, group, Vec::new(), 1);
     }
 
@@ -835,7 +839,11 @@ impl Reporter<'_> {
         let share = (self.before as f64 + positions * self.searched as f64) / all;
         // Never decreasing, and 1 only when every neuron has finished.
         let done_share = finished as f64 / all;
-        let cap = if finished as f64 >= all { 1.0 } else { 1.0 - 0.5 / all };
+        let cap = if finished as f64 >= all {
+            1.0
+        } else {
+            1.0 - 0.5 / all
+        };
         self.reported = self.reported.max(share.max(done_share).min(cap));
         stop(finished, self.reported)
     }

@@ -55,15 +55,28 @@ impl Bars {
             }
             let b = ProgressBar::new(STEPS);
             if let Ok(style) = ProgressStyle::with_template(
-                "{prefix:>12} [{bar:30}] {percent}% of the work, {msg}, ETA {eta} (Ctrl-C stops and keeps what was found)",
+                "{prefix:>12} [{bar:30}] {percent}% of the work, {msg} (Ctrl-C stops and keeps what was found)",
             ) {
                 b.set_style(style.progress_chars("=> "));
             }
             b.set_prefix("simple");
             b
         });
-        bar.set_position((p.work.clamp(0.0, 1.0) * STEPS as f64) as u64);
-        bar.set_message(format!("{}/{} neurons done", p.neurons_done, p.neurons_total));
+        let work = p.work.clamp(0.0, 1.0);
+        bar.set_position((work * STEPS as f64) as u64);
+        // The ETA from the average rate since the start (the search's progress comes in
+        // bursts, which make a recent-rate estimate jump).
+        let elapsed = bar.elapsed().as_secs_f64();
+        let eta = if work > 0.005 {
+            let left = (elapsed * (1.0 - work) / work).round() as u64;
+            format!("ETA {}:{:02}:{:02}", left / 3600, left / 60 % 60, left % 60)
+        } else {
+            "ETA unknown yet".to_string()
+        };
+        bar.set_message(format!(
+            "{}/{} neurons done, {eta}",
+            p.neurons_done, p.neurons_total
+        ));
         if p.neurons_done >= p.neurons_total {
             bar.finish_and_clear();
             self.simple = None;

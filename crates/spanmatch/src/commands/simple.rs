@@ -149,9 +149,8 @@ pub fn run_simple_for(
         }
     };
     let asked = witnesses.map(|w| {
-        let pick = |side: Side| -> Vec<usize> {
-            w.iter().filter(|v| v.0 == side).map(|v| v.1).collect()
-        };
+        let pick =
+            |side: Side| -> Vec<usize> { w.iter().filter(|v| v.0 == side).map(|v| v.1).collect() };
         (pick(Side::A), pick(Side::B))
     });
     Ok(simple_matches_progress(
