@@ -130,7 +130,7 @@ impl Cols {
     fn blocks(&self) -> impl Iterator<Item = (usize, MatRef<'_, f64>)> {
         let len = self.len;
         self.chunks.iter().enumerate().map(move |(k, c)| {
-            let cols = if len == 0 { 0 } else { c.len() / len };
+            let cols = c.len().checked_div(len).unwrap_or(0);
             (k * CHUNK, MatRef::from_column_major_slice(c, len, cols))
         })
     }
