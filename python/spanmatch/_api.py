@@ -185,6 +185,8 @@ class Stats:
         tol: Optional[float] = None,
         orders: int = 0,
         seed: int = 0,
+        neurons_a: Optional[Sequence[int]] = None,
+        neurons_b: Optional[Sequence[int]] = None,
     ) -> List[SimpleMatch]:
         """The simple matches at ``eps`` (matches that are not unions of smaller ones), largest
         first: for each neuron of the maximum match, a minimal match containing it.
@@ -192,8 +194,23 @@ class Stats:
         At ε = 0 with linearly independent neurons on each side the list is exact and complete;
         otherwise it depends on the order in which neurons are tried, and ``orders`` adds seeded
         random orders.
+
+        ``neurons_a`` / ``neurons_b`` (indices into each layer) ask about given neurons only
+        ("which group does channel 17 belong to?"): the result is the full search restricted
+        to them (the minimal matches found for those neurons), at a cost that grows with the
+        number of neurons asked for, not with the layer. A neuron outside the maximum match at
+        ``eps`` has no match; an index out of range, or a dead neuron under ``dead="drop"``,
+        raises ``ValueError``.
         """
-        found, _exact = self._native.simple_matches(float(eps), dead, tol, int(orders), int(seed))
+        found, _exact = self._native.simple_matches(
+            float(eps),
+            dead,
+            tol,
+            int(orders),
+            int(seed),
+            None if neurons_a is None else [int(i) for i in neurons_a],
+            None if neurons_b is None else [int(i) for i in neurons_b],
+        )
         return [SimpleMatch(np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64), int(c)) for a, b, c in found]
 
     def measures(self, names: Sequence[str] = ("cka",)) -> Dict[str, Any]:

@@ -81,4 +81,14 @@ pub enum CoreError {
         /// Neurons on that side.
         len: usize,
     },
+    /// A neuron asked about by name that is dead (zero activations) under the drop policy.
+    #[error(
+        "neuron {side}{index} is dead (zero activations): under the drop policy it takes part in no match (the literal definition, dead = match, puts it in every one)"
+    )]
+    DeadNeuron {
+        /// 'A' or 'B'.
+        side: char,
+        /// The index.
+        index: usize,
+    },
 }

@@ -274,6 +274,14 @@ impl Peeler {
         self.compact_below(num, den);
     }
 
+    /// Keeps each side's inner products of the probes with the duals (rebuilt at each
+    /// compaction): single removals then read O(probes · pending directions) numbers instead
+    /// of the probe array. For peelers many trials start from (the simple-match search).
+    pub(crate) fn enable_cache(&mut self) {
+        self.span_a.enable_cache();
+        self.span_b.enable_cache();
+    }
+
     /// Sets the parallelism of the trackers' products and factorisations (default: faer's
     /// rayon parallelism). The simple-match search, parallel over its nodes, makes them
     /// sequential.

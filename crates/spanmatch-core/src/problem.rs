@@ -143,6 +143,14 @@ impl MatchProblem {
         Profile::compute(self)
     }
 
+    /// The ε-profile computed on the span tracker, as before the downdating pass (the
+    /// reference of the equivalence tests and benchmarks at wide layers; not part of the
+    /// supported API).
+    #[doc(hidden)]
+    pub fn profile_previous(&self) -> Profile {
+        Profile::compute_previous(self)
+    }
+
     /// The ε-profile computed the pre-blocking way (unblocked factorisation, one removal per
     /// step). Reference of the equivalence tests; not part of the supported API.
     #[doc(hidden)]

@@ -49,7 +49,18 @@ pub struct MaxMatch {
 }
 
 impl Profile {
+    /// The peeling pass by downdating the inverse Gram matrices when both sides qualify
+    /// (`downdate.rs`), with the span tracker otherwise.
     pub(crate) fn compute(problem: &MatchProblem) -> Self {
+        match crate::downdate::peel_rounds(problem) {
+            Some(steps) => Self::from_removals(problem, steps),
+            None => Self::compute_previous(problem),
+        }
+    }
+
+    /// The peeling pass on the span tracker (the implementation before downdating, and the
+    /// path for sides with nearly dependent members).
+    pub(crate) fn compute_previous(problem: &MatchProblem) -> Self {
         let peeler = Peeler::new(problem, problem.live_a(), problem.live_b());
         Self::from_removals(problem, peeler.peel_rounds())
     }

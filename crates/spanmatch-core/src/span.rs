@@ -57,7 +57,7 @@ pub(crate) struct SpanTracker {
     /// every other quantity is the stored one minus its pending components, which are only
     /// computed where needed (the dual of a removed member) and dropped at compaction (the new
     /// coordinates are inner products with the current span, orthogonal to them).
-    pending: Vec<f64>,
+    pending: Cols,
     /// Keep lost directions pending instead of projecting them out at each removal.
     lazy: bool,
     /// Inner products of the stored probes with the stored duals and pending directions (the
@@ -78,8 +78,116 @@ pub(crate) struct SpanTracker {
 #[derive(Debug, Clone)]
 struct DualCache {
     q: usize,
-    c: Vec<f64>,
-    b: Vec<f64>,
+    /// Shared between copies (never modified, only rebuilt).
+    c: Arc<Vec<f64>>,
+    b: Cols,
+}
+
+/// Columns of one length (lost directions, or their inner products with the probes), kept in
+/// shared chunks of [`CHUNK`] columns: copying a tracker copies pointers, and appending a column
+/// copies at most the last chunk (once per copy). A trial on a copy of a search state adds a
+/// few directions to the state's hundreds.
+#[derive(Debug, Clone, Default)]
+struct Cols {
+    /// Length of each column.
+    len: usize,
+    /// Number of columns.
+    count: usize,
+    chunks: Vec<Arc<Vec<f64>>>,
+}
+
+/// Columns per chunk of [`Cols`].
+const CHUNK: usize = 16;
+
+impl Cols {
+    fn new(len: usize) -> Self {
+        Self {
+            len,
+            count: 0,
+            chunks: Vec::new(),
+        }
+    }
+
+    fn clear(&mut self, len: usize) {
+        self.len = len;
+        self.count = 0;
+        self.chunks.clear();
+    }
+
+    fn push(&mut self, col: &[f64]) {
+        debug_assert_eq!(col.len(), self.len);
+        if self.count.is_multiple_of(CHUNK) {
+            self.chunks
+                .push(Arc::new(Vec::with_capacity(self.len * CHUNK)));
+        }
+        if let Some(last) = self.chunks.last_mut() {
+            Arc::make_mut(last).extend_from_slice(col);
+        }
+        self.count += 1;
+    }
+
+    /// The chunks as `len x columns` matrices, with the index of their first column.
+    fn blocks(&self) -> impl Iterator<Item = (usize, MatRef<'_, f64>)> {
+        let len = self.len;
+        self.chunks.iter().enumerate().map(move |(k, c)| {
+            let cols = c.len().checked_div(len).unwrap_or(0);
+            (k * CHUNK, MatRef::from_column_major_slice(c, len, cols))
+        })
+    }
+
+    /// All columns in one column-major buffer.
+    fn to_vec(&self) -> Vec<f64> {
+        let mut v = Vec::with_capacity(self.len * self.count);
+        for c in &self.chunks {
+            v.extend_from_slice(c);
+        }
+        v
+    }
+
+    /// `out = Colsᵀ x` (`count` values).
+    fn t_times(&self, x: &[f64], out: &mut [f64], par: Par) {
+        for (first, m) in self.blocks() {
+            let n = m.ncols();
+            matmul(
+                MatMut::from_column_major_slice_mut(&mut out[first..first + n], n, 1),
+                Accum::Replace,
+                m.transpose(),
+                MatRef::from_column_major_slice(x, self.len, 1),
+                1.0,
+                par,
+            );
+        }
+    }
+
+    /// `y -= Cols beta`.
+    fn sub_times(&self, beta: &[f64], y: &mut [f64], par: Par) {
+        for (first, m) in self.blocks() {
+            let n = m.ncols();
+            matmul(
+                MatMut::from_column_major_slice_mut(y, self.len, 1),
+                Accum::Add,
+                m,
+                MatRef::from_column_major_slice(&beta[first..first + n], n, 1),
+                -1.0,
+                par,
+            );
+        }
+    }
+
+    /// `x -= Cols (Colsᵀ x)` for the columns of `x` (classical Gram–Schmidt against
+    /// orthonormal columns: every product with the original `x`).
+    fn project_out(&self, x: &mut Mat<f64>, par: Par) {
+        if self.count == 0 || x.ncols() == 0 {
+            return;
+        }
+        let parts: Vec<Mat<f64>> = self
+            .blocks()
+            .map(|(_, m)| at_b(m, x.as_ref(), par))
+            .collect();
+        for ((_, m), b) in self.blocks().zip(&parts) {
+            matmul(x.as_mut(), Accum::Add, m, b.as_ref(), -1.0, par);
+        }
+    }
 }
 
 impl Clone for SpanTracker {
@@ -97,7 +205,7 @@ impl Clone for SpanTracker {
             probe_sin2: Vec::new(),
             probe_alive: Vec::new(),
             sine_tol: self.sine_tol,
-            pending: Vec::new(),
+            pending: Cols::default(),
             lazy: self.lazy,
             cache: None,
             use_cache: false,
@@ -481,7 +589,7 @@ impl SpanTracker {
             probe_sin2,
             probe_alive: vec![true; q],
             sine_tol,
-            pending: Vec::new(),
+            pending: Cols::new(dim),
             lazy: true,
             cache: None,
             use_cache: false,
@@ -601,7 +709,7 @@ impl SpanTracker {
             probe_sin2,
             probe_alive: vec![true; q],
             sine_tol,
-            pending: Vec::new(),
+            pending: Cols::new(dim),
             lazy: true,
             cache: None,
             use_cache: false,
@@ -620,29 +728,14 @@ impl SpanTracker {
     fn current_dual(&self, i: usize) -> (Vec<f64>, Vec<f64>) {
         let dim = self.dim;
         let mut w = self.duals[i * dim..i * dim + dim].to_vec();
-        let kp = self.pending.len() / dim.max(1);
+        let kp = self.pending.count;
         let mut betas = vec![0.0; kp];
         if kp == 0 {
             return (w, betas);
         }
-        let wp = MatRef::from_column_major_slice(&self.pending, dim, kp);
         let par = self.vector_par(dim * kp);
-        matmul(
-            MatMut::from_column_major_slice_mut(&mut betas, kp, 1),
-            Accum::Replace,
-            wp.transpose(),
-            MatRef::from_column_major_slice(&w, dim, 1),
-            1.0,
-            par,
-        );
-        matmul(
-            MatMut::from_column_major_slice_mut(&mut w, dim, 1),
-            Accum::Add,
-            wp,
-            MatRef::from_column_major_slice(&betas, kp, 1),
-            -1.0,
-            par,
-        );
+        self.pending.t_times(&w, &mut betas, par);
+        self.pending.sub_times(&betas, &mut w, par);
         (w, betas)
     }
 
@@ -664,7 +757,7 @@ impl SpanTracker {
     /// Number of lost directions not yet projected out (tests).
     #[cfg(test)]
     pub(crate) fn pending_directions(&self) -> usize {
-        self.pending.len() / self.dim.max(1)
+        self.pending.count
     }
 
     /// Current squared sine of probe `p` to the span.
@@ -715,7 +808,7 @@ impl SpanTracker {
     pub(crate) fn compact(&mut self, keep_members: &[usize], keep_probes: &[usize]) {
         // The pending directions are orthogonal to the current span, so projecting the stored
         // arrays on an orthonormal basis of that span removes them.
-        self.pending.clear();
+        self.pending.clear(0);
         let old = self.dim;
         let basis: Vec<usize> = keep_members
             .iter()
@@ -781,6 +874,7 @@ impl SpanTracker {
         self.coords = Arc::new(coords);
         self.duals = Arc::new(duals);
         self.dim = k;
+        self.pending.clear(k);
         let pick_f = |v: &[f64], ids: &[usize]| ids.iter().map(|&i| v[i]).collect::<Vec<f64>>();
         let pick_b = |v: &[bool], ids: &[usize]| ids.iter().map(|&i| v[i]).collect::<Vec<bool>>();
         self.member_norm2 = pick_f(&self.member_norm2, keep_members);
@@ -797,8 +891,9 @@ impl SpanTracker {
     }
 
     /// Keeps [`DualCache`] from now on (rebuilt at each compaction): single removals then cost
-    /// O(probes · pending directions) instead of O(probes · dim). For long peeling passes on
-    /// one tracker that is never copied (the cache is as large as the probe array).
+    /// O(probes · pending directions) instead of O(probes · dim). Copies of the tracker share
+    /// it (the inner products with the duals are shared, those with the pending directions
+    /// are kept in shared chunks like the directions themselves).
     pub(crate) fn enable_cache(&mut self) {
         self.use_cache = true;
         self.build_cache();
@@ -806,10 +901,10 @@ impl SpanTracker {
 
     fn build_cache(&mut self) {
         let (dim, m, q) = (self.dim, self.member_alive.len(), self.probe_alive.len());
-        let kp = self.pending.len() / dim.max(1);
+        let kp = self.pending.count;
         let probes = MatRef::from_column_major_slice(&self.probes, dim, q);
         let mut c = vec![0.0; q * m];
-        let mut b = vec![0.0; q * kp];
+        let mut b = Cols::new(q);
         if dim > 0 && q > 0 {
             if m > 0 {
                 matmul(
@@ -822,17 +917,19 @@ impl SpanTracker {
                 );
             }
             if kp > 0 {
-                matmul(
-                    MatMut::from_column_major_slice_mut(&mut b, q, kp),
-                    Accum::Replace,
-                    probes.transpose(),
-                    MatRef::from_column_major_slice(&self.pending, dim, kp),
-                    1.0,
-                    Par::Seq,
-                );
+                for (_, w) in self.pending.blocks() {
+                    let pb = at_b(probes, w, Par::Seq);
+                    for col in pb.col_iter() {
+                        b.push(col.try_as_col_major().expect("column-major").as_slice());
+                    }
+                }
             }
         }
-        self.cache = Some(DualCache { q, c, b });
+        self.cache = Some(DualCache {
+            q,
+            c: Arc::new(c),
+            b,
+        });
     }
 
     /// What removing the alive member `i` alone would do to the probes' sines, computed exactly
@@ -848,8 +945,7 @@ impl SpanTracker {
     /// when member `i` is a basis member whose removal loses its current dual's direction
     /// (unless a dependent member carries it).
     fn trivial_loss(&self, i: usize) -> Option<Lost> {
-        // (With the cache, removals compute the dual differently: no prediction then.)
-        if !self.member_alive[i] || self.cache.is_some() {
+        if !self.member_alive[i] {
             Some(Lost::Nothing)
         } else if self.alive_members == 1 {
             Some(Lost::Everything)
@@ -887,13 +983,8 @@ impl SpanTracker {
     /// the pending directions, which are orthonormal), one column each: two matrix products.
     fn current_duals(&self, ids: &[usize]) -> Mat<f64> {
         let dim = self.dim;
-        let kp = self.pending.len() / dim.max(1);
         let mut dk = Mat::from_fn(dim, ids.len(), |r, c| self.duals[ids[c] * dim + r]);
-        if kp > 0 && !ids.is_empty() {
-            let wp = MatRef::from_column_major_slice(&self.pending, dim, kp);
-            let b = at_b(wp, dk.as_ref(), self.par);
-            matmul(dk.as_mut(), Accum::Add, wp, b.as_ref(), -1.0, self.par);
-        }
+        self.pending.project_out(&mut dk, self.par);
         dk
     }
 
@@ -903,7 +994,7 @@ impl SpanTracker {
     /// of removing `ids[t]` alone.
     pub(crate) fn lost_on_removals(&self, ids: &[usize]) -> Vec<Lost> {
         let dim = self.dim;
-        let kp = self.pending.len() / dim.max(1);
+        let kp = self.pending.count;
         if ids.len() < 2 || kp == 0 || dim == 0 {
             return ids.iter().map(|&i| self.lost_on_removal(i)).collect();
         }
@@ -954,7 +1045,7 @@ impl SpanTracker {
         }
         self.is_basis[i] = false;
         let dim = self.dim;
-        let kp = self.pending.len() / dim.max(1);
+        let kp = self.pending.count;
         let (mut w, betas) = self.current_dual(i);
         let wn = dot(&w, &w).sqrt();
         if wn == 0.0 || !wn.is_finite() {
@@ -987,14 +1078,7 @@ impl SpanTracker {
             let q = cache.q;
             let mut y = cache.c[i * q..i * q + q].to_vec();
             if kp > 0 {
-                matmul(
-                    MatMut::from_column_major_slice_mut(&mut y, q, 1),
-                    Accum::Add,
-                    MatRef::from_column_major_slice(&cache.b, q, kp),
-                    MatRef::from_column_major_slice(&betas, kp, 1),
-                    -1.0,
-                    par_for(q * kp),
-                );
+                cache.b.sub_times(&betas, &mut y, par_for(q * kp));
             }
             for (p, yp) in y.iter_mut().enumerate() {
                 *yp /= wn;
@@ -1007,8 +1091,8 @@ impl SpanTracker {
                     self.probe_sin2[p] = s.min(1.0);
                 }
             }
-            cache.b.extend_from_slice(&y);
-            self.pending.extend_from_slice(&w);
+            cache.b.push(&y);
+            self.pending.push(&w);
             return;
         }
 
@@ -1037,7 +1121,7 @@ impl SpanTracker {
                     self.probe_sin2[p] = s.min(1.0);
                 }
             }
-            self.pending.extend_from_slice(&w);
+            self.pending.push(&w);
             return;
         }
         self.flush();
@@ -1112,7 +1196,7 @@ impl SpanTracker {
                 self.is_basis[i] = false;
             }
             self.alive_members = 0;
-            self.pending.clear();
+            self.pending.clear(self.dim);
             self.cache = None;
             self.probe_sin2.iter_mut().for_each(|s| *s = 1.0);
             return;
@@ -1178,7 +1262,8 @@ impl SpanTracker {
             }
             if let Some(cache) = self.cache.as_mut() {
                 for r in 0..k {
-                    cache.b.extend((0..q).map(|p| b[(r, p)]));
+                    let row: Vec<f64> = (0..q).map(|p| b[(r, p)]).collect();
+                    cache.b.push(&row);
                 }
             }
         } else {
@@ -1186,7 +1271,7 @@ impl SpanTracker {
         }
         for c in 0..k {
             self.pending
-                .extend_from_slice(w.col(c).try_as_col_major().unwrap().as_slice());
+                .push(w.col(c).try_as_col_major().unwrap().as_slice());
         }
     }
 
@@ -1265,19 +1350,20 @@ impl SpanTracker {
         self.duals = Arc::new(flat(&new_duals));
         self.probes = Arc::new(flat(&new_probes));
         self.dim = r;
+        self.pending.clear(r);
         true
     }
 
     /// Projects the pending lost directions out of the stored arrays (two matrix products per
     /// array).
     fn flush(&mut self) {
-        if self.pending.is_empty() {
+        if self.pending.count == 0 {
             return;
         }
         self.cache = None;
         let dim = self.dim;
-        let k = self.pending.len() / dim;
-        let pending = std::mem::take(&mut self.pending);
+        let k = self.pending.count;
+        let pending = self.pending.to_vec();
         let w = MatRef::from_column_major_slice(&pending, dim, k);
         let project = |buf: &mut [f64], cols: usize| {
             if cols == 0 {
@@ -1310,8 +1396,7 @@ impl SpanTracker {
         if (0..m).any(|j| self.member_alive[j] && !self.is_basis[j]) {
             project(Arc::<Vec<f64>>::make_mut(&mut self.coords), m);
         }
-        self.pending = pending;
-        self.pending.clear();
+        self.pending.clear(dim);
     }
 
     /// Replaces basis member `out` (already marked removed) by dependent member `inn`.

@@ -120,7 +120,8 @@ fn profile_is_bitwise_repeatable() {
         assert_eq!(bits(first.thresholds_a()), bits(again.thresholds_a()));
         assert_eq!(bits(first.thresholds_b()), bits(again.thresholds_b()));
     }
-    assert!(max_threshold_difference(&p) <= 1e-12);
+    // (The downdating pass: 5.2e-12 here, against 8.8e-13 for the span tracker's.)
+    assert!(max_threshold_difference(&p) <= 1e-11);
 }
 
 #[test]

@@ -34,7 +34,10 @@ fn f(v: &Value) -> f64 {
 fn round_trips(r: &Results) {
     let text = serde_json::to_string(r).unwrap();
     assert_eq!(&parse_results(&text).unwrap(), r);
-    let dir = std::env::temp_dir().join(format!("spanmatch-schema-{}", std::process::id()));
+    // One directory per call: the tests of this file run in parallel in one process.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let dir = std::env::temp_dir().join(format!("spanmatch-schema-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let p = dir.join("r.json");
     write_results(r, &p).unwrap();

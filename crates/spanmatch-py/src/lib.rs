@@ -15,7 +15,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use spanmatch_core::controls::ChunkedStats;
 use spanmatch_core::measures::Measure;
-use spanmatch_core::simple::{simple_matches, SimpleOptions};
+use spanmatch_core::simple::{simple_matches, simple_matches_for, SimpleOptions};
 use spanmatch_core::{GramAccumulator, JointStats, MatchOptions, MatchProblem, RowNormMoments};
 use spanmatch_engine::compare as engine;
 use spanmatch_engine::options::{check_eps, parse_measures, tolerances};
@@ -27,6 +27,7 @@ use spanmatch_engine::{
 };
 use spanmatch_io::Layout;
 use std::ops::ControlFlow;
+use std::sync::{Arc, Mutex};
 
 /// Maps an engine error to the matching Python exception, with the CLI's message.
 fn to_py(e: anyhow::Error) -> PyErr {
@@ -767,7 +768,7 @@ impl PyAccumulator {
     fn finish(&mut self, py: Python<'_>) -> PyResult<PyStats> {
         py.detach(|| self.flush())?;
         match &self.acc {
-            Some(a) if a.rows() > 0 => Ok(PyStats { acc: a.clone() }),
+            Some(a) if a.rows() > 0 => Ok(PyStats::new(a.clone())),
             _ => Err(PyValueError::new_err(
                 "no rows were accumulated: call update(a, b) at least once before finish()",
             )),
@@ -885,11 +886,63 @@ fn flat_bytes(acc: &GramAccumulator) -> Vec<u8> {
 #[derive(Clone)]
 struct PyStats {
     acc: GramAccumulator,
+    /// ε-profiles computed so far, per matching options: `profile()`, `max_match()` and the
+    /// targeted simple matches reuse them (the statistics never change after `finish`).
+    profiles: ProfileCache,
+}
+
+/// The ε-profiles of one `Stats`, per matching options (shared by its copies).
+type ProfileCache = Arc<Mutex<Vec<(MatchOptions, Arc<CachedProfile>)>>>;
+
+/// A layer pair's ε-profile with its dead neurons.
+struct CachedProfile {
+    profile: spanmatch_core::Profile,
+    dead_a: Vec<usize>,
+    dead_b: Vec<usize>,
 }
 
 impl PyStats {
+    fn new(acc: GramAccumulator) -> Self {
+        Self {
+            acc,
+            profiles: Arc::default(),
+        }
+    }
+
     fn joint(&self) -> JointStats {
         self.acc.finish()
+    }
+
+    /// The ε-profile for these options, computed once.
+    fn cached_profile(
+        &self,
+        py: Python<'_>,
+        dead: &str,
+        tol: Option<f64>,
+    ) -> PyResult<Arc<CachedProfile>> {
+        let options = matching(dead, tol)?;
+        let lookup = |cache: &Self| -> Option<Arc<CachedProfile>> {
+            let list = cache.profiles.lock().ok()?;
+            list.iter()
+                .find(|(o, _)| *o == options)
+                .map(|(_, p)| Arc::clone(p))
+        };
+        if let Some(p) = lookup(self) {
+            return Ok(p);
+        }
+        let p = self.problem(py, dead, tol)?;
+        let cached = Arc::new(py.detach(|| CachedProfile {
+            profile: p.profile(),
+            dead_a: p.dead_a().to_vec(),
+            dead_b: p.dead_b().to_vec(),
+        }));
+        if let Ok(mut list) = self.profiles.lock() {
+            if list.len() >= 4 {
+                list.remove(0);
+            }
+            list.push((options, Arc::clone(&cached)));
+        }
+        Ok(cached)
     }
 
     fn problem(&self, py: Python<'_>, dead: &str, tol: Option<f64>) -> PyResult<MatchProblem> {
@@ -955,18 +1008,18 @@ impl PyStats {
         Vec<usize>,
         Vec<usize>,
     )> {
-        let p = self.problem(py, dead, tol)?;
-        let profile = py.detach(|| p.profile());
+        let c = self.cached_profile(py, dead, tol)?;
         Ok((
-            thresholds(py, profile.thresholds_a()),
-            thresholds(py, profile.thresholds_b()),
-            profile.max_epsilon(),
-            p.dead_a().to_vec(),
-            p.dead_b().to_vec(),
+            thresholds(py, c.profile.thresholds_a()),
+            thresholds(py, c.profile.thresholds_b()),
+            c.profile.max_epsilon(),
+            c.dead_a.clone(),
+            c.dead_b.clone(),
         ))
     }
 
-    /// The maximum match at ε: (indices of A, indices of B, mms).
+    /// The maximum match at ε: (indices of A, indices of B, mms), from the ε-profile (computed
+    /// once per dead policy and tolerance, then O(n) per ε).
     #[pyo3(signature = (eps, dead = "drop", tol = None))]
     fn max_match(
         &self,
@@ -976,15 +1029,16 @@ impl PyStats {
         tol: Option<f64>,
     ) -> PyResult<(Vec<usize>, Vec<usize>, f64)> {
         check_eps(&[eps], "eps").map_err(to_py)?;
-        let p = self.problem(py, dead, tol)?;
-        let m = py.detach(|| p.profile().max_match(eps)).map_err(core_err)?;
+        let c = self.cached_profile(py, dead, tol)?;
+        let m = c.profile.max_match(eps).map_err(core_err)?;
         Ok((m.a, m.b, m.mms))
     }
 
     /// Simple matches at ε: a list of (indices of A, indices of B, times found), and whether the
-    /// list is exact and complete.
-    #[pyo3(signature = (eps, dead = "drop", tol = None, orders = 0, seed = 0))]
-    #[allow(clippy::type_complexity)]
+    /// list is exact and complete. With `neurons_a` / `neurons_b`, only the matches found for
+    /// those neurons (the full search restricted to them, at a cost per neuron asked).
+    #[pyo3(signature = (eps, dead = "drop", tol = None, orders = 0, seed = 0, neurons_a = None, neurons_b = None))]
+    #[allow(clippy::type_complexity, clippy::too_many_arguments)]
     fn simple_matches(
         &self,
         py: Python<'_>,
@@ -993,14 +1047,26 @@ impl PyStats {
         tol: Option<f64>,
         orders: usize,
         seed: u64,
+        neurons_a: Option<Vec<usize>>,
+        neurons_b: Option<Vec<usize>>,
     ) -> PyResult<(Vec<(Vec<usize>, Vec<usize>, usize)>, bool)> {
         check_eps(&[eps], "eps").map_err(to_py)?;
         let p = self.problem(py, dead, tol)?;
+        let options = SimpleOptions { eps, orders, seed };
+        let go = |_: usize, _: usize| ControlFlow::Continue(());
         let r = py
             .detach(|| {
-                simple_matches(&p, &SimpleOptions { eps, orders, seed }, |_, _| {
-                    ControlFlow::Continue(())
-                })
+                if neurons_a.is_none() && neurons_b.is_none() {
+                    simple_matches(&p, &options, go)
+                } else {
+                    simple_matches_for(
+                        &p,
+                        &options,
+                        neurons_a.as_deref().unwrap_or_default(),
+                        neurons_b.as_deref().unwrap_or_default(),
+                        go,
+                    )
+                }
             })
             .map_err(core_err)?;
         Ok((
@@ -1031,9 +1097,9 @@ impl PyStats {
     /// Rebuilds statistics from `state()`.
     #[staticmethod]
     fn from_state(state: &[u8]) -> PyResult<Self> {
-        Ok(Self {
-            acc: GramAccumulator::from_flat(&floats(state)?).map_err(core_err)?,
-        })
+        Ok(Self::new(
+            GramAccumulator::from_flat(&floats(state)?).map_err(core_err)?,
+        ))
     }
 
     /// Statistics computed elsewhere (a GPU, another process).
@@ -1064,10 +1130,9 @@ impl PyStats {
             ab,
             bb,
         };
-        Ok(Self {
-            acc: GramAccumulator::from_parts(n1, n2, rows, &gram, &sums, moments)
-                .map_err(core_err)?,
-        })
+        Ok(Self::new(
+            GramAccumulator::from_parts(n1, n2, rows, &gram, &sums, moments).map_err(core_err)?,
+        ))
     }
 
     fn __eq__(&self, other: &PyStats) -> bool {

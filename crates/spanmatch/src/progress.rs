@@ -2,10 +2,11 @@
 //! terminal), and Ctrl-C as an early stop for simple matches.
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use spanmatch_core::simple::SimpleProgress;
 use spanmatch_engine::Progress;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 /// A byte-counting bar per streamed layer and a neuron-counting bar for simple matches.
 pub struct Bars {
@@ -17,12 +18,18 @@ pub struct Bars {
 impl Bars {
     /// Bars on stderr; Ctrl-C asks simple matches to stop early (they keep what was found).
     pub fn new() -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        {
-            let stop = stop.clone();
-            // A second registration (e.g. in tests calling this twice) fails harmlessly.
-            let _ = ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst));
-        }
+        // One flag for the process, set by the one Ctrl-C handler: every `Bars` sees it (a
+        // command that reads with one `Bars` and searches with another still stops).
+        static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+        let stop = STOP
+            .get_or_init(|| {
+                let stop = Arc::new(AtomicBool::new(false));
+                let flag = stop.clone();
+                // Fails harmlessly if another handler was registered first.
+                let _ = ctrlc::set_handler(move || flag.store(true, Ordering::SeqCst));
+                stop
+            })
+            .clone();
         Self {
             bar: ProgressBar::hidden(),
             simple: None,
@@ -34,6 +41,47 @@ impl Bars {
 impl Default for Bars {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+impl Bars {
+    /// The simple-match bar driven by the search's estimate of the work done (the ETA follows
+    /// it; neurons finish mostly late in a search); returns false once Ctrl-C was pressed.
+    pub fn simple_work(&mut self, p: SimpleProgress) -> bool {
+        const STEPS: u64 = 10_000;
+        let bar = self.simple.get_or_insert_with(|| {
+            if !std::io::stderr().is_terminal() {
+                return ProgressBar::hidden();
+            }
+            let b = ProgressBar::new(STEPS);
+            if let Ok(style) = ProgressStyle::with_template(
+                "{prefix:>12} [{bar:30}] {percent}% of the work, {msg} (Ctrl-C stops and keeps what was found)",
+            ) {
+                b.set_style(style.progress_chars("=> "));
+            }
+            b.set_prefix("simple");
+            b
+        });
+        let work = p.work.clamp(0.0, 1.0);
+        bar.set_position((work * STEPS as f64) as u64);
+        // The ETA from the average rate since the start (the search's progress comes in
+        // bursts, which make a recent-rate estimate jump).
+        let elapsed = bar.elapsed().as_secs_f64();
+        let eta = if work > 0.005 {
+            let left = (elapsed * (1.0 - work) / work).round() as u64;
+            format!("ETA {}:{:02}:{:02}", left / 3600, left / 60 % 60, left % 60)
+        } else {
+            "ETA unknown yet".to_string()
+        };
+        bar.set_message(format!(
+            "{}/{} neurons done, {eta}",
+            p.neurons_done, p.neurons_total
+        ));
+        if p.neurons_done >= p.neurons_total {
+            bar.finish_and_clear();
+            self.simple = None;
+        }
+        !self.stop.load(Ordering::SeqCst)
     }
 }
 

@@ -7,11 +7,11 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use serde::Serialize;
 use spanmatch_core::simple::{
-    simple_matches, verify, SimpleMatch, SimpleMatches, SimpleOptions, Verification,
+    simple_matches_progress, verify, Neuron, SimpleMatch, SimpleMatches, SimpleOptions,
+    Verification,
 };
 use spanmatch_core::{DeadPolicy, MatchOptions, MatchProblem, Side};
 use spanmatch_engine::compare::file_layer_stats;
-use spanmatch_engine::Progress;
 use spanmatch_io::Layout;
 use std::collections::BTreeMap;
 use std::ops::ControlFlow;
@@ -28,7 +28,7 @@ containing v with no smaller match containing v) with the reference algorithm, a
 distinct ones with their sizes. At ε = 0 with linearly independent neurons on each side the result \
 is exact and complete; otherwise it depends on the order in which neurons are tried, and --orders \
 adds seeded random orders. Ctrl-C stops early and still prints and writes what was found.",
-    after_help = "Example:\n  spanmatch example --out demo\n  spanmatch simple demo/net_a.npz demo/net_b.npz --layer fc1 --eps 0.25 --verify"
+    after_help = "Examples:\n  spanmatch example --out demo\n  spanmatch simple demo/net_a.npz demo/net_b.npz --layer fc1 --eps 0.25 --verify\n  spanmatch simple demo/net_a.npz demo/net_b.npz --layer fc1 --eps 0.25 --witness a:3,b:7"
 )]
 pub struct SimpleArgs {
     /// Activations of net A (.npz, .npy or .safetensors).
@@ -69,6 +69,27 @@ pub struct SimpleArgs {
     /// Number of largest matches listed in the summary.
     #[arg(long, default_value_t = 10)]
     pub show: usize,
+    /// Only the simple matches of these neurons ("which group does channel 17 belong to?"):
+    /// `a:17` is neuron 17 of net A, `b:3` neuron 3 of net B; comma-separated or repeated. The
+    /// result is the full search's for these neurons, at a cost per neuron asked instead of per
+    /// neuron of the layer.
+    #[arg(long, value_name = "a:I,b:J", value_delimiter = ',', value_parser = parse_witness)]
+    pub witness: Vec<Neuron>,
+}
+
+/// Parses `a:17` / `b:3` (side letter in either case).
+fn parse_witness(s: &str) -> Result<Neuron, String> {
+    let bad = || {
+        format!("'{s}' is not a neuron: write a:INDEX for net A or b:INDEX for net B (e.g. a:17)")
+    };
+    let (side, index) = s.trim().split_once(':').ok_or_else(bad)?;
+    let side = match side.trim() {
+        "a" | "A" => Side::A,
+        "b" | "B" => Side::B,
+        _ => return Err(bad()),
+    };
+    let index = index.trim().parse::<usize>().map_err(|_| bad())?;
+    Ok((side, index))
 }
 
 /// One match in the JSON output.
@@ -97,6 +118,12 @@ struct SimpleOut<'a> {
     neurons_done: usize,
     neurons_total: usize,
     size_histogram: BTreeMap<usize, usize>,
+    /// The neurons asked about with `--witness` (absent for the full search).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    witnesses_asked: Option<Vec<String>>,
+    /// Asked neurons outside the maximum match (no match contains them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    unmatched: Option<Vec<String>>,
 }
 
 fn neuron_label((side, i): (Side, usize)) -> String {
@@ -106,16 +133,32 @@ fn neuron_label((side, i): (Side, usize)) -> String {
     }
 }
 
-/// Simple matches of a problem with a progress bar; Ctrl-C stops early (partial result).
-pub fn run_simple(problem: &MatchProblem, options: &SimpleOptions) -> Result<SimpleMatches> {
+/// Simple matches of a problem with a progress bar (for the given neurons only, or every
+/// neuron of the maximum match with `None`); Ctrl-C stops early (partial result).
+pub fn run_simple_for(
+    problem: &MatchProblem,
+    options: &SimpleOptions,
+    witnesses: Option<&[Neuron]>,
+) -> Result<SimpleMatches> {
     let mut bars = Bars::new();
-    Ok(simple_matches(problem, options, |done, total| {
-        if bars.simple(done, total) {
+    let progress = |p| {
+        if bars.simple_work(p) {
             ControlFlow::Continue(())
         } else {
             ControlFlow::Break(())
         }
-    })?)
+    };
+    let asked = witnesses.map(|w| {
+        let pick =
+            |side: Side| -> Vec<usize> { w.iter().filter(|v| v.0 == side).map(|v| v.1).collect() };
+        (pick(Side::A), pick(Side::B))
+    });
+    Ok(simple_matches_progress(
+        problem,
+        options,
+        asked.as_ref().map(|(a, b)| (a.as_slice(), b.as_slice())),
+        progress,
+    )?)
 }
 
 /// Runs `spanmatch simple`.
@@ -143,7 +186,8 @@ pub fn run(args: &SimpleArgs) -> Result<()> {
         orders: args.orders,
         seed: args.seed,
     };
-    let result = run_simple(&problem, &options)?;
+    let witnesses = (!args.witness.is_empty()).then_some(args.witness.as_slice());
+    let result = run_simple_for(&problem, &options, witnesses).context("--witness")?;
     let checks: Option<Vec<Verification>> = if args.verify {
         Some(
             result
@@ -155,9 +199,16 @@ pub fn run(args: &SimpleArgs) -> Result<()> {
     } else {
         None
     };
-    print!("{}", summary(&name, &result, checks.as_deref(), args.show));
+    print!(
+        "{}",
+        summary(&name, &result, checks.as_deref(), args.show, witnesses)
+    );
     if let Some(path) = &args.json {
-        let doc = to_json(&name, &result, checks.as_deref(), args.seed);
+        let mut doc = to_json(&name, &result, checks.as_deref(), args.seed);
+        if let Some(w) = witnesses {
+            doc.witnesses_asked = Some(w.iter().map(|&v| neuron_label(v)).collect());
+            doc.unmatched = Some(result.unmatched.iter().map(|&v| neuron_label(v)).collect());
+        }
         let text = serde_json::to_string_pretty(&doc).context("encoding JSON")?;
         std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
     }
@@ -207,12 +258,41 @@ fn to_json<'a>(
         neurons_done: r.neurons_done,
         neurons_total: r.neurons_total,
         size_histogram: histogram(r),
+        witnesses_asked: None,
+        unmatched: None,
     }
 }
 
-fn summary(layer: &str, r: &SimpleMatches, checks: Option<&[Verification]>, show: usize) -> String {
+fn summary(
+    layer: &str,
+    r: &SimpleMatches,
+    checks: Option<&[Verification]>,
+    show: usize,
+    witnesses: Option<&[Neuron]>,
+) -> String {
     use std::fmt::Write;
     let mut s = String::new();
+    if let Some(w) = witnesses {
+        let label = |v: &[Neuron]| -> String {
+            v.iter()
+                .map(|&n| neuron_label(n))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        let _ = writeln!(
+            s,
+            "simple matches of the neurons {} only (the full search restricted to them)",
+            label(w)
+        );
+        if !r.unmatched.is_empty() {
+            let _ = writeln!(
+                s,
+                "outside the maximum match at ε = {} (in no match): {}",
+                r.eps,
+                label(&r.unmatched)
+            );
+        }
+    }
     let _ = writeln!(
         s,
         "layer {layer}, ε = {}: {} distinct simple matches from {} neurons of the maximum match ({} order{}){}",
