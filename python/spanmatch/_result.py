@@ -264,9 +264,9 @@ class LayerResult:
     @property
     def null_measures(self) -> Dict[str, Dict[str, Any]]:
         """The rotation null of the measures that depend on the neuron basis (``one_to_one``,
-        ``semi_match``, ``soft_match``, ``perm_procrustes``, ``pwcca``, ...): per measure number a
-        dict with ``observed``, ``mean``, ``min``, ``max``, ``p_value`` and the rotations'
-        ``values``; empty without the null."""
+        ``semi_match``, ``soft_match``, ``perm_procrustes``; ``pwcca`` when net B's layer is the
+        narrower): per measure number a dict with ``observed``, ``mean``, ``min``, ``max``,
+        ``p_value`` and the rotations' ``values``; empty without the null."""
         null = self.record.get("null") or {}
         return dict(null.get("measures") or {})
 

@@ -203,8 +203,8 @@ fn null_measure(
 }
 
 /// The rotation null (docs/controls.md): net B's layer in `null_draws` Haar-random neuron
-/// bases; per draw the mms at every ε and every requested measure number that is not
-/// rotation-invariant ([`fields::rotation_invariant`]), all from the same rotated statistics.
+/// bases; per draw the mms at every ε and every requested measure number that changes with B's
+/// basis ([`fields::depends_on_b_basis`]), all from the same rotated statistics.
 /// `observed` holds the unrotated pair's measures.
 fn rotation_null(
     joint: &JointStats,
@@ -219,7 +219,7 @@ fn rotation_null(
         .measures
         .iter()
         .copied()
-        .filter(|m| !fields::rotation_invariant(*m))
+        .filter(|m| fields::depends_on_b_basis(*m, joint.n1, joint.n2))
         .collect();
     let wanted = fields::fields_for(&which);
     let measure_options = control_measure_options(options);

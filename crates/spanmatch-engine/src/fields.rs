@@ -169,14 +169,25 @@ pub fn field_named(name: &str) -> Option<&'static Field> {
 /// Whether `measure` is unchanged when either layer's neurons are rotated (an orthogonal
 /// change of basis). The neuron-matching measures (one-to-one and semi-matching, soft matching,
 /// permutation Procrustes) are not: they compare individual neurons. Neither is PWCCA, whose
-/// weights are sums over the individual neurons. Every other measure depends on the layers
-/// only through their spans and inner products (docs/measures.md), so a rotation null of it
-/// would return the observed value at every draw.
+/// weights are sums over the individual neurons of its narrower side. Every other measure
+/// depends on the layers only through their spans and inner products (docs/controls.md), so a
+/// rotation null of it would return the observed value at every draw.
 pub fn rotation_invariant(measure: Measure) -> bool {
     !matches!(
         measure,
         Measure::OneToOne | Measure::SoftMatch | Measure::PermProcrustes | Measure::Pwcca
     )
+}
+
+/// Whether `measure` changes when net B's layer (of `n2` neurons, net A's of `n1`) is rotated,
+/// as the rotation null does: the measures that are not [`rotation_invariant`], PWCCA only when
+/// B is its weighted side (`n2 < n1`; on a tie PWCCA weights A's neurons, and a rotation of B
+/// leaves A's canonical variates unchanged).
+pub fn depends_on_b_basis(measure: Measure, n1: usize, n2: usize) -> bool {
+    match measure {
+        Measure::Pwcca => n2 < n1,
+        m => !rotation_invariant(m),
+    }
 }
 
 /// The value of the field `name` of `m`, when it is one of [`FIELDS`] and defined.

@@ -595,7 +595,8 @@ pub struct NullRecord {
     pub per_eps: Vec<NullEps>,
     /// The same rotations' values of every requested measure number that is not
     /// rotation-invariant (`one_to_one`, `semi_match`, `soft_match`, `soft_match_correlation`,
-    /// `perm_procrustes`, `perm_procrustes_angular`, `pwcca`), by name; empty when none.
+    /// `perm_procrustes`, `perm_procrustes_angular`, and `pwcca` when B is the narrower layer), by
+    /// name; empty when none.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub measures: BTreeMap<String, NullMeasure>,
 }

@@ -147,7 +147,6 @@ fn a_permuted_copy_matches_one_to_one_and_its_controls_say_so() {
             "one_to_one",
             "perm_procrustes",
             "perm_procrustes_angular",
-            "pwcca",
             "semi_match",
             "soft_match",
             "soft_match_correlation"
@@ -180,10 +179,8 @@ fn a_permuted_copy_matches_one_to_one_and_its_controls_say_so() {
             assert!(n.min > n.observed + 1e-3, "{name}: {n:?}");
         }
     }
-    // The rotated B spans A's space: every canonical correlation stays 1, and so does PWCCA.
-    for v in &null.measures["pwcca"].values {
-        close(v.unwrap(), 1.0, 1e-8, "pwcca under rotation");
-    }
+    // PWCCA weights A's neurons on a tie (n1 = n2): a rotation of B leaves it unchanged, so it
+    // has no null here (the narrower-B case is in `pwcca_gets_a_null_when_b_is_its_weighted_side`).
     // Draw k of the null is the core's rotation k: its one-to-one value equals a direct
     // computation on that rotation.
     let rotated = spanmatch_core::controls::rotate_b(&merged, core.draw_seeds[3]);
@@ -398,4 +395,51 @@ fn tables_show_the_one_to_one_columns_and_the_measure_controls() {
     );
     assert!(c.contains("rotation null mean/max"), "{c}");
     assert!(tables::tables(&results).contains(&c));
+}
+
+#[test]
+fn pwcca_gets_a_null_when_b_is_its_weighted_side() {
+    let mut g = Normal(17);
+    let a = g.relu_rows(ROWS, N);
+    // B: 4 mixtures of A's neurons plus noise (narrower than A: PWCCA weights B's neurons).
+    let b: Vec<Vec<f64>> = a
+        .iter()
+        .map(|r| {
+            (0..4)
+                .map(|j| r[j] + 0.5 * r[j + 1] + 0.3 * g.next())
+                .collect()
+        })
+        .collect();
+    let run = |a: &[Vec<f64>], b: &[Vec<f64>]| {
+        let s = ChunkedStats::new(chunk_stats(a, b)).unwrap().merged();
+        let o = Options {
+            measures: vec![Measure::Pwcca, Measure::Cca],
+            null: Some(NullKind::Rotate),
+            null_draws: 6,
+            ..Options::default()
+        };
+        analyse_pair(PairInput::new(LayerLabel::named("l"), s), &o, &mut Quiet).unwrap()
+    };
+    let r = run(&a, &b);
+    let null = &r.null.as_ref().unwrap().measures;
+    assert_eq!(null.keys().collect::<Vec<_>>(), ["pwcca"]);
+    let n = &null["pwcca"];
+    let spread = n.max - n.min;
+    assert!(
+        spread > 1e-4,
+        "rotations of the weighted side move PWCCA: {n:?}"
+    );
+    // Swapped (B wider): A is weighted, a rotation of B leaves PWCCA as it is: no null.
+    assert!(run(&b, &a).null.unwrap().measures.is_empty());
+    let s = ChunkedStats::new(chunk_stats(&b, &a)).unwrap().merged();
+    let pw = |s: &JointStats| {
+        measures::compute(s, &[Measure::Pwcca])
+            .unwrap()
+            .pwcca
+            .unwrap()
+    };
+    for seed in 0..3 {
+        let rotated = spanmatch_core::controls::rotate_b(&s, seed);
+        close(pw(&rotated), pw(&s), 1e-9, "PWCCA weighting A, B rotated");
+    }
 }

@@ -202,8 +202,9 @@ pub struct CompareArgs {
     ///
     /// A rotation keeps every span and destroys the neuron basis, so mms - null is the part of
     /// the match that lives in the neurons themselves. The same rotations give the null of the
-    /// measures that depend on the neuron basis (one_to_one, soft_match, perm_procrustes,
-    /// pwcca); CKA, CCA, SVCCA, Procrustes, predictivity and shape are unchanged by it. JSON:
+    /// measures that depend on the neuron basis (one_to_one, soft_match, perm_procrustes; pwcca
+    /// when B is the narrower layer); CKA, CCA, SVCCA, Procrustes, predictivity and shape are
+    /// unchanged by it. JSON:
     /// "null" per layer (per ε: observed, mean, min, max, p_value; "measures" per measure).
     #[arg(long, value_name = "KIND", value_parser = ["rotate"])]
     pub null: Option<String>,

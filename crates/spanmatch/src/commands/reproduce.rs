@@ -63,8 +63,10 @@ pub struct ReproduceArgs {
     /// cca, svcca, pwcca, procrustes, one_to_one (or match_1to1), soft_match, perm_procrustes,
     /// predictivity, shape; `all` for every one, `none` for none (see `spanmatch compare
     /// --help`). The trained pairs get their bootstrap intervals, the untrained pairs' values and
-    /// the rotation null of the neuron-matching ones.
-    #[arg(long, value_delimiter = ',', default_value = "cka")]
+    /// the rotation null of the neuron-matching ones. The default adds one_to_one to CKA (about
+    /// half the analysis time again, a few seconds of a default run; it gives the report's 1:1
+    /// columns); `all` about quadruples the analysis time (docs/decisions.md).
+    #[arg(long, value_delimiter = ',', default_value = "cka,one_to_one")]
     pub measures: Vec<String>,
     /// α of the shape metric (--measures shape), in [0, 1].
     #[arg(long, value_name = "ALPHA", default_value_t = DEFAULT_SHAPE_ALPHA, allow_negative_numbers = true)]
