@@ -213,12 +213,29 @@ class Stats:
         )
         return [SimpleMatch(np.asarray(a, dtype=np.int64), np.asarray(b, dtype=np.int64), int(c)) for a, b, c in found]
 
-    def measures(self, names: Sequence[str] = ("cka",)) -> Dict[str, Any]:
-        """Basis-invariant measures from the same statistics: ``cka`` (linear CKA, biased and
-        debiased), ``cca``, ``svcca``, ``pwcca``, ``procrustes``."""
+    def measures(
+        self,
+        names: Union[str, Sequence[str]] = ("cka",),
+        *,
+        shape_alpha: float = 0.5,
+        ridge_alpha: float = 0.0,
+        transport_plan: bool = False,
+    ) -> Dict[str, Any]:
+        """Measures from the same statistics, as the schema's ``measures`` object: ``cka``
+        (linear CKA, biased and debiased), ``cca``, ``svcca``, ``pwcca``, ``procrustes``,
+        ``predictivity``, ``shape``, ``one_to_one`` (alias ``match_1to1``), ``soft_match``,
+        ``perm_procrustes``, or ``"all"`` (docs/measures.md). ``shape_alpha``, ``ridge_alpha``
+        and ``transport_plan`` are those of :class:`spanmatch.Options`.
+
+        Raises:
+            ValueError: an unknown measure name (the message lists the valid ones), an option
+                outside its range (named).
+        """
         if isinstance(names, str):
             names = (names,)
-        return json.loads(self._native.measures(list(names)))
+        return json.loads(
+            self._native.measures(list(names), float(shape_alpha), float(ridge_alpha), bool(transport_plan))
+        )
 
     def result(self, options: Optional[Options] = None, name: str = "layer", **kwargs: Any) -> Result:
         """The full :class:`Result` of this layer pair (as ``spanmatch.compare`` gives it), with

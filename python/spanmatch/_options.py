@@ -47,8 +47,16 @@ class Options:
         dead: dead (all-zero) neurons: ``"drop"`` leaves them out of matches, counting them in
             mms's denominator (the reference code); ``"match"`` puts them in every match.
         tol: sine tolerance (None: 1e-6): sines at or below it count as 0.
-        measures: basis-invariant measures from the same statistics (``"cka"``, ``"cca"``,
-            ``"svcca"``, ``"pwcca"``, ``"procrustes"``; ``"match"`` is always computed).
+        measures: measures from the same statistics: basis-invariant ``"cka"``, ``"cca"``,
+            ``"svcca"``, ``"pwcca"``, ``"procrustes"``, ``"predictivity"``, ``"shape"``, and
+            neuron-matching ``"one_to_one"`` (alias ``"match_1to1"``), ``"soft_match"``,
+            ``"perm_procrustes"``; ``"all"`` for every one (``"match"`` is always computed).
+            docs/measures.md defines each.
+        shape_alpha: α of the shape metric, in [0, 1] (0 = CCA-like, 1 = Procrustes-like).
+        ridge_alpha: ridge penalty of the predictivity, ≥ 0, in units of the mean eigenvalue of
+            the predicting layer's covariance (0 = least squares).
+        transport_plan: also keep the soft-matching transport plan
+            (``LayerResult.soft_match.plan``).
         center: also the match of the mean-centred activations, beside the paper's uncentred
             one (``LayerResult.centered``; on by default). Uncentred asks whether a neuron's
             whole vector, its mean included, lies in the other span; centred ignores a shared
@@ -59,7 +67,7 @@ class Options:
         null_draws: rotations of the null.
         null_seed: seed of the rotations (None: ``seed``).
         bootstrap: resamples of a bootstrap over ``chunks`` chunks of consecutive inputs
-            (``LayerResult.intervals``: 95% intervals of mms at each ε and of linear CKA). The
+            (``LayerResult.intervals``: 95% intervals of mms at each ε and of every measure). The
             chunks' statistics are kept apart in the same pass: chunks x (n1+n2)² x 8 bytes per
             layer.
         chunks: chunks of inputs for ``bootstrap`` (the rows of one input stay together).
@@ -84,6 +92,9 @@ class Options:
     dead: str = "drop"
     tol: Optional[float] = None
     measures: Tuple[str, ...] = ("cka",)
+    shape_alpha: float = 0.5
+    ridge_alpha: float = 0.0
+    transport_plan: bool = False
     center: bool = True
     null: Optional[str] = None
     null_draws: int = 10

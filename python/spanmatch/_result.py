@@ -13,6 +13,7 @@ from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _native
+from ._neurons import OneToOne, PermProcrustes, SoftMatch
 
 __all__ = ["MaxMatch", "SimpleMatch", "Profile", "LayerResult", "Result"]
 
@@ -116,17 +117,23 @@ class LayerResult:
         thresholds_a, thresholds_b: every neuron's threshold ε* (NaN for dropped dead neurons).
         max_epsilon: the smallest ε at which every live neuron matches.
         matches: the maximum match at each ε of the comparison.
-        measures: the basis-invariant measures (``cka_linear``, ...), empty when none.
+        measures: the measures (``cka_linear``, ``one_to_one``, ``soft_match``, ...; the
+            neuron-level output under ``"neurons"``), empty when none. The neuron-matching
+            ones are also :attr:`match_1to1`, :attr:`soft_match` and :attr:`perm_procrustes`.
         simple: the simple matches, when asked for (a list of :class:`SimpleMatch`), else None.
         centered: the maximum matches of the mean-centred activations (``center=True``), else None.
         intervals: bootstrap intervals over chunks of inputs (``bootstrap=R``): a dict with
             ``level``, ``resamples``, ``chunks``, ``seed``, ``mms`` (one ``{"lo", "hi"}`` per ε)
-            and ``cka_linear``; else None.
+            and one ``{"lo", "hi"}`` per measure number (``cka_linear``, ``one_to_one``, ...);
+            else None.
         null: the neuron-basis null (``null="rotate"``): per ε a dict with ``observed``, ``mean``,
-            ``min``, ``max``, ``p_value`` and the rotated ``values``; else None.
+            ``min``, ``max``, ``p_value`` and the rotated ``values``; else None. The same
+            rotations' values of the measures that depend on the neuron basis are in
+            :attr:`null_measures`.
         untrained: the untrained baseline (``baseline=``): a dict with ``mms`` (per ε),
-            ``max_epsilon``, ``measures`` (its CKA, ...), ``centered_mms``, ``intervals`` and
-            ``trained_minus_untrained`` (per ε); else None.
+            ``max_epsilon``, ``measures`` (its CKA, ...), ``centered_mms``, ``intervals``,
+            ``trained_minus_untrained`` (per ε) and ``trained_minus_untrained_measures`` (per
+            measure number); else None.
         verdict: ``"learned"``, ``"given"``, ``"subspace-only"`` or ``"none"`` at the main ε
             (docs/controls.md), when both the untrained baseline and the rotation null were
             computed; else None, and ``verdict_missing`` lists what is missing.
@@ -228,6 +235,40 @@ class LayerResult:
         """Linear CKA (biased estimator), when it was computed."""
         v = self.measures.get("cka_linear")
         return None if v is None else float(v)
+
+    @property
+    def match_1to1(self) -> Optional[OneToOne]:
+        """The one-to-one matching of neuron correlations (``measures=["one_to_one"]``, alias
+        ``"match_1to1"``): ``.pairs`` (int ``[k, 2]``), ``.correlations``, ``.mean``,
+        ``.best_in_b``, ``.best_in_a``; None when not computed."""
+        return OneToOne.from_record(self.record)
+
+    @property
+    def one_to_one(self) -> Optional[OneToOne]:
+        """The same as :attr:`match_1to1`."""
+        return self.match_1to1
+
+    @property
+    def soft_match(self) -> Optional[SoftMatch]:
+        """The soft matching (``measures=["soft_match"]``): ``.distance``, ``.correlation`` and,
+        with ``transport_plan=True``, ``.plan`` (dense ``[neurons_a, neurons_b]``); None when not
+        computed."""
+        return SoftMatch.from_record(self.record)
+
+    @property
+    def perm_procrustes(self) -> Optional[PermProcrustes]:
+        """Permutation Procrustes (``measures=["perm_procrustes"]``): ``.distance``,
+        ``.angular`` and ``.permutation`` (int ``[k, 2]``); None when not computed."""
+        return PermProcrustes.from_record(self.record)
+
+    @property
+    def null_measures(self) -> Dict[str, Dict[str, Any]]:
+        """The rotation null of the measures that depend on the neuron basis (``one_to_one``,
+        ``semi_match``, ``soft_match``, ``perm_procrustes``; ``pwcca`` when net B's layer is the
+        narrower): per measure number a dict with ``observed``, ``mean``, ``min``, ``max``,
+        ``p_value`` and the rotations' ``values``; empty without the null."""
+        null = self.record.get("null") or {}
+        return dict(null.get("measures") or {})
 
     @property
     def centered_mms(self) -> Optional[np.ndarray]:

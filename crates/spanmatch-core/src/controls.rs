@@ -284,6 +284,35 @@ pub fn mms_at(
     eps.iter().map(|&e| profile.mms(e)).collect()
 }
 
+/// Evaluates `f` on the statistics of every draw of the rotation null run with `seed`: draw k
+/// is `rotate_b(stats, draw_seed(seed, k))`, the rotation [`rotation_null`] uses, so other
+/// statistics of the same rotations (e.g. the measures that are not rotation-invariant) can be
+/// computed beside its mms. Draws run in parallel (rayon); the outputs are in draw order and
+/// depend only on their own seed. The first error of `f` (in draw order) is returned.
+pub fn rotation_draws<T, F>(
+    stats: &JointStats,
+    draws: usize,
+    seed: u64,
+    f: F,
+) -> Result<Vec<T>, ControlError>
+where
+    T: Send,
+    F: Fn(&JointStats) -> Result<T, CoreError> + Sync,
+{
+    if draws == 0 {
+        return Err(ControlError::NoDraws);
+    }
+    let results: Vec<Result<T, CoreError>> = (0..draws)
+        .into_par_iter()
+        .map(|k| f(&rotate_b(stats, draw_seed(seed, k))))
+        .collect();
+    let mut out = Vec::with_capacity(draws);
+    for r in results {
+        out.push(r?);
+    }
+    Ok(out)
+}
+
 /// The rotation null at one ε.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NullAtEps {
@@ -338,14 +367,7 @@ pub fn rotation_null(
     }
     let observed = mms_at(stats, eps, options)?;
     let draw_seeds: Vec<u64> = (0..draws).map(|k| draw_seed(seed, k)).collect();
-    let results: Vec<Result<Vec<f64>, CoreError>> = draw_seeds
-        .par_iter()
-        .map(|&s| mms_at(&rotate_b(stats, s), eps, options))
-        .collect();
-    let mut per_draw = Vec::with_capacity(draws);
-    for r in results {
-        per_draw.push(r?);
-    }
+    let per_draw = rotation_draws(stats, draws, seed, |r| mms_at(r, eps, options))?;
     let per_eps = eps
         .iter()
         .enumerate()

@@ -2,17 +2,18 @@
 //! `reproduce`): statistics in (the pair's, per chunk of inputs for the bootstrap, and those of
 //! the untrained baseline pair), [`Options`] in, one [`LayerRecord`] out.
 
+use crate::fields::{self, Direction};
 use crate::options::{NullKind, Options};
 use crate::progress::Progress;
 use crate::results::{
     Bounds, CenteredRecord, Comparison, ComparisonKind, IntervalsRecord, LayerMeasures,
-    LayerRecord, MatchRecord, NullEps, NullRecord, SimpleMatchRecord, SimpleRecord,
-    UntrainedRecord,
+    LayerRecord, MatchRecord, NullEps, NullMeasure, NullRecord, OneToOneInMatch, SimpleMatchRecord,
+    SimpleRecord, UntrainedRecord,
 };
 use crate::verdict::verdict;
 use anyhow::{bail, Context, Result};
 use spanmatch_core::controls::{self, ChunkedStats};
-use spanmatch_core::measures::{self, Measure};
+use spanmatch_core::measures::{self, Measure, MeasureOptions, Measures};
 use spanmatch_core::simple::simple_matches;
 use spanmatch_core::{JointStats, MatchProblem, Peeler, Profile};
 use std::ops::ControlFlow;
@@ -121,25 +122,36 @@ fn bounds(i: &controls::Interval) -> Option<Bounds> {
     (i.lo.is_finite() && i.hi.is_finite()).then_some(Bounds { lo: i.lo, hi: i.hi })
 }
 
-/// Bootstrap intervals over the chunks: mms at every ε and, when the options' measures have
-/// CKA, linear CKA (a resample where CKA is undefined counts as missing).
+/// The options of the measures inside the controls (bootstrap resamples, rotations): those of
+/// the analysis without the transport plan, which only the full data's record keeps.
+fn control_measure_options(options: &Options) -> MeasureOptions {
+    MeasureOptions {
+        transport_plan: false,
+        ..options.measure_options()
+    }
+}
+
+/// Bootstrap intervals over the chunks: mms at every ε and every number of the requested
+/// measures (a resample where a number is undefined counts as missing for it).
 fn intervals(
     chunks: &ChunkedStats,
     resamples: usize,
     options: &Options,
 ) -> Result<IntervalsRecord> {
-    let with_cka = options.measures.contains(&Measure::Cka);
+    let wanted = fields::fields_for(&options.measures);
+    let measure_options = control_measure_options(options);
     let matching = options.matching()?;
     let eps = &options.eps;
     let iv = chunks
         .bootstrap(resamples, options.bootstrap_seed(), |s| {
             let mut v = controls::mms_at(s, eps, matching)?;
-            if with_cka {
-                let cka = measures::compute(s, &[Measure::Cka])
-                    .ok()
-                    .and_then(|m| m.cka_linear)
-                    .unwrap_or(f64::NAN);
-                v.push(cka);
+            if !wanted.is_empty() {
+                let m = measures::compute_with(s, &options.measures, &measure_options).ok();
+                v.extend(wanted.iter().map(|f| {
+                    m.as_ref()
+                        .and_then(|m| fields::value(m, f.name))
+                        .unwrap_or(f64::NAN)
+                }));
             }
             Ok(v)
         })
@@ -150,11 +162,134 @@ fn intervals(
         chunks: iv.chunks,
         seed: iv.seed,
         mms: iv.outputs[..eps.len()].iter().map(bounds).collect(),
-        cka_linear: if with_cka {
-            bounds(&iv.outputs[eps.len()])
+        measures: wanted
+            .iter()
+            .zip(&iv.outputs[eps.len()..])
+            .filter_map(|(f, i)| Some((f.name.to_string(), bounds(i)?)))
+            .collect(),
+    })
+}
+
+/// The summary of one number over the rotations: `observed` against the draws' `values`
+/// (`None` where undefined), with the p-value counting the draws at least as similar as the
+/// observed value (≥ for a similarity, ≤ for a distance). `None` when the observed value or
+/// every draw is undefined.
+fn null_measure(
+    observed: Option<f64>,
+    values: Vec<Option<f64>>,
+    direction: Direction,
+) -> Option<NullMeasure> {
+    let observed = observed?;
+    let defined: Vec<f64> = values.iter().flatten().copied().collect();
+    if defined.is_empty() {
+        return None;
+    }
+    let n = defined.len();
+    let as_similar = defined
+        .iter()
+        .filter(|&&v| match direction {
+            Direction::Similarity => v >= observed,
+            Direction::Distance => v <= observed,
+        })
+        .count();
+    Some(NullMeasure {
+        observed,
+        mean: defined.iter().sum::<f64>() / n as f64,
+        min: defined.iter().copied().fold(f64::INFINITY, f64::min),
+        max: defined.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+        p_value: (1 + as_similar) as f64 / (1 + n) as f64,
+        values,
+    })
+}
+
+/// The rotation null (docs/controls.md): net B's layer in `null_draws` Haar-random neuron
+/// bases; per draw the mms at every ε and every requested measure number that changes with B's
+/// basis ([`fields::depends_on_b_basis`]), all from the same rotated statistics.
+/// `observed` holds the unrotated pair's measures.
+fn rotation_null(
+    joint: &JointStats,
+    options: &Options,
+    observed: Option<&Measures>,
+) -> Result<NullRecord> {
+    let matching = options.matching()?;
+    let eps = &options.eps;
+    let seed = options.null_seed();
+    let draws = options.null_draws;
+    let which: Vec<Measure> = options
+        .measures
+        .iter()
+        .copied()
+        .filter(|m| fields::depends_on_b_basis(*m, joint.n1, joint.n2))
+        .collect();
+    let wanted = fields::fields_for(&which);
+    let measure_options = control_measure_options(options);
+    let observed_mms = controls::mms_at(joint, eps, matching)?;
+    let per_draw = controls::rotation_draws(joint, draws, seed, |r| {
+        let mms = controls::mms_at(r, eps, matching)?;
+        let values: Vec<Option<f64>> = if which.is_empty() {
+            Vec::new()
         } else {
-            None
-        },
+            let m = measures::compute_with(r, &which, &measure_options)?;
+            wanted.iter().map(|f| fields::value(&m, f.name)).collect()
+        };
+        Ok((mms, values))
+    })
+    .map_err(|e| anyhow::anyhow!("rotation null: {e}"))?;
+    let per_eps = eps
+        .iter()
+        .enumerate()
+        .map(|(e, &epsilon)| {
+            let values: Vec<f64> = per_draw.iter().map(|d| d.0[e]).collect();
+            let obs = observed_mms[e];
+            let exceed = values.iter().filter(|&&v| v >= obs).count();
+            NullEps {
+                eps: epsilon,
+                observed: obs,
+                mean: values.iter().sum::<f64>() / draws as f64,
+                min: values.iter().copied().fold(f64::INFINITY, f64::min),
+                max: values.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                p_value: (1 + exceed) as f64 / (1 + draws) as f64,
+                values,
+            }
+        })
+        .collect();
+    let measures = wanted
+        .iter()
+        .enumerate()
+        .filter_map(|(i, f)| {
+            let values = per_draw.iter().map(|d| d.1[i]).collect();
+            let obs = observed.and_then(|m| fields::value(m, f.name));
+            Some((f.name.to_string(), null_measure(obs, values, f.direction)?))
+        })
+        .collect();
+    Ok(NullRecord {
+        draws,
+        seed,
+        per_eps,
+        measures,
+    })
+}
+
+/// The one-to-one matching against the maximum match at the main ε (see
+/// [`OneToOneInMatch`]), when the one-to-one pairs were computed.
+pub fn one_to_one_in_match(
+    matches: &[MatchRecord],
+    measures: Option<&LayerMeasures>,
+    options: &Options,
+) -> Option<OneToOneInMatch> {
+    let m = matches.get(options.main_index()?)?;
+    let channels = &measures?.channels;
+    let mean_correlation = channels.one_to_one?;
+    let pairs = channels.neurons.as_ref()?.one_to_one.as_ref()?;
+    let both = pairs
+        .iter()
+        .filter(|p| m.a.binary_search(&p.a).is_ok() && m.b.binary_search(&p.b).is_ok())
+        .count();
+    Some(OneToOneInMatch {
+        eps: m.eps,
+        match_neurons: m.a.len() + m.b.len(),
+        partner_inside: 2 * both,
+        mean_correlation,
     })
 }
 
@@ -221,40 +356,19 @@ fn analyse_stats(
         None
     } else {
         Some(LayerMeasures {
-            channels: measures::compute(&joint, &options.measures).context("measures")?,
+            channels: measures::compute_with(&joint, &options.measures, &options.measure_options())
+                .context("measures")?,
             ..LayerMeasures::default()
         })
     };
     let (n1, n2, rows) = (joint.n1, joint.n2, joint.rows);
     let null = match options.null {
         None => None,
-        Some(NullKind::Rotate) => {
-            let n = controls::rotation_null(
-                &joint,
-                options.null_draws,
-                options.null_seed(),
-                &options.eps,
-                matching,
-            )
-            .map_err(|e| anyhow::anyhow!("rotation null: {e}"))?;
-            Some(NullRecord {
-                draws: n.draws,
-                seed: n.seed,
-                per_eps: n
-                    .per_eps
-                    .into_iter()
-                    .map(|e| NullEps {
-                        eps: e.eps,
-                        observed: e.observed,
-                        mean: e.mean,
-                        min: e.min,
-                        max: e.max,
-                        p_value: e.p_value,
-                        values: e.values,
-                    })
-                    .collect(),
-            })
-        }
+        Some(NullKind::Rotate) => Some(rotation_null(
+            &joint,
+            options,
+            measures.as_ref().map(|m| &m.channels),
+        )?),
     };
     let centered = if options.center {
         let p = MatchProblem::from_stats(controls::centered(&joint), matching)
@@ -330,6 +444,7 @@ fn analyse_stats(
         .iter()
         .map(|&e| profile.max_match(e).map(MatchRecord::from))
         .collect::<Result<Vec<_>, _>>()?;
+    let one_to_one_in_match = one_to_one_in_match(&matches, measures.as_ref(), options);
     Ok(LayerRecord {
         name: label.name,
         name_b: label.name_b,
@@ -352,6 +467,7 @@ fn analyse_stats(
         intervals,
         sampled: None,
         untrained: None,
+        one_to_one_in_match,
         verdict: None,
         verdict_missing: Vec::new(),
         top_inputs: None,
@@ -360,10 +476,25 @@ fn analyse_stats(
 }
 
 /// Puts the summary of the untrained pair's record `base` (the same layer, analysed with the
-/// same ε values) into `record`: its mms, max ε, measures, centred mms, intervals, and the
-/// trained minus untrained mms at every ε.
+/// same ε values) into `record`: its mms, max ε, measures (their numbers, without the
+/// neuron-level output), centred mms, intervals, and the trained minus untrained mms at every ε
+/// and value of every measure number defined for both.
 pub fn attach_untrained(record: &mut LayerRecord, base: &LayerRecord) {
     let mms = base.mms();
+    let measures = base.measures.clone().map(|mut m| {
+        m.channels.neurons = None;
+        m
+    });
+    let trained_minus_untrained_measures = match (&record.measures, &measures) {
+        (Some(t), Some(u)) => fields::FIELDS
+            .iter()
+            .filter_map(|f| {
+                let d = fields::value(&t.channels, f.name)? - fields::value(&u.channels, f.name)?;
+                Some((f.name.to_string(), d))
+            })
+            .collect(),
+        _ => Default::default(),
+    };
     record.untrained = Some(UntrainedRecord {
         trained_minus_untrained: record
             .matches
@@ -373,12 +504,13 @@ pub fn attach_untrained(record: &mut LayerRecord, base: &LayerRecord) {
             .collect(),
         mms,
         max_epsilon: base.max_epsilon,
-        measures: base.measures.clone(),
+        measures,
         centered_mms: base
             .centered
             .as_ref()
             .map(|c| c.matches.iter().map(|m| m.mms).collect()),
         intervals: base.intervals.clone(),
+        trained_minus_untrained_measures,
     });
 }
 

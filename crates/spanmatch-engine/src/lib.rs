@@ -7,6 +7,8 @@
 //! * [`analysis`]: the one analysis of a layer pair's statistics ([`analysis::analyse_pair`]):
 //!   ε-profile, maximum matches, thresholds, measures, the controls (centred match, rotation
 //!   null, bootstrap intervals, untrained baseline), simple matches and the verdict;
+//! * [`fields`]: the numbers each measure reports (similarity or distance, rotation-invariant
+//!   or not), which drive the measures' controls and tables;
 //! * [`verdict`]: the one-word verdict per layer and its rule;
 //! * [`compare`]: whole comparisons of two activation files ([`compare::compare_files`]);
 //! * [`results`]: the one versioned results schema (`compare --json`, Python's `to_dict()`,
@@ -24,6 +26,7 @@
 
 pub mod analysis;
 pub mod compare;
+pub mod fields;
 pub mod legacy;
 pub mod multi;
 pub mod options;

@@ -13,7 +13,7 @@
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use spanmatch_core::measures::Measure;
+use spanmatch_core::measures::{Measure, MeasureOptions, DEFAULT_RIDGE_ALPHA, DEFAULT_SHAPE_ALPHA};
 use spanmatch_core::simple::SimpleOptions;
 use spanmatch_core::{DeadPolicy, MatchOptions, Tolerances};
 
@@ -150,13 +150,21 @@ pub struct Options {
     pub dead: Dead,
     /// Sine tolerance: sines at or below it count as 0 (`None`: the core's default, 1e-6).
     pub tol: Option<f64>,
-    /// Basis-invariant measures computed from the same statistics (`"match"` is accepted in
-    /// lists and ignored: the match is always computed).
+    /// Measures computed from the same statistics (basis-invariant and neuron-matching; see
+    /// [`Measure`]). In lists, `"match"` is accepted and ignored (the match is always computed)
+    /// and `"all"` stands for every measure.
     #[serde(
         serialize_with = "serialize_measures",
         deserialize_with = "deserialize_measures"
     )]
     pub measures: Vec<Measure>,
+    /// α of the shape metric (`shape`), in [0, 1]: 0 = CCA-like, 1 = Procrustes-like.
+    pub shape_alpha: f64,
+    /// Ridge penalty of the predictivity (`predictivity`), ≥ 0, in units of the mean eigenvalue
+    /// of the predicting side's centred Gram matrix (0: least squares).
+    pub ridge_alpha: f64,
+    /// Also keep the soft-matching transport plan (`soft_match`) in the neuron-level output.
+    pub transport_plan: bool,
     /// Also the match of the mean-centred activations (exact from the same statistics).
     pub center: bool,
     /// The null control, when wanted.
@@ -199,6 +207,9 @@ impl Default for Options {
             dead: Dead::Drop,
             tol: None,
             measures: vec![Measure::Cka],
+            shape_alpha: DEFAULT_SHAPE_ALPHA,
+            ridge_alpha: DEFAULT_RIDGE_ALPHA,
+            transport_plan: false,
             center: true,
             null: None,
             null_draws: DEFAULT_NULL_DRAWS,
@@ -219,12 +230,15 @@ impl Default for Options {
 }
 
 /// The names of the option fields, in declaration order (for messages).
-pub const OPTION_NAMES: [&str; 20] = [
+pub const OPTION_NAMES: [&str; 23] = [
     "eps",
     "main_eps",
     "dead",
     "tol",
     "measures",
+    "shape_alpha",
+    "ridge_alpha",
+    "transport_plan",
     "center",
     "null",
     "null_draws",
@@ -242,22 +256,39 @@ pub const OPTION_NAMES: [&str; 20] = [
     "curve",
 ];
 
-/// The measure names accepted in lists, in words (for messages): `match` and every
-/// [`Measure::NAMES`].
+/// The name that stands for every measure in lists.
+pub const ALL_MEASURES: &str = "all";
+
+/// The measure names accepted in lists, in words (for messages): `match`, `all` and every
+/// [`Measure::NAMES`] (with the alias `match_1to1`).
 pub fn measure_names() -> String {
-    std::iter::once("match")
+    let mut names: Vec<String> = ["match", ALL_MEASURES]
+        .into_iter()
         .chain(Measure::NAMES)
-        .collect::<Vec<_>>()
-        .join(", ")
+        .map(str::to_string)
+        .collect();
+    if let Some(n) = names.iter_mut().find(|n| *n == "one_to_one") {
+        n.push_str(" (or match_1to1)");
+    }
+    names.join(", ")
 }
 
-/// Parses measure names: `match` (always computed, skipped) and the names of [`Measure`];
-/// `arg` names the argument in the message. Duplicates are dropped.
+/// Parses measure names: `match` (always computed, skipped), `all` (every measure, in the
+/// order of [`Measure::ALL`]) and the names of [`Measure`] (case-insensitive; `match_1to1` for
+/// `one_to_one`); `arg` names the argument in the message. Duplicates are dropped.
 pub fn parse_measures<S: AsRef<str>>(names: &[S], arg: &str) -> Result<Vec<Measure>> {
     let mut out = Vec::new();
     for name in names {
         let key = name.as_ref().trim();
         if key.eq_ignore_ascii_case("match") || key.is_empty() {
+            continue;
+        }
+        if key.eq_ignore_ascii_case(ALL_MEASURES) {
+            for m in Measure::ALL {
+                if !out.contains(&m) {
+                    out.push(m);
+                }
+            }
             continue;
         }
         match key.parse::<Measure>() {
@@ -359,6 +390,20 @@ impl Options {
             }
         }
         tolerances(self.tol, &name("tol"))?;
+        if !(0.0..=1.0).contains(&self.shape_alpha) {
+            bail!(
+                "{}: α = {} is outside [0, 1] (0 = CCA-like, 1 = Procrustes-like)",
+                name("shape_alpha"),
+                self.shape_alpha
+            );
+        }
+        if !(self.ridge_alpha >= 0.0 && self.ridge_alpha.is_finite()) {
+            bail!(
+                "{}: {} is not a ridge penalty; give a finite value ≥ 0 (0 = least squares)",
+                name("ridge_alpha"),
+                self.ridge_alpha
+            );
+        }
         if self.null.is_some() && self.null_draws == 0 {
             bail!("{} must be at least 1", name("null_draws"));
         }
@@ -384,6 +429,15 @@ impl Options {
             );
         }
         Ok(())
+    }
+
+    /// The options of the measures with parameters (shape α, ridge penalty, transport plan).
+    pub fn measure_options(&self) -> MeasureOptions {
+        MeasureOptions {
+            shape_alpha: self.shape_alpha,
+            ridge_alpha: self.ridge_alpha,
+            transport_plan: self.transport_plan,
+        }
     }
 
     /// The matching options (tolerances and dead policy).
@@ -437,13 +491,15 @@ impl Options {
     }
 
     /// The options of the untrained baseline pair analysed beside a trained pair: the same
-    /// match, measures, centring and bootstrap, without simple matches, null or curve.
+    /// match, measures, centring and bootstrap, without simple matches, null, curve or
+    /// transport plan.
     pub fn for_baseline(&self) -> Options {
         Options {
             simple: None,
             witnesses: None,
             null: None,
             curve: false,
+            transport_plan: false,
             ..self.clone()
         }
     }
@@ -503,6 +559,19 @@ mod tests {
         let o = Options::from_json(r#"{"measures": ["match", "cca", "cka", "cca"]}"#).unwrap();
         assert_eq!(o.measures, vec![Measure::Cca, Measure::Cka]);
         assert_eq!(o.measure_list(), vec!["match", "cka", "cca"]);
+        // "all" is every measure; the alias and case are accepted; a bad name lists the valid.
+        let o = Options::from_json(r#"{"measures": ["SHAPE", "all", "match_1to1"]}"#).unwrap();
+        let mut want = vec![Measure::Shape];
+        want.extend(Measure::ALL.into_iter().filter(|m| *m != Measure::Shape));
+        assert_eq!(o.measures, want);
+        let e = parse_measures(&["cka", "hungarian"], "--measures").unwrap_err();
+        let m = format!("{e:#}");
+        assert!(
+            m.starts_with("--measures: unknown measure 'hungarian'; valid names: match, all, cka,")
+                && m.contains("one_to_one (or match_1to1)")
+                && m.contains("soft_match, perm_procrustes, predictivity, shape"),
+            "{m}"
+        );
         for (bad, want) in [
             (r#"{"eps": []}"#, "eps: give at least one"),
             (r#"{"eps": [0.2, 1.5]}"#, "eps: ε = 1.5 is outside"),
@@ -517,6 +586,18 @@ mod tests {
             (r#"{"simple": 1.5}"#, "simple: ε = 1.5"),
             (r#"{"simple": -0.1}"#, "simple: ε = -0.1"),
             (r#"{"witnesses": {"a": [1]}}"#, "witnesses needs simple"),
+            (
+                r#"{"shape_alpha": 1.5}"#,
+                "shape_alpha: α = 1.5 is outside [0, 1]",
+            ),
+            (
+                r#"{"shape_alpha": -0.1}"#,
+                "shape_alpha: α = -0.1 is outside [0, 1]",
+            ),
+            (
+                r#"{"ridge_alpha": -1}"#,
+                "ridge_alpha: -1 is not a ridge penalty",
+            ),
         ] {
             let o = Options::from_json(bad).unwrap();
             let m = format!("{:#}", o.validate().unwrap_err());
@@ -529,6 +610,24 @@ mod tests {
                 .unwrap_err()
         );
         assert!(m.starts_with("--bootstrap must be"), "{m}");
+        let o = Options::from_json(r#"{"shape_alpha": 2}"#).unwrap();
+        let m = format!(
+            "{:#}",
+            o.validate_named(&|f| format!("--{}", f.replace('_', "-")))
+                .unwrap_err()
+        );
+        assert!(
+            m.starts_with("--shape-alpha: α = 2 is outside [0, 1]"),
+            "{m}"
+        );
+        for edge in [0.0, 1.0] {
+            let o = Options {
+                shape_alpha: edge,
+                ..Options::default()
+            };
+            o.validate().unwrap();
+            assert_eq!(o.measure_options().shape_alpha, edge);
+        }
         assert!(Options::from_json(r#"{"null": "shuffle"}"#).is_err());
         assert!(Options::from_json(r#"{"pool": "median"}"#).is_err());
     }

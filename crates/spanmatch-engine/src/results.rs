@@ -593,6 +593,30 @@ pub struct NullRecord {
     pub seed: u64,
     /// One entry per ε.
     pub per_eps: Vec<NullEps>,
+    /// The same rotations' values of every requested measure number that is not
+    /// rotation-invariant (`one_to_one`, `semi_match`, `soft_match`, `soft_match_correlation`,
+    /// `perm_procrustes`, `perm_procrustes_angular`, and `pwcca` when B is the narrower layer), by
+    /// name; empty when none.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub measures: BTreeMap<String, NullMeasure>,
+}
+
+/// The rotation null of one measure number.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NullMeasure {
+    /// Its value on the unrotated pair.
+    pub observed: f64,
+    /// Mean over the rotations (of the draws where it is defined).
+    pub mean: f64,
+    /// Smallest value over the rotations.
+    pub min: f64,
+    /// Largest value over the rotations.
+    pub max: f64,
+    /// Monte Carlo p-value `(1 + #{draws at least as similar as observed}) / (1 + draws)`: for
+    /// a similarity the draws ≥ observed, for a distance the draws ≤ observed.
+    pub p_value: f64,
+    /// The value of every draw, in draw order (`null` where undefined).
+    pub values: Vec<Option<f64>>,
 }
 
 /// A confidence interval `[lo, hi]`.
@@ -617,9 +641,18 @@ pub struct IntervalsRecord {
     pub seed: u64,
     /// Interval of mms at each ε (`null` where no resample gave a finite value).
     pub mms: Vec<Option<Bounds>>,
-    /// Interval of linear CKA, when computed and defined.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cka_linear: Option<Bounds>,
+    /// Interval of every number of the requested measures (`cka_linear`, `one_to_one`,
+    /// `soft_match`, ...: the names of `crate::fields::FIELDS`), written beside `mms` (flattened
+    /// into this object); a number undefined on every resample is left out.
+    #[serde(flatten)]
+    pub measures: BTreeMap<String, Bounds>,
+}
+
+impl IntervalsRecord {
+    /// The interval of the measure number `name` (e.g. `"cka_linear"`), when computed.
+    pub fn measure(&self, name: &str) -> Option<Bounds> {
+        self.measures.get(name).copied()
+    }
 }
 
 /// Mean and standard deviation of mms over the sampled repeats (the reference code's protocol).
@@ -644,7 +677,8 @@ pub struct UntrainedRecord {
     pub mms: Vec<f64>,
     /// Its max ε.
     pub max_epsilon: f64,
-    /// Its measures (linear CKA, ...), when computed.
+    /// Its measures (linear CKA, ...), when computed; their numbers only (the neuron-level
+    /// output, `measures.neurons`, is left out).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub measures: Option<LayerMeasures>,
     /// Its centred mms at each ε, when computed.
@@ -655,6 +689,27 @@ pub struct UntrainedRecord {
     pub intervals: Option<IntervalsRecord>,
     /// Trained mms minus untrained mms at each ε.
     pub trained_minus_untrained: Vec<f64>,
+    /// Trained minus untrained value of every measure number defined for both pairs
+    /// (`cka_linear`, `one_to_one`, ...); for a distance, negative when training brought the
+    /// layers closer. Empty when no measure was computed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub trained_minus_untrained_measures: BTreeMap<String, f64>,
+}
+
+/// How the span match and the one-to-one matching agree at the main ε: of the neurons in the
+/// maximum match, how many have their one-to-one partner (the Hungarian assignment of neuron
+/// correlations) inside the match too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OneToOneInMatch {
+    /// The ε of the maximum match (the main ε).
+    pub eps: f64,
+    /// Neurons in the maximum match, both nets together (`len a + len b`).
+    pub match_neurons: usize,
+    /// Of those, the neurons whose one-to-one partner is in the match as well (a pair with both
+    /// ends in the match counts twice, once per net).
+    pub partner_inside: usize,
+    /// Mean correlation of the one-to-one pairs (the measure `one_to_one`, over all pairs).
+    pub mean_correlation: f64,
 }
 
 /// The top inputs of every neuron of one side.
@@ -720,7 +775,7 @@ pub struct LayerRecord {
     /// The ε-profile `(ε, mms)` on the grid 0, 0.01, ..., 1, when computed (`curve`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub profile: Vec<[f64; 2]>,
-    /// Basis-invariant measures, when any was requested.
+    /// The measures, when any was requested.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub measures: Option<LayerMeasures>,
     /// Simple matches, when requested.
@@ -741,6 +796,10 @@ pub struct LayerRecord {
     /// The untrained baseline, when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub untrained: Option<UntrainedRecord>,
+    /// The one-to-one matching against the span match at the main ε, when `one_to_one` was
+    /// computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub one_to_one_in_match: Option<OneToOneInMatch>,
     /// The one-word verdict at the main ε (docs/controls.md), when its controls were computed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verdict: Option<Verdict>,

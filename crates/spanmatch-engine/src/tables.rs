@@ -1,8 +1,8 @@
 //! The text tables of a comparison, as `spanmatch compare` prints them and Python's
 //! `Result.table()` / `repr` shows them: the primary comparison of a [`Results`].
 
+use crate::fields::{self, Direction, Field};
 use crate::results::{LayerMeasures, LayerRecord, Results};
-use spanmatch_core::measures::Measure;
 use std::fmt::Write as _;
 
 /// Mean and population standard deviation.
@@ -52,10 +52,15 @@ fn records(results: &Results) -> &[LayerRecord] {
 }
 
 /// Every table of `spanmatch compare`, as printed: the match table, then the measures table
-/// when there are measures or simple matches, then the controls table at the main ε.
+/// when there are measures or simple matches, then the controls table at the main ε, then the
+/// measures' controls when any was computed.
 pub fn tables(results: &Results) -> String {
     let mut s = table(results);
-    for more in [measures_table(results), controls_table(results)] {
+    for more in [
+        measures_table(results),
+        controls_table(results),
+        measure_controls_table(results),
+    ] {
         if !more.is_empty() {
             s.push('\n');
             s.push_str(&more);
@@ -178,7 +183,10 @@ pub fn controls_table(results: &Results) -> String {
     s
 }
 
-/// The per-layer match table: layer, neurons A/B, rows, dead A/B, mms at each ε, max ε.
+/// The per-layer match table: layer, neurons A/B, rows, dead A/B, mms at each ε, max ε, and,
+/// when the one-to-one matching was computed, how many of the neurons of the maximum match at
+/// the main ε have their one-to-one partner in the match and the mean correlation of the
+/// one-to-one pairs.
 pub fn table(results: &Results) -> String {
     let mut header: Vec<String> = ["layer", "neurons A/B", "rows", "dead A/B"]
         .iter()
@@ -187,6 +195,13 @@ pub fn table(results: &Results) -> String {
     header.extend(results.eps.iter().map(|e| format!("mms@{e}")));
     header.push("max ε".to_string());
     let layers = records(results);
+    let one_to_one = layers
+        .iter()
+        .find_map(|l| l.one_to_one_in_match.as_ref().map(|o| o.eps));
+    if let Some(e) = one_to_one {
+        header.push(format!("1:1 in match@{e}"));
+        header.push("1:1 corr.".to_string());
+    }
     let rows: Vec<Vec<String>> = layers
         .iter()
         .map(|l| {
@@ -203,6 +218,15 @@ pub fn table(results: &Results) -> String {
                 });
             }
             r.push(format!("{:.4}", l.max_epsilon));
+            if one_to_one.is_some() {
+                match &l.one_to_one_in_match {
+                    Some(o) => {
+                        r.push(format!("{}/{}", o.partner_inside, o.match_neurons));
+                        r.push(f3(o.mean_correlation));
+                    }
+                    None => r.extend(["—".to_string(), "—".to_string()]),
+                }
+            }
             r
         })
         .collect();
@@ -210,45 +234,49 @@ pub fn table(results: &Results) -> String {
     if layers.iter().any(|l| l.sampled.is_some()) {
         out.push_str("(in parentheses: sampled protocol, mean ± std over the repeats)\n");
     }
+    if one_to_one.is_some() {
+        out.push_str(
+            "(1:1 in match: neurons of the maximum match whose one-to-one partner (Hungarian \
+             matching of neuron correlations) is in the match too / neurons in the match; 1:1 \
+             corr.: mean correlation of the one-to-one pairs)\n",
+        );
+    }
     out
 }
 
-/// One column of the measures table: header and value of a layer.
-type Column = (&'static str, fn(&LayerMeasures) -> Option<f64>);
+/// One column of the measures table: header, how to read it, and the field it reads.
+type Column = (
+    &'static str,
+    fn(&LayerMeasures, &str) -> Option<f64>,
+    &'static str,
+);
 
-/// The columns shown for each measure.
-fn measure_columns(m: Measure) -> Vec<Column> {
-    match m {
-        Measure::Cka => vec![
-            ("CKA", |x| x.channels.cka_linear),
-            ("CKA debiased", |x| x.channels.cka_linear_debiased),
-        ],
-        Measure::Cca => vec![
-            ("CCA mean ρ", |x| x.channels.cca_mean_rho),
-            ("R²CCA", |x| x.channels.cca_r2),
-        ],
-        Measure::Svcca => vec![("SVCCA", |x| x.channels.svcca)],
-        Measure::Pwcca => vec![("PWCCA", |x| x.channels.pwcca)],
-        Measure::Procrustes => vec![("Procrustes dist.", |x| x.channels.procrustes)],
-        Measure::OneToOne => vec![("1:1 corr.", |x| x.channels.one_to_one)],
-        Measure::SoftMatch => vec![("soft match dist.", |x| x.channels.soft_match)],
-        Measure::PermProcrustes => vec![("perm. Procrustes", |x| x.channels.perm_procrustes)],
-        Measure::Predictivity => vec![
-            ("R² A→B", |x| x.channels.predictivity_ab),
-            ("R² B→A", |x| x.channels.predictivity_ba),
-        ],
-        Measure::Shape => vec![("shape dist.", |x| x.channels.shape)],
-    }
+fn channel_value(m: &LayerMeasures, name: &str) -> Option<f64> {
+    fields::value(&m.channels, name)
+}
+
+/// The measure numbers of the results' measures that have a column in the measures table
+/// (`one_to_one` is in the match table, beside the span match).
+fn measure_columns(results: &Results) -> Vec<&'static Field> {
+    fields::fields_for(&results.options.measures)
+        .into_iter()
+        .filter(|f| f.column && f.name != "one_to_one")
+        .collect()
 }
 
 /// The second table, when measures or simple matches were computed: one row per layer, one
 /// column per measure, then the simple matches (count and largest size). Empty otherwise.
 pub fn measures_table(results: &Results) -> String {
     let layers = records(results);
-    let mut columns: Vec<Column> = Measure::ALL
+    let mut columns: Vec<Column> = measure_columns(results)
         .into_iter()
-        .filter(|m| results.options.measures.contains(m))
-        .flat_map(measure_columns)
+        .map(|f| {
+            (
+                f.label,
+                channel_value as fn(&LayerMeasures, &str) -> Option<f64>,
+                f.name,
+            )
+        })
         .collect();
     let flatten = layers.iter().any(|l| {
         l.measures.as_ref().is_some_and(|m| {
@@ -256,15 +284,19 @@ pub fn measures_table(results: &Results) -> String {
         })
     }) || results.settings.get("view").and_then(|v| v.as_str()) == Some("flatten");
     if flatten {
-        columns.push(("CKA flattened", |x| x.cka_linear_flatten));
-        columns.push(("CKA flat. debiased", |x| x.cka_linear_debiased_flatten));
+        columns.push(("CKA flattened", |x, _| x.cka_linear_flatten, ""));
+        columns.push((
+            "CKA flat. debiased",
+            |x, _| x.cka_linear_debiased_flatten,
+            "",
+        ));
     }
     let simple_eps = layers.iter().find_map(|l| l.simple.as_ref().map(|s| s.eps));
     if columns.is_empty() && simple_eps.is_none() {
         return String::new();
     }
     let mut header = vec!["layer".to_string()];
-    header.extend(columns.iter().map(|(h, _)| h.to_string()));
+    header.extend(columns.iter().map(|(h, _, _)| h.to_string()));
     if let Some(e) = simple_eps {
         header.push(format!("simple@{e}"));
         header.push("largest".to_string());
@@ -273,8 +305,8 @@ pub fn measures_table(results: &Results) -> String {
         .iter()
         .map(|l| {
             let mut r = vec![l.label()];
-            for (_, get) in &columns {
-                r.push(match l.measures.as_ref().and_then(get) {
+            for (_, get, name) in &columns {
+                r.push(match l.measures.as_ref().and_then(|m| get(m, name)) {
                     Some(v) => format!("{v:.3}"),
                     None => "—".to_string(),
                 });
@@ -297,7 +329,7 @@ pub fn measures_table(results: &Results) -> String {
         .collect();
     let mut out = render(&header, &rows);
     if !columns.is_empty() {
-        let has = |h: &str| columns.iter().any(|(c, _)| c.starts_with(h));
+        let has = |h: &str| columns.iter().any(|(c, _, _)| c.starts_with(h));
         let mut similar: Vec<&str> = ["CKA", "CCA", "SVCCA", "PWCCA"]
             .into_iter()
             .filter(|h| has(h))
@@ -320,6 +352,27 @@ pub fn measures_table(results: &Results) -> String {
         if has("Procrustes") {
             parts.push("Procrustes: distance in [0, √2], 0 = same up to rotation and scale".into());
         }
+        if has("semi-match") {
+            parts.push(
+                "semi-match: mean correlation of each neuron with its best partner, in [-1, 1]"
+                    .into(),
+            );
+        }
+        if has("soft match") {
+            parts.push("soft match: distance in [0, 2], optimal transport over neurons".into());
+        }
+        if has("perm. Procrustes") {
+            parts.push("perm. Procrustes: distance in [0, 2], 0 = same up to a permutation".into());
+        }
+        if has("R² A") {
+            parts.push("R² A→B: ridge R² predicting B from A on these rows".into());
+        }
+        if has("shape") {
+            parts.push(format!(
+                "shape: angular shape distance in [0, π/2] at α = {}",
+                results.options.shape_alpha
+            ));
+        }
         if has("CKA flat") {
             parts.push("flattened: features = all values of an image, rows = images".into());
         }
@@ -332,4 +385,113 @@ pub fn measures_table(results: &Results) -> String {
         );
     }
     out
+}
+
+/// The controls of the measures, one row per layer and measure number (those of the measures
+/// table and `one_to_one`): its value, its 95% bootstrap interval, the untrained pair's value
+/// and trained − untrained, and the rotation null's mean / max with its p-value (for the
+/// numbers that depend on the neuron basis); only the columns whose controls were computed.
+/// Empty when none was.
+pub fn measure_controls_table(results: &Results) -> String {
+    let layers = records(results);
+    let wanted: Vec<&Field> = fields::fields_for(&results.options.measures)
+        .into_iter()
+        .filter(|f| f.column)
+        .collect();
+    let intervals = layers.iter().any(|l| {
+        l.intervals
+            .as_ref()
+            .is_some_and(|iv| !iv.measures.is_empty())
+    });
+    let untrained = layers
+        .iter()
+        .any(|l| l.untrained.as_ref().is_some_and(|u| u.measures.is_some()));
+    let null = layers
+        .iter()
+        .any(|l| l.null.as_ref().is_some_and(|n| !n.measures.is_empty()));
+    if wanted.is_empty() || !(intervals || untrained || null) {
+        return String::new();
+    }
+    let mut header = vec![
+        "layer".to_string(),
+        "measure".to_string(),
+        "value".to_string(),
+    ];
+    if intervals {
+        header.push("95% interval".to_string());
+    }
+    if untrained {
+        header.push("untrained".to_string());
+        header.push("trained−untr.".to_string());
+    }
+    if null {
+        header.push("rotation null mean/max".to_string());
+        header.push("p".to_string());
+    }
+    let dash = || "—".to_string();
+    let mut rows = Vec::new();
+    for l in layers {
+        for f in &wanted {
+            let mut r = vec![
+                l.label(),
+                f.label.to_string(),
+                l.measures
+                    .as_ref()
+                    .and_then(|m| channel_value(m, f.name))
+                    .map_or_else(dash, f3),
+            ];
+            if intervals {
+                r.push(
+                    l.intervals
+                        .as_ref()
+                        .and_then(|iv| iv.measure(f.name))
+                        .map_or_else(dash, |b| format!("[{}, {}]", f3(b.lo), f3(b.hi))),
+                );
+            }
+            if untrained {
+                let u = l.untrained.as_ref();
+                r.push(
+                    u.and_then(|u| u.measures.as_ref())
+                        .and_then(|m| channel_value(m, f.name))
+                        .map_or_else(dash, f3),
+                );
+                r.push(
+                    u.and_then(|u| u.trained_minus_untrained_measures.get(f.name))
+                        .map_or_else(dash, |d| format!("{d:+.3}")),
+                );
+            }
+            if null {
+                match l.null.as_ref().and_then(|n| n.measures.get(f.name)) {
+                    Some(n) => {
+                        r.push(format!("{} / {}", f3(n.mean), f3(n.max)));
+                        r.push(format!("{:.3}", n.p_value));
+                    }
+                    None => r.extend([dash(), dash()]),
+                }
+            }
+            rows.push(r);
+        }
+    }
+    let mut s = render(&header, &rows);
+    let mut notes = vec![];
+    if wanted.iter().any(|f| f.direction == Direction::Distance) {
+        notes.push(
+            "dist.: a distance, smaller = more alike; trained−untr. < 0 when training brought \
+             the layers closer",
+        );
+    }
+    if intervals {
+        notes.push("95% interval: bootstrap over chunks of consecutive inputs");
+    }
+    if null {
+        notes.push(
+            "rotation null: the same random rotations of net B's layer as the mms null, for the \
+             measures that depend on the neuron basis (—: rotation-invariant, no null); p: share \
+             of rotations at least as similar as observed, (1 + #) / (1 + draws)",
+        );
+    }
+    for n in notes {
+        let _ = writeln!(s, "({n})");
+    }
+    s
 }

@@ -300,6 +300,7 @@ mod tests {
             intervals: None,
             sampled: None,
             untrained: None,
+            one_to_one_in_match: None,
             verdict: None,
             verdict_missing: vec![],
             top_inputs: None,

@@ -14,7 +14,7 @@ use pyo3::exceptions::{PyFileNotFoundError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use spanmatch_core::controls::ChunkedStats;
-use spanmatch_core::measures::Measure;
+use spanmatch_core::measures::{Measure, DEFAULT_RIDGE_ALPHA, DEFAULT_SHAPE_ALPHA};
 use spanmatch_core::simple::{simple_matches, simple_matches_for, SimpleOptions};
 use spanmatch_core::{GramAccumulator, JointStats, MatchOptions, MatchProblem, RowNormMoments};
 use spanmatch_engine::compare as engine;
@@ -1075,15 +1075,31 @@ impl PyStats {
         ))
     }
 
-    /// The basis-invariant measures, as a JSON object.
-    #[pyo3(signature = (names))]
-    fn measures(&self, py: Python<'_>, names: Vec<String>) -> PyResult<String> {
-        let which = parse_measures(&names, "measures").map_err(to_py)?;
+    /// The measures, as a JSON object (the options checked by the engine's rules).
+    #[pyo3(signature = (names, shape_alpha=DEFAULT_SHAPE_ALPHA, ridge_alpha=DEFAULT_RIDGE_ALPHA, transport_plan=false))]
+    fn measures(
+        &self,
+        py: Python<'_>,
+        names: Vec<String>,
+        shape_alpha: f64,
+        ridge_alpha: f64,
+        transport_plan: bool,
+    ) -> PyResult<String> {
+        let options = Options {
+            measures: parse_measures(&names, "measures").map_err(to_py)?,
+            shape_alpha,
+            ridge_alpha,
+            transport_plan,
+            ..Options::default()
+        };
+        options.validate().map_err(to_py)?;
+        let which = options.measures.clone();
+        let mopts = options.measure_options();
         let joint = self.joint();
         let m = py
             .detach(|| {
                 joint.check_finite()?;
-                spanmatch_core::measures::compute(&joint, &which)
+                spanmatch_core::measures::compute_with(&joint, &which, &mopts)
             })
             .map_err(core_err)?;
         serde_json::to_string(&m).map_err(|e| PyValueError::new_err(e.to_string()))

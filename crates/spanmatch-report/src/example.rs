@@ -166,10 +166,15 @@ pub fn example_results() -> Results {
                     })
                 })
                 .collect(),
-            cka_linear: Some(Bounds {
-                lo: round4((cka - 0.02).max(0.0)),
-                hi: round4((cka + 0.01).min(1.0)),
-            }),
+            measures: [(
+                "cka_linear".to_string(),
+                Bounds {
+                    lo: round4((cka - 0.02).max(0.0)),
+                    hi: round4((cka + 0.01).min(1.0)),
+                },
+            )]
+            .into_iter()
+            .collect(),
         });
         let null = pair.then(|| NullRecord {
             draws: 5,
@@ -187,6 +192,7 @@ pub fn example_results() -> Results {
                     values: Vec::new(),
                 })
                 .collect(),
+            measures: Default::default(),
         });
         let centered = (pair || kind == ComparisonKind::Untrained).then(|| CenteredRecord {
             thresholds_a: Vec::new(),
@@ -241,6 +247,7 @@ pub fn example_results() -> Results {
             intervals,
             sampled: None,
             untrained: None,
+            one_to_one_in_match: None,
             verdict: None,
             verdict_missing: Vec::new(),
             top_inputs: None,

@@ -113,6 +113,22 @@ fn glance_line(l: &crate::stats::LayerStats, i: usize, eps: f64) -> Option<Strin
     Some(line)
 }
 
+/// "k / n" neurons of the maximum match with their one-to-one partner inside it (means over
+/// the pairs, with one decimal when they are not whole numbers).
+fn partner_inside(inside: Option<Summary>, total: Option<Summary>) -> String {
+    match (inside, total) {
+        (Some(i), Some(t)) => {
+            let whole = |v: f64| (v - v.round()).abs() < 1e-9;
+            if whole(i.mean) && whole(t.mean) {
+                format!("{:.0} / {:.0}", i.mean, t.mean)
+            } else {
+                format!("{:.1} / {:.1}", i.mean, t.mean)
+            }
+        }
+        _ => "—".to_string(),
+    }
+}
+
 fn mean_sd(s: Option<Summary>) -> String {
     match s {
         None => "—".to_string(),
@@ -410,6 +426,13 @@ pub fn page(results: &Results, stats: &Stats, figures: &[(Scene, String)]) -> St
         let _ = write!(s, "<th rowspan=\"2\">verdict<br>ε={main_label}</th>");
     }
     s.push_str("<th rowspan=\"2\">linear CKA</th><th rowspan=\"2\">full-match<br>ε</th>");
+    let has_one_to_one = stats.layers.iter().any(|l| l.one_to_one_corr.is_some());
+    if has_one_to_one {
+        let _ = write!(
+            s,
+            "<th rowspan=\"2\">1:1 partner<br>in match ε={main_label}</th><th rowspan=\"2\">1:1 mean<br>corr.</th>"
+        );
+    }
     if has_simple {
         s.push_str("<th rowspan=\"2\">simple<br>matches</th>");
     }
@@ -465,6 +488,14 @@ pub fn page(results: &Results, stats: &Stats, figures: &[(Scene, String)]) -> St
             mean_sd(l.cka),
             l.max_epsilon.map_or("—".to_string(), |m| f3(m.mean)),
         );
+        if has_one_to_one {
+            let _ = write!(
+                s,
+                "<td>{}</td><td>{}</td>",
+                partner_inside(l.one_to_one_inside, l.one_to_one_match_neurons),
+                mean_sd(l.one_to_one_corr)
+            );
+        }
         if has_simple {
             let _ = write!(
                 s,
@@ -485,8 +516,9 @@ pub fn page(results: &Results, stats: &Stats, figures: &[(Scene, String)]) -> St
         );
     }
     s.push_str("</tbody></table></div>\n");
-    s.push_str("<p class=\"meta\">mms = (|X*| + |Y*|) / (|X| + |Y|), dead neurons counted in the denominator. full-match ε: the smallest ε at which every live neuron is matched (mean over pairs). Null: two nets compared with the images of one side shuffled (same images, different order): what chance gives at this many rows and neurons. Self-check: each net against itself, dead neurons counted as matched (must be 1). Trained minus untrained: each seed pair's mms minus that of the same seeds' nets before training (mean ± s.d. over pairs); positive where training made the nets match more than the architecture and the input statistics alone. Simple matches: mean number per seed pair at the ε of the simple matches. s.d. uses n − 1. [lo, hi]: 95 % bootstrap interval over chunks of test images (envelope over the seed pairs). Rotation null: the same pairs with net B's layer in a random neuron basis (mean over rotations and pairs); a match well above it lives in the neurons themselves, not only in shared subspaces. Centred mms: the match of the mean-centred activations. Verdict (docs/controls.md): <i>none</i> when the upper end of the interval of mms is below 0.05 or below the untrained pair's mms; <i>given</i> when its lower end is at or below the untrained pair's mms (trained ≈ untrained); <i>subspace-only</i> when mms is at or below the rotation null's largest draw (the nets share a subspace, not neurons); <i>learned</i> otherwise.</p>\n");
+    s.push_str("<p class=\"meta\">mms = (|X*| + |Y*|) / (|X| + |Y|), dead neurons counted in the denominator. full-match ε: the smallest ε at which every live neuron is matched (mean over pairs). Null: two nets compared with the images of one side shuffled (same images, different order): what chance gives at this many rows and neurons. Self-check: each net against itself, dead neurons counted as matched (must be 1). Trained minus untrained: each seed pair's mms minus that of the same seeds' nets before training (mean ± s.d. over pairs); positive where training made the nets match more than the architecture and the input statistics alone. Simple matches: mean number per seed pair at the ε of the simple matches. s.d. uses n − 1. [lo, hi]: 95 % bootstrap interval over chunks of test images (envelope over the seed pairs). Rotation null: the same pairs with net B's layer in a random neuron basis (mean over rotations and pairs); a match well above it lives in the neurons themselves, not only in shared subspaces. Centred mms: the match of the mean-centred activations. 1:1 partner in match: of the neurons in the maximum match at the main ε, those whose one-to-one partner (the Hungarian matching of neuron correlations, Li et al. 2016) is in the match too / the neurons in the match (means over pairs); 1:1 mean corr.: the mean correlation of the one-to-one pairs. Verdict (docs/controls.md): <i>none</i> when the upper end of the interval of mms is below 0.05 or below the untrained pair's mms; <i>given</i> when its lower end is at or below the untrained pair's mms (trained ≈ untrained); <i>subspace-only</i> when mms is at or below the rotation null's largest draw (the nets share a subspace, not neurons); <i>learned</i> otherwise.</p>\n");
 
+    s.push_str(&crate::measures::section(results));
     s.push_str(&crate::neurons::section(results));
 
     // Nets.

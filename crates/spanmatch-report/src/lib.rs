@@ -16,6 +16,7 @@ pub mod chart;
 mod example;
 pub mod figures;
 mod html;
+mod measures;
 pub mod neurons;
 pub mod raster;
 /// The results schema, defined by the engine (the one library API) and re-exported here.

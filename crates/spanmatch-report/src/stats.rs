@@ -107,6 +107,13 @@ pub struct LayerStats {
     /// The verdict at the main ε (docs/controls.md): the word when every pair that has one
     /// agrees, `"mixed (..)"` otherwise; `None` when no pair has one.
     pub verdict: Option<String>,
+    /// Of the neurons of the maximum match at the main ε, those whose one-to-one partner is in
+    /// the match too (over the pairs; `one_to_one_in_match`), when computed.
+    pub one_to_one_inside: Option<Summary>,
+    /// The neurons of that maximum match (over the same pairs).
+    pub one_to_one_match_neurons: Option<Summary>,
+    /// Mean correlation of the one-to-one pairs (over the pairs).
+    pub one_to_one_corr: Option<Summary>,
 }
 
 /// Per-layer statistics for the whole run.
@@ -401,7 +408,17 @@ pub fn compute(results: &Results) -> Stats {
                     .collect::<Vec<_>>(),
             )
         };
+        let in_match: Vec<_> = pairs
+            .iter()
+            .filter_map(|p| p.2.one_to_one_in_match.as_ref())
+            .collect();
+        let of_match = |f: fn(&crate::results::OneToOneInMatch) -> f64| {
+            Summary::of(&in_match.iter().map(|o| f(o)).collect::<Vec<_>>())
+        };
         layers.push(LayerStats {
+            one_to_one_inside: of_match(|o| o.partner_inside as f64),
+            one_to_one_match_neurons: of_match(|o| o.match_neurons as f64),
+            one_to_one_corr: of_match(|o| o.mean_correlation),
             verdict,
             mms_interval,
             rotation_null,

@@ -3,6 +3,7 @@
 use crate::progress::Bars;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
+use spanmatch_core::measures::{DEFAULT_RIDGE_ALPHA, DEFAULT_SHAPE_ALPHA};
 use spanmatch_core::{DeadPolicy, Tolerances};
 use spanmatch_engine::compare as engine;
 use spanmatch_engine::options::{self, parse_measures, Dead, NullKind, Options};
@@ -121,17 +122,24 @@ pub struct CompareArgs {
     /// same result, on every machine).
     #[arg(long, value_name = "S", default_value_t = 0)]
     pub seed: u64,
-    /// Similarity measures per layer, comma-separated: match, cka, cca, svcca, pwcca, procrustes.
+    /// Similarity measures per layer, comma-separated: match, cka, cca, svcca, pwcca,
+    /// procrustes, one_to_one (or match_1to1), soft_match, perm_procrustes, predictivity, shape;
+    /// `all` for every one.
     ///
-    /// `match` is the maximum span match (always computed). The others are basis-invariant: they
-    /// compare the subspaces the two layers span, not individual neurons, so changing the basis
-    /// of a layer leaves them unchanged (cka, procrustes: any rotation and a global scale; the
-    /// CCA family: any invertible linear map). cka = linear centred kernel alignment (Kornblith
-    /// et al. 2019), biased and debiased estimators, 1 = same up to rotation and scale; cca =
-    /// mean canonical correlation and R²CCA; svcca = CCA after keeping 99% of each side's
-    /// variance; pwcca = projection-weighted CCA; procrustes = orthogonal Procrustes distance
-    /// (0 = same up to rotation and scale, at most √2). They come from the statistics of the
-    /// match's single pass, at no extra reading cost. JSON: "measures" per layer.
+    /// `match` is the maximum span match (always computed). Basis-invariant (they compare the
+    /// subspaces the layers span, not neurons): cka = linear centred kernel alignment, biased
+    /// and debiased (Kornblith et al. 2019); cca = mean canonical correlation and R²CCA; svcca
+    /// = CCA after keeping 99% of each side's variance; pwcca = projection-weighted CCA;
+    /// procrustes = orthogonal Procrustes distance (0 = same up to rotation and scale, ≤ √2);
+    /// predictivity = ridge R² predicting B from A and A from B (--ridge-alpha); shape = the
+    /// generalized shape metric's angular distance (--shape-alpha). Neuron-matching (they
+    /// compare individual neurons, like the span match): one_to_one = mean correlation of the
+    /// Hungarian one-to-one neuron pairs, and the semi-matching (each neuron's best partner);
+    /// soft_match = optimal-transport distance over neurons (--transport-plan keeps the plan);
+    /// perm_procrustes = Procrustes distance over permutations. All come from the statistics
+    /// of the match's single pass, at no extra reading cost; with --null, --bootstrap and
+    /// --baseline they get their controls too (docs/controls.md). JSON: "measures" per layer,
+    /// with the neuron pairs in "measures.neurons".
     #[arg(
         long,
         value_name = "NAME,...",
@@ -139,6 +147,18 @@ pub struct CompareArgs {
         default_value = "match,cka"
     )]
     pub measures: Vec<String>,
+    /// α of the shape metric (--measures shape), in [0, 1]: 0 = CCA-like (whitened), 1 =
+    /// Procrustes-like (rotations only).
+    #[arg(long, value_name = "ALPHA", default_value_t = DEFAULT_SHAPE_ALPHA, allow_negative_numbers = true)]
+    pub shape_alpha: f64,
+    /// Ridge penalty of the predictivity (--measures predictivity), ≥ 0, in units of the mean
+    /// eigenvalue of the predicting layer's covariance (0 = least squares).
+    #[arg(long, value_name = "ALPHA", default_value_t = DEFAULT_RIDGE_ALPHA, allow_negative_numbers = true)]
+    pub ridge_alpha: f64,
+    /// Keep the soft-matching transport plan (--measures soft_match) in the JSON
+    /// ("measures.neurons.soft_plan": a sparse list of {a, b, mass}).
+    #[arg(long)]
+    pub transport_plan: bool,
     /// View of convolutional layers for CKA: channels, or flatten (features = C·H·W per image).
     ///
     /// `channels`: features = channels, rows = (image, position) pairs, the match's statistics.
@@ -181,8 +201,11 @@ pub struct CompareArgs {
     /// Haar-random orthogonal matrices (seeded by --seed), computed on the statistics alone.
     ///
     /// A rotation keeps every span and destroys the neuron basis, so mms - null is the part of
-    /// the match that lives in the neurons themselves. CKA and CCA are unchanged by it. JSON:
-    /// "null" per layer (per ε: observed, mean, min, max, p_value).
+    /// the match that lives in the neurons themselves. The same rotations give the null of the
+    /// measures that depend on the neuron basis (one_to_one, soft_match, perm_procrustes; pwcca
+    /// when B is the narrower layer); CKA, CCA, SVCCA, Procrustes, predictivity and shape are
+    /// unchanged by it. JSON:
+    /// "null" per layer (per ε: observed, mean, min, max, p_value; "measures" per measure).
     #[arg(long, value_name = "KIND", value_parser = ["rotate"])]
     pub null: Option<String>,
     /// Rotations of `--null rotate`.
@@ -190,11 +213,11 @@ pub struct CompareArgs {
     pub null_draws: usize,
     /// Bootstrap intervals over inputs: resample the --chunks chunks of consecutive inputs R
     /// times (with replacement, seeded by --seed) and report the 95% percentile interval of mms
-    /// at every ε and of linear CKA. JSON: "intervals" per layer.
+    /// at every ε and of every number of the --measures. JSON: "intervals" per layer.
     ///
     /// The statistics of each chunk are kept apart in the same single pass: memory
     /// chunks x (n1+n2)² x 8 bytes per layer (20 chunks of 512 + 512 neurons: 160 MiB; capped at
-    /// 2 GiB). Each resample costs one ε-profile, (n1+n2)³.
+    /// 2 GiB). Each resample costs one ε-profile, (n1+n2)³, plus the --measures.
     #[arg(long, value_name = "R")]
     pub bootstrap: Option<usize>,
     /// Chunks of consecutive inputs for --bootstrap (the rows of one input stay in one chunk).
@@ -203,8 +226,9 @@ pub struct CompareArgs {
     /// Activations of the untrained nets (A0 and B0: the same architectures before training, on
     /// the same inputs): the untrained baseline of every layer, compared like A and B.
     ///
-    /// Each layer then gets the untrained pair's mms at every ε, its CKA and centred mms (and
-    /// intervals with --bootstrap), trained minus untrained, and, with --null rotate, a verdict
+    /// Each layer then gets the untrained pair's mms at every ε, its measures and centred mms
+    /// (and intervals with --bootstrap), trained minus untrained (mms and every measure), and,
+    /// with --null rotate, a verdict
     /// (learned / given / subspace-only / none; docs/controls.md). The files must hold the same
     /// layers with the same neurons and rows as A and B. JSON: "untrained" per layer.
     #[arg(long, num_args = 2, value_names = ["A0", "B0"])]
@@ -275,6 +299,9 @@ fn options(args: &CompareArgs) -> Result<CompareOptions> {
         dead: args.dead.into(),
         tol: args.tol,
         measures: parse_measures(&args.measures, "--measures")?,
+        shape_alpha: args.shape_alpha,
+        ridge_alpha: args.ridge_alpha,
+        transport_plan: args.transport_plan,
         center: !args.no_center,
         null: args.null.as_ref().map(|_| NullKind::Rotate),
         null_draws: args.null_draws,

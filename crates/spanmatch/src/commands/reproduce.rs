@@ -11,11 +11,11 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use spanmatch_core::controls::{chunk_memory_bytes, MAX_CHUNK_BYTES};
-use spanmatch_core::measures::Measure;
+use spanmatch_core::measures::{Measure, DEFAULT_RIDGE_ALPHA, DEFAULT_SHAPE_ALPHA};
 use spanmatch_core::Side;
 use spanmatch_engine::analysis::{analyse_pair, link_untrained, LayerLabel, PairInput};
 use spanmatch_engine::multi::{PairAccumulators, PairSpec};
-use spanmatch_engine::options::{Dead, NullKind, Options};
+use spanmatch_engine::options::{self, Dead, NullKind, Options};
 use spanmatch_engine::results::{
     write_results, Comparison, ComparisonKind, Front, LayerSummary, NetSummary, NeuronViews,
     Results,
@@ -59,10 +59,24 @@ pub struct ReproduceArgs {
     /// ε values at which the maximum match similarity is reported (all from one ε-profile).
     #[arg(long, value_delimiter = ',', default_value = "0.15,0.2,0.25,0.3,0.5")]
     pub eps: Vec<f64>,
-    /// Baseline measures computed from the same statistics (comma-separated: cka, cca, svcca,
-    /// pwcca, procrustes; "none" for none).
-    #[arg(long, value_delimiter = ',', default_value = "cka")]
+    /// Measures computed from the same statistics for every comparison, comma-separated: cka,
+    /// cca, svcca, pwcca, procrustes, one_to_one (or match_1to1), soft_match, perm_procrustes,
+    /// predictivity, shape; `all` for every one, `none` for none (see `spanmatch compare
+    /// --help`). The trained pairs get their bootstrap intervals, the untrained pairs' values and
+    /// the rotation null of the neuron-matching ones. The default adds one_to_one to CKA (about
+    /// half the analysis time again, a few seconds of a default run; it gives the report's 1:1
+    /// columns); `all` about quadruples the analysis time (docs/decisions.md).
+    #[arg(long, value_delimiter = ',', default_value = "cka,one_to_one")]
     pub measures: Vec<String>,
+    /// α of the shape metric (--measures shape), in [0, 1].
+    #[arg(long, value_name = "ALPHA", default_value_t = DEFAULT_SHAPE_ALPHA, allow_negative_numbers = true)]
+    pub shape_alpha: f64,
+    /// Ridge penalty of the predictivity (--measures predictivity), ≥ 0.
+    #[arg(long, value_name = "ALPHA", default_value_t = DEFAULT_RIDGE_ALPHA, allow_negative_numbers = true)]
+    pub ridge_alpha: f64,
+    /// Keep the soft-matching transport plan of the trained pairs in results.json.
+    #[arg(long)]
+    pub transport_plan: bool,
     /// ε of the simple matches computed for every layer of every trained seed pair (their
     /// indices, sizes and sines go to results.json; the report lists them and shows what the
     /// largest ones respond to).
@@ -113,7 +127,8 @@ pub struct ReproduceArgs {
     /// per layer.
     #[arg(long, default_value_t = 20)]
     pub chunks: usize,
-    /// Bootstrap resamples for the 95 % percentile intervals of mms (every ε) and linear CKA.
+    /// Bootstrap resamples for the 95 % percentile intervals of mms (every ε) and of every
+    /// number of the --measures.
     #[arg(long, default_value_t = 200)]
     pub bootstrap: usize,
     /// Seed of the bootstrap resampling and of the random rotations of the null.
@@ -134,14 +149,10 @@ pub struct ReproduceArgs {
 }
 
 fn parse_measures(names: &[String]) -> Result<Vec<Measure>> {
-    names
-        .iter()
-        .filter(|n| !n.is_empty() && n.as_str() != "none" && n.as_str() != "match")
-        .map(|n| {
-            n.parse::<Measure>()
-                .map_err(|e| anyhow::anyhow!("--measures: {e}"))
-        })
-        .collect()
+    if names.len() == 1 && names[0].trim().eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    options::parse_measures(names, "--measures")
 }
 
 fn bar(len: u64, what: &str) -> ProgressBar {
@@ -199,6 +210,14 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     }
     let simple_eps = (!args.no_simple).then_some(args.simple);
     let measures = parse_measures(&args.measures)?;
+    // The measure options are checked now, before any training.
+    Options {
+        measures: measures.clone(),
+        shape_alpha: args.shape_alpha,
+        ridge_alpha: args.ridge_alpha,
+        ..Options::default()
+    }
+    .validate_named(&|f| format!("--{}", f.replace('_', "-")))?;
     if args.chunks == 0 {
         bail!("--chunks must be at least 1 (the number of chunks of test images the bootstrap resamples)");
     }
@@ -438,6 +457,9 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
             Dead::Drop
         },
         measures,
+        shape_alpha: args.shape_alpha,
+        ridge_alpha: args.ridge_alpha,
+        transport_plan: args.transport_plan,
         center: !args.no_center,
         null: (args.null_draws > 0).then_some(NullKind::Rotate),
         null_draws: args.null_draws,
@@ -465,6 +487,7 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         null: None,
         bootstrap: None,
         simple: None,
+        transport_plan: false,
         ..pair_opts.clone()
     };
     let self_opts = Options {
