@@ -9,10 +9,22 @@
 //!
 //! Within a group at most `per_side` neurons of a net are shown: those with the smallest
 //! thresholds ε*(v) (the most firmly matched), ties by index. [`layer_views`] then attaches each
-//! shown neuron's top inputs, given by the front that tracked them during its pass.
+//! shown neuron's top inputs, given by the front that tracked them during its pass:
+//! `reproduce` passes its own tracker ([`neuron_views`]); any other results file carries them in
+//! its layer records' `top_inputs` ([`views_from_records`]), and the caller fills in the inputs
+//! themselves (images or token contexts), which only it can read.
+//!
+//! [`shared_inputs`] is the one count of "inputs in both nets' strips" that the report and the
+//! Python figure state.
+
+use std::collections::BTreeSet;
+
+use anyhow::bail;
+use serde::{Deserialize, Serialize};
 
 use crate::results::{
-    Comparison, LayerRecord, LayerViews, NeuronTop, NeuronViews, ViewGroup, ViewInput, ViewKind,
+    Comparison, LayerRecord, LayerViews, NeuronTop, NeuronViews, TopInputsSide, ViewGroup,
+    ViewInput, ViewKind,
 };
 use spanmatch_core::rng::SplitMix64;
 
@@ -151,13 +163,24 @@ pub fn select_groups(result: &LayerRecord, opts: &ViewOptions, salt: u64) -> Vec
     out
 }
 
+/// One of a neuron's top inputs: its response, the input's index and, for tokens, the position.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TopItem {
+    /// The neuron's response to the input.
+    pub value: f64,
+    /// The input's index in data order.
+    pub input: usize,
+    /// The position (token) of the response, when tracked.
+    pub position: Option<usize>,
+}
+
 /// The views of one layer: [`select_groups`] with each shown neuron's top inputs from `top`
-/// (`top(is_net_a, neuron)` gives `(response, input index)` pairs, best first).
+/// (`top(is_net_a, neuron)`, best first).
 pub fn layer_views(
     result: &LayerRecord,
     opts: &ViewOptions,
     salt: u64,
-    mut top: impl FnMut(bool, usize) -> Vec<(f64, usize)>,
+    mut top: impl FnMut(bool, usize) -> Vec<TopItem>,
 ) -> LayerViews {
     let mut neuron = |net_a: bool, n: usize| {
         let t = top(net_a, n);
@@ -166,11 +189,18 @@ pub fn layer_views(
         } else {
             &result.thresholds_b
         };
+        let positions: Vec<usize> = t.iter().filter_map(|x| x.position).collect();
         NeuronTop {
             neuron: n,
             threshold: thresholds.get(n).copied().flatten(),
-            inputs: t.iter().map(|x| x.1).collect(),
-            values: t.iter().map(|x| x.0).collect(),
+            inputs: t.iter().map(|x| x.input).collect(),
+            values: t.iter().map(|x| x.value).collect(),
+            // All or none: a neuron's strip is of tokens or of images.
+            positions: if positions.len() == t.len() {
+                positions
+            } else {
+                Vec::new()
+            },
         }
     };
     let groups = select_groups(result, opts, salt)
@@ -210,7 +240,7 @@ pub fn neuron_views(
     k: usize,
     opts: &ViewOptions,
     info: InputInfo,
-    mut top: impl FnMut(bool, &str, usize) -> Vec<(f64, usize)>,
+    mut top: impl FnMut(bool, &str, usize) -> Vec<TopItem>,
     mut input: impl FnMut(usize) -> anyhow::Result<(usize, String)>,
 ) -> anyhow::Result<NeuronViews> {
     let layers: Vec<LayerViews> = pair
@@ -223,12 +253,18 @@ pub fn neuron_views(
         .into_iter()
         .map(|index| {
             let (label, png) = input(index)?;
-            Ok(ViewInput { index, label, png })
+            Ok(ViewInput {
+                index,
+                label: Some(label),
+                png,
+                position: None,
+                context: None,
+            })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(NeuronViews {
-        seed_a: pair.seed_a.unwrap_or(0),
-        seed_b: pair.seed_b.unwrap_or(0),
+        seed_a: pair.seed_a,
+        seed_b: pair.seed_b,
         eps,
         k,
         per_side: opts.per_side,
@@ -238,6 +274,139 @@ pub fn neuron_views(
         layers,
         inputs,
     })
+}
+
+/// The top inputs of one neuron from a record's `top_inputs` side: the valid entries (index ≥ 0,
+/// a value), best first.
+fn side_top(side: &TopInputsSide, neuron: usize) -> Vec<TopItem> {
+    let Some(indices) = side.indices.get(neuron) else {
+        return Vec::new();
+    };
+    let values = side.values.get(neuron);
+    let positions = side.positions.as_ref().and_then(|p| p.get(neuron));
+    indices
+        .iter()
+        .enumerate()
+        .filter_map(|(j, &i)| {
+            let value = values.and_then(|v| v.get(j).copied().flatten())?;
+            let input = usize::try_from(i).ok()?;
+            let position = positions
+                .and_then(|p| p.get(j).copied())
+                .and_then(|p| usize::try_from(p).ok());
+            Some(TopItem {
+                value,
+                input,
+                position,
+            })
+        })
+        .collect()
+}
+
+/// The views of a results file's pair from its layer records' `top_inputs` (any front): for
+/// every record with both `top_inputs` and simple matches, [`layer_views`]; the inputs are listed
+/// once each (by index, and position for tokens) with no image or text yet: the caller, who can
+/// read the inputs, fills in `png` or `context` (and `label`), then `image_shape` and
+/// `class_names`.
+///
+/// Errors when no record has `top_inputs` (naming how to get them) or none has simple matches.
+pub fn views_from_records(pair: &Comparison, opts: &ViewOptions) -> anyhow::Result<NeuronViews> {
+    let with_top: Vec<(usize, &LayerRecord)> = pair
+        .layers
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.top_inputs.is_some())
+        .collect();
+    if with_top.is_empty() {
+        bail!(
+            "no layer of these results has top inputs: compute them in the comparison \
+             (spanmatch.torch.compare(..., top_inputs=8), spanmatch.compare(..., top_inputs=8) on \
+             arrays, or spanmatch reproduce)"
+        );
+    }
+    let Some(eps) = with_top
+        .iter()
+        .find_map(|(_, r)| r.simple.as_ref().map(|s| s.eps))
+    else {
+        bail!(
+            "no layer with top inputs has simple matches, which choose the neurons shown: compute \
+             them too (simple=0.5)"
+        );
+    };
+    let mut k = 0;
+    let mut response = String::new();
+    let layers: Vec<LayerViews> = with_top
+        .iter()
+        .filter(|(_, r)| r.simple.is_some())
+        .map(|&(i, r)| {
+            let top = r.top_inputs.as_ref().expect("filtered on top_inputs");
+            k = k.max(top.k);
+            if response.is_empty() {
+                response = top.response.clone();
+            }
+            layer_views(r, opts, i as u64, |a, n| {
+                side_top(if a { &top.a } else { &top.b }, n)
+            })
+        })
+        .collect();
+    let inputs = referenced_keys(&layers)
+        .into_iter()
+        .map(|(index, position)| ViewInput {
+            index,
+            label: None,
+            png: String::new(),
+            position,
+            context: None,
+        })
+        .collect();
+    Ok(NeuronViews {
+        seed_a: pair.seed_a,
+        seed_b: pair.seed_b,
+        eps,
+        k,
+        per_side: opts.per_side,
+        response,
+        image_shape: [0, 0, 0],
+        class_names: Vec::new(),
+        layers,
+        inputs,
+    })
+}
+
+/// How many distinct inputs a group's strips show for net A, for net B, and for both: a quick
+/// check of whether matched neurons respond to the same things. An input is an image, or a token
+/// at its position in its sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedInputs {
+    /// Distinct inputs in net A's strips.
+    pub a: usize,
+    /// Distinct inputs in net B's strips.
+    pub b: usize,
+    /// Inputs in both.
+    pub both: usize,
+}
+
+/// [`SharedInputs`] of one group.
+pub fn shared_inputs(g: &ViewGroup) -> SharedInputs {
+    let side = |v: &[NeuronTop]| -> BTreeSet<(usize, Option<usize>)> {
+        v.iter().flat_map(|n| n.keys()).collect()
+    };
+    let (sa, sb) = (side(&g.a), side(&g.b));
+    SharedInputs {
+        a: sa.len(),
+        b: sb.len(),
+        both: sa.intersection(&sb).count(),
+    }
+}
+
+/// Every `(index, position)` referenced by the views, increasing, once.
+pub fn referenced_keys(layers: &[LayerViews]) -> Vec<(usize, Option<usize>)> {
+    let set: BTreeSet<(usize, Option<usize>)> = layers
+        .iter()
+        .flat_map(|l| &l.groups)
+        .flat_map(|g| g.a.iter().chain(&g.b))
+        .flat_map(|n| n.keys())
+        .collect();
+    set.into_iter().collect()
 }
 
 /// Every input index referenced by the views, increasing, once.
@@ -337,7 +506,13 @@ mod tests {
         assert_eq!((g[2].a.clone(), g[2].b.clone()), (vec![0], vec![2]));
         assert_eq!(g[3].kind, ViewKind::Unmatched);
         assert_eq!((g[3].a.clone(), g[3].b.clone()), (vec![6], vec![5]));
-        let v = layer_views(&r, &opts, 0, |a, n| vec![(1.0, n + usize::from(a) * 100)]);
+        let v = layer_views(&r, &opts, 0, |a, n| {
+            vec![TopItem {
+                value: 1.0,
+                input: n + usize::from(a) * 100,
+                position: None,
+            }]
+        });
         assert_eq!(v.groups[0].a[0].inputs, vec![100]);
         assert_eq!(v.groups[0].a[1].threshold, Some(0.2));
         assert_eq!(

@@ -664,7 +664,11 @@ fn neuron_views(
             tops.top(usize::from(!net_a), layer, n)
                 .unwrap_or(&[])
                 .iter()
-                .map(|t| (f64::from(t.value), t.image))
+                .map(|t| views::TopItem {
+                    value: f64::from(t.value),
+                    input: t.image,
+                    position: None,
+                })
                 .collect()
         },
         |index| {
