@@ -451,7 +451,7 @@ class Result:
                 for g in layer["groups"]:
                     g.pop("shared", None)
             views = json.dumps(sel)
-        elif any(l.top_inputs for l in self.layers):
+        elif any(l.top_inputs for l in self.layers) and "neuron_views" not in self._report:
             _warnings.warn(
                 "report: the result has top inputs, but no inputs= were given; pass the dataset the "
                 "comparison saw to show what matched neurons respond to",

@@ -129,9 +129,14 @@ def read_image(item: Any, index: int) -> Tuple[np.ndarray, Optional[int]]:
     if arr.ndim == 2:
         arr = arr[None]
     elif arr.ndim == 3:
-        chw = source == "torch" or (source == "numpy" and arr.shape[0] in (1, 3, 4) and arr.shape[-1] not in (1, 3, 4))
-        if not chw:
-            arr = np.moveaxis(arr, -1, 0)
+        first, last = arr.shape[0] in (1, 3, 4), arr.shape[-1] in (1, 3, 4)
+        if source == "pil" or (source == "numpy" and last and not first):
+            arr = np.moveaxis(arr, -1, 0)  # HWC
+        elif source == "numpy" and not first and not last:
+            raise ValueError(
+                f"inputs[{index}]: an image with {arr.shape[0]} channels cannot be shown (1 or 3 expected; "
+                f"shape {tuple(arr.shape)})"
+            )
     else:
         raise ValueError(
             f"inputs[{index}]: an array of shape {tuple(arr.shape)} is not an image (HW, CHW or HWC expected)"

@@ -354,8 +354,12 @@ def plot_neurons(
         rows.append(("none", None))
     heights = [0.32 if r[0] in ("head", "empty", "none") else (0.2 * k + 0.1 if text else 0.62) for r in rows]
     width = 11.0 if text else max(6.0, 0.62 * k + 1.6)
-    fig = plt.figure(figsize=(width, sum(heights) + 0.6))
-    gs = fig.add_gridspec(len(rows), 1, height_ratios=heights, hspace=0.15)
+    height = sum(heights) * 1.15 + 0.6
+    fig = plt.figure(figsize=(width, height))
+    gs = fig.add_gridspec(
+        len(rows), 1, height_ratios=heights, hspace=0.15, top=1.0 - 0.5 / height, bottom=0.1 / height,
+        left=0.12 if not text else 0.1, right=0.98,
+    )
     for r, (what, item) in enumerate(rows):
         ax = fig.add_subplot(gs[r, 0])
         ax.set_axis_off()
@@ -375,7 +379,8 @@ def plot_neurons(
                 for j, (i, p) in enumerate(zip(n["inputs"], positions)):
                     before, token, after = drawn[(int(i), None if p is None else int(p))]
                     y = 1.0 - (j + 0.5) / max(1, k)
-                    t1 = ax.text(0.0, y, "".join(before).replace("\n", " "), fontsize=7, family="monospace", va="center", transform=ax.transAxes)
+                    # A space when nothing precedes: the token is placed after this text's box.
+                    t1 = ax.text(0.0, y, "".join(before).replace("\n", " ") or " ", fontsize=7, family="monospace", va="center", transform=ax.transAxes)
                     t2 = ax.annotate(token.replace("\n", " "), xy=(1, 0), xycoords=t1, va="bottom", fontsize=7, family="monospace",
                                      fontweight="bold", bbox=dict(boxstyle="square,pad=0.05", fc="#ffe08a", ec="none"))
                     ax.annotate("".join(after).replace("\n", " "), xy=(1, 0), xycoords=t2, va="bottom", fontsize=7, family="monospace")
