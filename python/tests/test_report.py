@@ -109,6 +109,8 @@ def test_report_writes_the_page_results_and_figures(images_result, tmp_path):
     assert names == ["mms_by_layer.png", "profiles.png", "report.html", "results.json", "simple_sizes.png"]
     html = page.read_text()
     assert html.count("<svg") == 3 and "What matched neurons respond to" in html
+    # Figure 2 is drawn from the thresholds when no profile curve was stored.
+    assert "no profiles in results" not in html
     assert html.count('class="strip"') > 0 and 'class="vg simple"' in html
     assert "cat" in html and "dog" in html
     # results.json: the result plus the views, each input once with its image (exact pixels).
