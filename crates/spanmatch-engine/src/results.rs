@@ -191,13 +191,53 @@ pub struct DatasetDigest {
     pub sha256: String,
 }
 
-/// The CPU: architecture and the instruction-set extensions detected at run time.
+/// The CPU: architecture, the instruction-set extensions detected at run time and, where the
+/// system says, the model and the level-1 data cache. Training on the CPU rounds the same way on
+/// two machines only when the SIMD level and the L1 data cache geometry agree (the matrix
+/// products' blocking depends on the latter; docs/decisions.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cpu {
     /// `std::env::consts::ARCH` (`"x86_64"`, `"aarch64"`, ...).
     pub arch: String,
     /// Extensions detected (x86-64: sse4.2, avx, avx2, fma, avx512f, ...; aarch64: neon, sve).
     pub features: Vec<String>,
+    /// The model name (Linux: `/proc/cpuinfo`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The level-1 data cache of the first core, e.g. `"48K, 12-way"` (Linux sysfs), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l1d: Option<String>,
+}
+
+/// The model name of the CPU from `/proc/cpuinfo` (Linux), when there is one.
+fn cpu_model() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    text.lines()
+        .find(|l| l.starts_with("model name") || l.starts_with("Model"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Size and associativity of the first core's level-1 data cache (Linux sysfs), when known.
+fn l1d_cache() -> Option<String> {
+    let base = std::path::Path::new("/sys/devices/system/cpu/cpu0/cache");
+    for entry in std::fs::read_dir(base).ok()?.flatten() {
+        let dir = entry.path();
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name))
+                .ok()
+                .map(|s| s.trim().to_string())
+        };
+        if read("level").as_deref() == Some("1") && read("type").as_deref() == Some("Data") {
+            let size = read("size")?;
+            return Some(match read("ways_of_associativity") {
+                Some(w) => format!("{size}, {w}-way"),
+                None => size,
+            });
+        }
+    }
+    None
 }
 
 impl Cpu {
@@ -233,7 +273,24 @@ impl Cpu {
         Cpu {
             arch: std::env::consts::ARCH.to_string(),
             features,
+            model: cpu_model(),
+            l1d: l1d_cache(),
         }
+    }
+
+    /// One line: `"x86_64, L1d 48K, 12-way, sse2 ... avx512vl (Intel(R) Xeon(R) Processor)"`.
+    pub fn summary(&self) -> String {
+        let mut s = self.arch.clone();
+        if let Some(c) = &self.l1d {
+            s.push_str(&format!(", L1d {c}"));
+        }
+        if !self.features.is_empty() {
+            s.push_str(&format!(", {}", self.features.join(" ")));
+        }
+        if let Some(m) = &self.model {
+            s.push_str(&format!(" ({m})"));
+        }
+        s
     }
 }
 

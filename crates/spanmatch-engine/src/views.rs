@@ -337,8 +337,8 @@ pub fn views_from_records(pair: &Comparison, opts: &ViewOptions) -> anyhow::Resu
     let layers: Vec<LayerViews> = with_top
         .iter()
         .filter(|(_, r)| r.simple.is_some())
-        .map(|&(i, r)| {
-            let top = r.top_inputs.as_ref().expect("filtered on top_inputs");
+        .filter_map(|&(i, r)| r.top_inputs.as_ref().map(|top| (i, r, top)))
+        .map(|(i, r, top)| {
             k = k.max(top.k);
             if response.is_empty() {
                 response = top.response.clone();
@@ -474,6 +474,95 @@ mod tests {
             top_inputs: None,
             extra: Default::default(),
         }
+    }
+
+    #[test]
+    fn views_from_records_read_top_inputs_and_count_shared_inputs() {
+        use crate::results::{ComparisonKind, TopInputsRecord};
+        let mut r = layer(
+            vec![(vec![0], vec![1], 0.1), (vec![1], vec![0], 0.2)],
+            vec![0.1, 0.2, 0.9],
+            vec![0.2, 0.1],
+        );
+        let side = |rows: Vec<Vec<i64>>, pos: Option<Vec<Vec<i64>>>| TopInputsSide {
+            values: rows
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .map(|&i| (i >= 0).then_some(10.0 - i as f64))
+                        .collect()
+                })
+                .collect(),
+            indices: rows,
+            positions: pos,
+        };
+        // A's neuron 0 saw inputs 4, 7; B's neuron 1 saw 7, 5 and one slot empty (-1).
+        r.top_inputs = Some(TopInputsRecord {
+            k: 3,
+            a: side(vec![vec![4, 7, 9], vec![1, 2, 3], vec![0, 5, 6]], None),
+            b: side(vec![vec![2, 1, 8], vec![7, 5, -1]], None),
+            response: "max over positions".into(),
+        });
+        let mut plain = r.clone();
+        plain.name = "no_top".into();
+        plain.top_inputs = None;
+        let pair = Comparison::new(ComparisonKind::Pair, vec![plain.clone(), r]);
+        let opts = ViewOptions {
+            largest: 1,
+            one_to_one: 1,
+            per_side: 4,
+            seed: 3,
+        };
+        let v = views_from_records(&pair, &opts).unwrap();
+        assert_eq!(v.layers.len(), 1, "only the record with top inputs");
+        assert_eq!(
+            (v.k, v.eps, v.response.as_str()),
+            (3, 0.5, "max over positions")
+        );
+        assert_eq!((v.seed_a, v.seed_b), (None, None));
+        let g = &v.layers[0].groups;
+        assert_eq!(g[0].a[0].inputs, vec![4, 7, 9]);
+        assert_eq!(g[0].b[0].inputs, vec![7, 5]); // the empty slot is left out
+        assert_eq!(g[0].b[0].values, vec![3.0, 5.0]);
+        assert_eq!(
+            shared_inputs(&g[0]),
+            SharedInputs {
+                a: 3,
+                b: 2,
+                both: 1
+            }
+        );
+        // Every input shown, once, without content yet.
+        let keys: Vec<(usize, Option<usize>)> = v.inputs.iter().map(|i| i.key()).collect();
+        assert_eq!(keys, referenced_keys(&v.layers));
+        assert!(v
+            .inputs
+            .iter()
+            .all(|i| i.png.is_empty() && i.label.is_none()));
+        // Token positions make the same input at two positions two inputs.
+        let mut t = pair.layers[1].clone();
+        let top = t.top_inputs.as_mut().unwrap();
+        top.a.positions = Some(vec![vec![0, 1, 2], vec![0, 0, 0], vec![0, 0, 0]]);
+        top.b.positions = Some(vec![vec![0, 0, 0], vec![1, 3, -1]]);
+        let v = views_from_records(&Comparison::new(ComparisonKind::Pair, vec![t]), &opts).unwrap();
+        let g = &v.layers[0].groups[0];
+        assert_eq!(g.a[0].positions, vec![0, 1, 2]);
+        assert_eq!(g.b[0].positions, vec![1, 3]);
+        // (7, 1) is in both strips; (4, 0) and (9, 2) only in A's, (5, 3) only in B's.
+        assert_eq!(shared_inputs(g).both, 1);
+        // No top inputs, or no simple matches: errors that say how to get them.
+        let none = Comparison::new(ComparisonKind::Pair, vec![plain.clone()]);
+        let e = views_from_records(&none, &opts).unwrap_err().to_string();
+        assert!(e.contains("top_inputs=8"), "{e}");
+        let mut no_simple = pair.layers[1].clone();
+        no_simple.simple = None;
+        let e = views_from_records(
+            &Comparison::new(ComparisonKind::Pair, vec![no_simple]),
+            &opts,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("simple=0.5"), "{e}");
     }
 
     #[test]
