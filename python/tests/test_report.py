@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import glob
 import io
 import json
 import re
@@ -326,6 +327,12 @@ def test_provenance_is_recorded_and_extended():
     assert p["inputs"] == 80 and p["model"] == "resnet18"
     assert p["datasets"] == [{"name": "my-data", "sha256": "ab" * 32}]
     assert p["seeds"]["seed"] == 0 and "sse2" in p["cpu"]["features"]
+    # The L1 data cache decides how CPU training rounds (docs/decisions.md): recorded where Linux
+    # says it, as "<size>, <ways>-way".
+    l1 = [d for d in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*") if open(f"{d}/level").read().strip() == "1" and open(f"{d}/type").read().strip() == "Data"]
+    if l1:
+        size = open(f"{l1[0]}/size").read().strip()
+        assert p["cpu"]["l1d"].startswith(size), p["cpu"]
     # It survives the round trip through the engine.
     assert spanmatch.Result(json.loads(json.dumps(r.to_dict()))).to_dict()["provenance"] == p
     with pytest.raises(ValueError, match="'cpu' is recorded by spanmatch"):
