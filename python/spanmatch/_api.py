@@ -12,6 +12,7 @@ import numpy as np
 from . import _native
 from ._options import DEFAULT_EPS, Options, options_from
 from ._result import MaxMatch, Profile, Result, SimpleMatch
+from . import _provenance, _topk
 
 __all__ = ["DEFAULT_EPS", "Accumulator", "Stats", "compare", "analyse", "as_activations", "flat_length"]
 
@@ -388,6 +389,7 @@ def analyse(
     baseline_chunks: Optional[Mapping[str, Sequence[Stats]]] = None,
     extras: Optional[Mapping[str, Mapping[str, Any]]] = None,
     front: str = "python",
+    provenance: Optional[Mapping[str, Any]] = None,
     **kwargs: Any,
 ) -> Result:
     """Analyses finished statistics, one per layer pair, into a :class:`Result`: the one analysis
@@ -413,6 +415,10 @@ def analyse(
         extras: layer name -> fields added to its record as they are (e.g. ``{"top_inputs":
             {...}}``, docs/results-schema.md); checked against the schema.
         front: which front the result is written as (``"python"``, ``"torch"``, ``"dask"``).
+        provenance: more of what it takes to repeat the run, added to the result's
+            ``provenance`` (which records the version, seeds and CPU itself): ``inputs`` (how
+            many inputs were seen), ``datasets`` (``[{"name", "sha256"}]``), anything else as
+            JSON values.
         **kwargs: fields of :class:`spanmatch.Options`.
 
     Raises:
@@ -436,6 +442,7 @@ def analyse(
             "baseline_chunks",
             "extras",
             "front",
+            "provenance",
         ),
     )
     names = list(stats)
@@ -474,7 +481,9 @@ def analyse(
         [[c._native for c in cs] for cs in per_layer("baseline_chunks", baseline_chunks)],
         None if not extras else json.dumps(extras, default=_json_default),
     )
-    return Result(json.loads(report), tables, _emit(warns))
+    out = json.loads(report)
+    _provenance.merge(out, provenance)
+    return Result(out, tables, _emit(warns))
 
 
 def _json_default(x: Any) -> Any:
@@ -504,6 +513,7 @@ def compare(
     layout: str = "nchw",
     layers: Optional[Sequence[str]] = None,
     baseline: Optional[Tuple[Any, Any]] = None,
+    provenance: Optional[Mapping[str, Any]] = None,
     **kwargs: Any,
 ) -> Result:
     """To what extent do two nets learn the same representation? Maximum span matches per layer.
@@ -531,10 +541,17 @@ def compare(
             ``b`` (arrays, dicts of arrays, or two file paths). Every layer then carries
             ``untrained`` (its mms at every ε, CKA, centred mms, intervals with ``bootstrap``,
             trained minus untrained) and, with ``null="rotate"``, a ``verdict``.
+        provenance: more of what it takes to repeat the run (``datasets``:
+            ``[{"name", "sha256"}]``, anything else as JSON values), added to the result's
+            ``provenance``, which records the version, seeds, CPU and, for arrays, the number of
+            inputs itself.
         **kwargs: fields of :class:`spanmatch.Options`, overriding ``options``: ``eps``,
             ``measures``, ``dead``, ``tol``, ``center``, ``null`` / ``null_draws``,
             ``bootstrap`` / ``chunks``, ``simple`` / ``orders``, ``seed``, ``curve``, ... (see
             :class:`spanmatch.Options` for each). ``curves`` is accepted for ``curve``.
+            ``top_inputs=k`` (arrays only) keeps, for every neuron, the k inputs with the largest
+            response (its maximum over positions), ties by the lower index: what
+            :meth:`Result.report` and ``Result.plot(kind="neurons")`` show.
 
     Returns:
         A :class:`Result`; ``result.to_dict()`` is the one results schema (that of ``spanmatch
@@ -547,10 +564,14 @@ def compare(
         ValueError: NaN/Inf (with its position), mismatched rows, wrong rank, ε outside [0, 1],
             unknown layers or measures.
     """
-    opts = options_from(options, kwargs, "compare", extra=("layout", "layers", "baseline"))
+    opts = options_from(options, kwargs, "compare", extra=("layout", "layers", "baseline", "provenance"))
     if _is_path(a) or _is_path(b):
         if not (_is_path(a) and _is_path(b)):
             raise TypeError("compare: give two file paths, or two arrays / dicts of arrays, not a mix")
+        if opts.top_inputs:
+            raise ValueError(
+                "top_inputs: needs the activations in memory; load the files (numpy.load) and pass the arrays"
+            )
         base = None
         if baseline is not None:
             if len(baseline) != 2 or not all(_is_path(x) for x in baseline):
@@ -568,10 +589,23 @@ def compare(
             False,
             base,
         )
-        return Result(json.loads(report), tables, _emit(warns))
+        out = json.loads(report)
+        _provenance.merge(out, provenance)
+        return Result(out, tables, _emit(warns))
 
     names = _layer_names(a, b, layers)
     stats, chunk_stats, shapes = _accumulate(a, b, names, layout, opts, "")
+    extras: Optional[Dict[str, Dict[str, Any]]] = None
+    if opts.top_inputs:
+        extras = {}
+        for n in names:
+            xa, bf_a = as_activations(a[n] if isinstance(a, Mapping) else a, "a")
+            xb, bf_b = as_activations(b[n] if isinstance(b, Mapping) else b, "b")
+            extras[n] = {"top_inputs": _topk.top_inputs_record(xa, xb, int(opts.top_inputs), layout, (bf_a, bf_b))}
+    prov: Dict[str, Any] = dict(provenance or {})
+    first = next(iter(shapes.values()), None)
+    if first is not None and len(first[0]) > 0:
+        prov.setdefault("inputs", int(first[0][0]))
     base_stats: Optional[Dict[str, Stats]] = None
     base_chunks: Optional[Dict[str, List[Stats]]] = None
     if baseline is not None:
@@ -594,7 +628,7 @@ def compare(
                     f"in (a0, b0) but {tuple(shapes[n][0])} and {tuple(shapes[n][1])} in (a, b); the baseline "
                     "must be the same layers on the same inputs"
                 )
-    return analyse(
+    result = analyse(
         stats,
         opts,
         shapes=shapes,
@@ -602,7 +636,10 @@ def compare(
         chunks=chunk_stats or None,
         baseline=base_stats,
         baseline_chunks=base_chunks,
+        extras=extras,
+        provenance=prov,
     )
+    return result
 
 
 def _layer_names(a: Any, b: Any, layers: Optional[Sequence[str]]) -> List[str]:

@@ -7,6 +7,8 @@ import copy
 import json
 import math
 import os
+import pathlib
+import warnings as _warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
@@ -424,16 +426,91 @@ class Result:
         return self.table().rstrip("\n")
 
     def _repr_html_(self) -> str:
+        """The notebook view: a small mms-by-layer figure (inline SVG drawn by the report's chart
+        code, with the centred match, the untrained baseline and CKA where computed) above the
+        tables of :meth:`table` (the controls and the verdict column where they were computed).
+        Reads the result only: nothing is computed for display."""
         import html
 
-        return f"<pre>{html.escape(self.table())}</pre>"
+        svg = _native.mms_figure_svg(json.dumps(self.to_dict()), 560.0)
+        return (
+            '<div class="spanmatch-result">'
+            f'<div style="max-width:560px">{svg}</div>'
+            f"<pre>{html.escape(self.table())}</pre></div>"
+        )
+
+    def report(
+        self,
+        directory: Union[str, "os.PathLike[str]"],
+        inputs: Any = None,
+        tokenizer: Any = None,
+        *,
+        png: bool = True,
+        seed: Optional[int] = None,
+    ) -> pathlib.Path:
+        """Writes the self-contained HTML report of this result into ``directory``: the page
+        ``spanmatch reproduce`` writes, by the same renderer (figures, the At-a-glance box with
+        the controls and verdicts where computed, the per-layer tables, and what matched neurons
+        respond to), with ``results.json`` (this result, neuron views included) and PNG copies of
+        the figures (``png=False``: none).
+
+        Args:
+            directory: the output directory (created).
+            inputs: the inputs the comparison saw, in the same order (a torch ``Dataset``,
+                torchvision dataset, ``TensorDataset``, list or array): ``inputs[i]`` is an image
+                (tensor CHW or HW, PIL image, numpy array, or a tuple whose first element is
+                one, the second its integer label) or, for token models, a sequence of token
+                ids. With the result's ``top_inputs`` (``top_inputs=8`` when comparing) and
+                simple matches (``simple=0.5``), the report shows, for the largest simple
+                matches, the closest one-to-one matches and an unmatched contrast, each neuron's
+                top inputs, net A's beside net B's.
+            tokenizer: decodes token ids for token models (a Hugging Face tokenizer, or a
+                function id -> text); without one, token ids are shown.
+            png: also write the figures as PNG files.
+            seed: seed of the draw of the unmatched neurons (default: the result's seed).
+
+        Returns:
+            The path of ``report.html``.
+
+        Raises:
+            ValueError: ``inputs`` whose length differs from the number of inputs the comparison
+                saw, or ``inputs`` for a result without ``top_inputs`` or simple matches (the
+                message says how to get them).
+        """
+        from . import _views
+
+        views = None
+        images: List[Any] = []
+        tokens: List[Any] = []
+        names: List[str] = []
+        if inputs is not None:
+            sel = _views.selection(self, seed)
+            _views.check_inputs(self, inputs, _views.largest_index(sel))
+            images, tokens, _ = _views.gather(sel, inputs, tokenizer)
+            names = _views.class_names(inputs)
+            for layer in sel["layers"]:
+                for g in layer["groups"]:
+                    g.pop("shared", None)
+            views = json.dumps(sel)
+        elif any(l.top_inputs for l in self.layers) and "neuron_views" not in self._report:
+            _warnings.warn(
+                "report: the result has top inputs, but no inputs= were given; pass the dataset the "
+                "comparison saw to show what matched neurons respond to",
+                stacklevel=2,
+            )
+        written = _native.render_report(
+            json.dumps(self.to_dict()), os.fspath(directory), views, images, tokens, names, png
+        )
+        return pathlib.Path(written[0])
 
     def plot(self, kind: str = "layers", **kwargs: Any) -> Any:
         """Draws the result with matplotlib (``pip install spanmatch[plot]``).
 
         ``kind="layers"``: mms by layer, one line per ε (with the centred match, the untrained
         baseline and linear CKA when computed); ``kind="cross"``: heatmaps of a layer x layer
-        comparison. Returns the figure.
+        comparison; ``kind="neurons"``: what matched neurons of one layer respond to
+        (``layer=``, ``inputs=`` the dataset, ``tokenizer=``; needs ``top_inputs`` and simple
+        matches), the neurons of the report. Returns the figure.
         """
         from . import plot as _plot
 

@@ -3,18 +3,19 @@
 ``plot_result(result)`` (also ``result.plot()``): mms by layer, one line per ε, linear CKA
 dashed. ``plot_result(result, kind="cross")`` (``result.plot(kind="cross")``): the layer x layer
 heatmaps of ``spanmatch.torch.compare(..., cross=True)``, one panel per ε and one for CKA; rows
-are model A's layers, columns model B's.
+are model A's layers, columns model B's. ``plot_result(result, kind="neurons", layer=...,
+inputs=dataset)``: what matched neurons respond to (:func:`plot_neurons`).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from typing import Any, Optional, Sequence, Union
+from typing import Any, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-__all__ = ["plot_result", "plot_layers", "plot_cross"]
+__all__ = ["plot_result", "plot_layers", "plot_cross", "plot_neurons"]
 
 
 def _pyplot() -> Any:
@@ -37,15 +38,21 @@ def plot_result(result: Any, kind: str = "layers", **kwargs: Any) -> Any:
 
     Args:
         result: the result of ``spanmatch.compare`` or ``spanmatch.torch.compare``.
-        kind: ``"layers"`` (mms by layer, :func:`plot_layers`) or ``"cross"`` (layer x layer
-            heatmaps, :func:`plot_cross`; needs ``cross=True``).
-        **kwargs: passed on (``eps=``, ``path=``, ``title=``, ...).
+        kind: ``"layers"`` (mms by layer, :func:`plot_layers`), ``"cross"`` (layer x layer
+            heatmaps, :func:`plot_cross`; needs ``cross=True``) or ``"neurons"`` (what matched
+            neurons respond to, :func:`plot_neurons`; needs ``top_inputs`` and ``inputs=``).
+        **kwargs: passed on (``eps=``, ``path=``, ``title=``, ``layer=``, ``inputs=``, ...).
     """
     if kind == "layers":
         return plot_layers(result, **kwargs)
     if kind == "cross":
         return plot_cross(result, **kwargs)
-    raise ValueError(f"kind: '{kind}'; use 'layers' (mms by layer) or 'cross' (layer x layer heatmaps)")
+    if kind == "neurons":
+        return plot_neurons(result, **kwargs)
+    raise ValueError(
+        f"kind: '{kind}'; use 'layers' (mms by layer), 'cross' (layer x layer heatmaps) or 'neurons' "
+        "(what matched neurons respond to)"
+    )
 
 
 def plot_layers(
@@ -149,8 +156,10 @@ def plot_cross(
 ) -> Any:
     """Layer x layer heatmaps: one panel per ε (mms) and one for linear CKA.
 
-    Rows are model A's layers, columns model B's, each axis labelled with its model's name.
-    Pairs that cannot be compared (different rows) are left blank (grey).
+    Rows are model A's layers, columns model B's, each axis labelled with its model's name (the
+    rows' name and layer names on the first column of panels only, so that no label runs into
+    the panel to its left). Pairs that cannot be compared (different rows) are left blank
+    (grey).
 
     Args:
         result: a :class:`spanmatch.Result` with ``result.cross`` (``cross=True``), or a
@@ -206,9 +215,12 @@ def plot_cross(
         ax.set_xticks(np.arange(nb))
         ax.set_xticklabels(cross.layers_b, rotation=60, ha="right", fontsize="small")
         ax.set_yticks(np.arange(na))
-        ax.set_yticklabels(cross.layers_a, fontsize="small")
         ax.set_xlabel(f"{cross.label_b}: layers")
-        ax.set_ylabel(f"{cross.label_a}: layers")
+        if p % ncols == 0:
+            ax.set_yticklabels(cross.layers_a, fontsize="small")
+            ax.set_ylabel(f"{cross.label_a}: layers")
+        else:
+            ax.set_yticklabels([])
         if annotate:
             for i in range(na):
                 for j in range(nb):
@@ -222,5 +234,167 @@ def plot_cross(
     fig.tight_layout()
     if image is not None:
         fig.colorbar(image, ax=[a for row in axes for a in row if a.get_visible()], shrink=0.8)
+    _save(fig, path, dpi)
+    return fig
+
+
+_KIND_TITLES = {"simple": "Simple match", "one_to_one": "One-to-one match", "unmatched": "Unmatched (contrast)"}
+
+
+def group_title(group: Any, noun: str = "inputs") -> str:
+    """The heading of one group of neurons, as in the report: what it is, its size and sine, and
+    how many inputs appear in net A's strips, net B's and both (``group["shared"]``, counted by
+    the engine for the report and this figure alike)."""
+    kind = group["kind"]
+    parts = [_KIND_TITLES.get(kind, kind)]
+    if kind == "simple":
+        parts.append(f"{group['size_a']} neurons of A + {group['size_b']} of B")
+    if group.get("sine") is not None:
+        parts.append(f"largest sine {group['sine']:.3f}")
+    sh = group.get("shared")
+    if sh and sh["a"] and sh["b"]:
+        parts.append(f"{noun} shown {sh['a']} / {sh['b']}, in both: {sh['both']}")
+    return " · ".join(parts)
+
+
+def _mosaic(images: Sequence[np.ndarray], k: int, gap: int = 1) -> np.ndarray:
+    """One strip: up to ``k`` CHW uint8 images side by side (padded to the largest), HWC float."""
+    h = max(im.shape[1] for im in images)
+    w = max(im.shape[2] for im in images)
+    out = np.ones((h, k * (w + gap) - gap, 3), dtype=np.float64)
+    for j, im in enumerate(images[:k]):
+        x = im.astype(np.float64) / 255.0
+        if x.shape[0] == 1:
+            x = np.repeat(x, 3, axis=0)
+        out[: x.shape[1], j * (w + gap) : j * (w + gap) + x.shape[2]] = np.moveaxis(x, 0, -1)
+    return out
+
+
+def plot_neurons(
+    result: Any,
+    layer: Union[str, int, None] = None,
+    inputs: Any = None,
+    tokenizer: Any = None,
+    kinds: Sequence[str] = ("simple", "one_to_one", "unmatched"),
+    seed: Optional[int] = None,
+    title: Optional[str] = None,
+    path: Optional[Union[str, "os.PathLike[str]"]] = None,
+    dpi: int = 150,
+) -> Any:
+    """What matched neurons of one layer respond to: for the groups the report shows (the
+    largest simple matches, the one-to-one matches with the smallest sines, and one unmatched
+    neuron of each net for contrast; the engine chooses them), each neuron's top inputs in a
+    row, strongest first, net A's neurons above net B's. Images come from ``inputs[i]``; token
+    models show each top token in bold within the 8 tokens on each side (decoded with
+    ``tokenizer``, else as ids). Each group's heading states how many inputs appear in A's
+    strips, B's, and both, as the report does.
+
+    Args:
+        result: a :class:`spanmatch.Result` with ``top_inputs`` (``top_inputs=8`` when comparing)
+            and simple matches (``simple=0.5``).
+        layer: the layer's name or position (default: the first with groups to show).
+        inputs: the inputs the comparison saw, in the same order (see
+            :meth:`spanmatch.Result.report`).
+        tokenizer: decodes token ids (a Hugging Face tokenizer, or a function id -> text).
+        kinds: which groups to draw (``"simple"``, ``"one_to_one"``, ``"unmatched"``).
+        seed: seed of the draw of the unmatched neurons (default: the result's seed).
+        title: the figure title.
+        path: also save the figure there.
+
+    Raises:
+        ValueError: a result without ``top_inputs`` or simple matches (the message says how to
+            get them), no ``inputs``, ``inputs`` of the wrong length, an unknown layer.
+    """
+    from . import _views
+
+    plt = _pyplot()
+    sel = _views.selection(result, seed)
+    if inputs is None:
+        raise ValueError(
+            "plot(kind='neurons') needs inputs=: the dataset the comparison saw, in the same order "
+            "(inputs[i] an image, or token ids)"
+        )
+    names = [lv["layer"] for lv in sel["layers"]]
+    if layer is None:
+        chosen = next((lv for lv in sel["layers"] if lv["groups"]), sel["layers"][0])
+    elif isinstance(layer, int):
+        if not -len(result.layers) <= layer < len(result.layers):
+            raise ValueError(f"layer: position {layer}, but the result has {len(result.layers)} layers")
+        want = result.layers[layer].name
+        if want not in names:
+            raise ValueError(f"layer '{want}' has no top inputs or no simple matches; layers with them: {', '.join(names)}")
+        chosen = sel["layers"][names.index(want)]
+    else:
+        if layer not in names:
+            raise ValueError(f"layer '{layer}': no such layer with top inputs and simple matches; layers: {', '.join(names)}")
+        chosen = sel["layers"][names.index(layer)]
+    groups = [g for g in chosen["groups"] if g["kind"] in kinds]
+    # Only this layer's inputs are read.
+    keys = {
+        (int(i), None if not n.get("positions") else int(p))
+        for g in groups
+        for n in g["a"] + g["b"]
+        for i, p in zip(n["inputs"], n.get("positions") or [None] * len(n["inputs"]))
+    }
+    layer_sel = {"inputs": [{"index": i, "position": p} for i, p in sorted(keys, key=lambda t: (t[0], -1 if t[1] is None else t[1]))]}
+    _views.check_inputs(result, inputs, _views.largest_index(sel))
+    _, _, drawn = _views.gather(layer_sel, inputs, tokenizer)
+    text = any(p is not None for _, p in keys)
+    noun = "tokens" if text else "inputs"
+    k = max([len(n["inputs"]) for g in groups for n in g["a"] + g["b"]] + [1])
+    rows: List[Tuple[str, Any]] = []
+    for g in groups:
+        rows.append(("head", g))
+        for net in ("a", "b"):
+            if not g[net]:
+                rows.append(("empty", net.upper()))
+            for n in g[net]:
+                rows.append((net.upper(), n))
+    if not rows:
+        rows.append(("none", None))
+    heights = [0.32 if r[0] in ("head", "empty", "none") else (0.2 * k + 0.1 if text else 0.62) for r in rows]
+    width = 11.0 if text else max(6.0, 0.62 * k + 1.6)
+    height = sum(heights) * 1.15 + 0.6
+    fig = plt.figure(figsize=(width, height))
+    gs = fig.add_gridspec(
+        len(rows), 1, height_ratios=heights, hspace=0.15, top=1.0 - 0.5 / height, bottom=0.1 / height,
+        left=0.12 if not text else 0.1, right=0.98,
+    )
+    for r, (what, item) in enumerate(rows):
+        ax = fig.add_subplot(gs[r, 0])
+        ax.set_axis_off()
+        if what == "head":
+            ax.text(0.0, 0.2, group_title(item, noun), fontsize=9, fontweight="bold", transform=ax.transAxes)
+        elif what == "empty":
+            ax.text(0.0, 0.5, f"net {item}: every live neuron is matched", fontsize=8, color="0.4", transform=ax.transAxes)
+        elif what == "none":
+            ax.text(0.0, 0.5, "no match at this ε in this layer", fontsize=9, transform=ax.transAxes)
+        else:
+            n = item
+            thr = "none" if n.get("threshold") is None else f"{n['threshold']:.3f}"
+            label = f"{what} #{n['neuron']}\nε* {thr}"
+            positions = n.get("positions") or [None] * len(n["inputs"])
+            if text:
+                ax.text(-0.01, 1.0, label, fontsize=7.5, ha="right", va="top", family="monospace", transform=ax.transAxes)
+                for j, (i, p) in enumerate(zip(n["inputs"], positions)):
+                    before, token, after = drawn[(int(i), None if p is None else int(p))]
+                    y = 1.0 - (j + 0.5) / max(1, k)
+                    # A space when nothing precedes: the token is placed after this text's box.
+                    t1 = ax.text(0.0, y, "".join(before).replace("\n", " ") or " ", fontsize=7, family="monospace", va="center", transform=ax.transAxes)
+                    t2 = ax.annotate(token.replace("\n", " "), xy=(1, 0), xycoords=t1, va="bottom", fontsize=7, family="monospace",
+                                     fontweight="bold", bbox=dict(boxstyle="square,pad=0.05", fc="#ffe08a", ec="none"))
+                    ax.annotate("".join(after).replace("\n", " "), xy=(1, 0), xycoords=t2, va="bottom", fontsize=7, family="monospace")
+            else:
+                ims = [drawn[(int(i), None)][0] for i in n["inputs"]]
+                if ims:
+                    strip = _mosaic(ims, k)
+                    ax.imshow(strip, interpolation="nearest", aspect="equal")
+                    ax.set_xlim(-0.5, strip.shape[1] - 0.5)
+                ax.text(-0.01, 0.5, label, fontsize=7.5, ha="right", va="center", family="monospace", transform=ax.transAxes)
+    eps = sel.get("eps")
+    fig.suptitle(
+        title or f"{chosen['layer']}: what matched neurons respond to (ε = {eps:g}; top {k} {noun} per neuron, A above B)",
+        fontsize=10,
+    )
     _save(fig, path, dpi)
     return fig

@@ -53,15 +53,37 @@ def test_cross_heatmaps(result, tmp_path):
     panels = image_axes(fig)
     assert len(panels) == 4  # three ε and CKA
     assert [ax.get_title() for ax in panels] == ["mms, ε = 0.1", "mms, ε = 0.3", "mms, ε = 0.5", "linear CKA"]
-    for ax in panels:
-        assert [t.get_text() for t in ax.get_yticklabels()] == ["conv1", "conv2", "fc"]
+    for k, ax in enumerate(panels):
+        # Rows are labelled on the first column of panels only (three panels a row).
+        first = k % 3 == 0
+        assert [t.get_text() for t in ax.get_yticklabels()] == (["conv1", "conv2", "fc"] if first else [""] * 3)
         assert [t.get_text() for t in ax.get_xticklabels()] == ["c1", "c2", "c3", "out"]
-        assert "ResNet (seed 0)" in ax.get_ylabel() and "ResNet (seed 1)" in ax.get_xlabel()
+        assert ("ResNet (seed 0)" in ax.get_ylabel()) == first and "ResNet (seed 1)" in ax.get_xlabel()
     # The CKA panel shows the CKA matrix; NaN entries are masked (blank).
     np.testing.assert_allclose(np.asarray(panels[3].images[0].get_array()), result.cross.cka)
     assert panels[0].images[0].get_array().mask[0, 3]
     assert path.stat().st_size > 10_000
     assert plt.imread(str(path)).ndim == 3
+
+
+@pytest.mark.parametrize("names", [["conv1", "conv2", "fc"], ["features.0.block.conv", "features.3.block.conv", "classifier.fc"]])
+def test_cross_labels_do_not_run_into_the_panel_to_their_left(result, names):
+    """Issue 19.6: the y-axis titles of the second and third columns overlapped the panel to
+    their left. Every axis title and tick label stays clear of every other panel."""
+    result.cross.layers_a = names
+    fig = result.plot(kind="cross")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    panels = image_axes(fig)
+    for ax in panels:
+        texts = [ax.yaxis.label, ax.xaxis.label] + ax.get_yticklabels() + ax.get_xticklabels()
+        boxes = [t.get_window_extent(renderer) for t in texts if t.get_visible() and t.get_text()]
+        for other in panels:
+            if other is ax:
+                continue
+            frame = other.get_window_extent(renderer)
+            for box in boxes:
+                assert not box.overlaps(frame), (ax.get_title(), other.get_title())
 
 
 def test_cross_subset_and_no_cka(result):

@@ -143,6 +143,9 @@ pub struct Provenance {
     /// Digests of the data sets read, when known.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub datasets: Vec<DatasetDigest>,
+    /// How many inputs the statistics were computed on, when the front knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<u64>,
     /// The CPU that computed the results.
     pub cpu: Cpu,
     /// More provenance, free form (kept as read).
@@ -188,13 +191,53 @@ pub struct DatasetDigest {
     pub sha256: String,
 }
 
-/// The CPU: architecture and the instruction-set extensions detected at run time.
+/// The CPU: architecture, the instruction-set extensions detected at run time and, where the
+/// system says, the model and the level-1 data cache. Training on the CPU rounds the same way on
+/// two machines only when the SIMD level and the L1 data cache geometry agree (the matrix
+/// products' blocking depends on the latter; docs/decisions.md).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cpu {
     /// `std::env::consts::ARCH` (`"x86_64"`, `"aarch64"`, ...).
     pub arch: String,
     /// Extensions detected (x86-64: sse4.2, avx, avx2, fma, avx512f, ...; aarch64: neon, sve).
     pub features: Vec<String>,
+    /// The model name (Linux: `/proc/cpuinfo`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The level-1 data cache of the first core, e.g. `"48K, 12-way"` (Linux sysfs), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub l1d: Option<String>,
+}
+
+/// The model name of the CPU from `/proc/cpuinfo` (Linux), when there is one.
+fn cpu_model() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    text.lines()
+        .find(|l| l.starts_with("model name") || l.starts_with("Model"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// Size and associativity of the first core's level-1 data cache (Linux sysfs), when known.
+fn l1d_cache() -> Option<String> {
+    let base = std::path::Path::new("/sys/devices/system/cpu/cpu0/cache");
+    for entry in std::fs::read_dir(base).ok()?.flatten() {
+        let dir = entry.path();
+        let read = |name: &str| {
+            std::fs::read_to_string(dir.join(name))
+                .ok()
+                .map(|s| s.trim().to_string())
+        };
+        if read("level").as_deref() == Some("1") && read("type").as_deref() == Some("Data") {
+            let size = read("size")?;
+            return Some(match read("ways_of_associativity") {
+                Some(w) => format!("{size}, {w}-way"),
+                None => size,
+            });
+        }
+    }
+    None
 }
 
 impl Cpu {
@@ -230,7 +273,24 @@ impl Cpu {
         Cpu {
             arch: std::env::consts::ARCH.to_string(),
             features,
+            model: cpu_model(),
+            l1d: l1d_cache(),
         }
+    }
+
+    /// One line: `"x86_64, L1d 48K, 12-way, sse2 ... avx512vl (Intel(R) Xeon(R) Processor)"`.
+    pub fn summary(&self) -> String {
+        let mut s = self.arch.clone();
+        if let Some(c) = &self.l1d {
+            s.push_str(&format!(", L1d {c}"));
+        }
+        if !self.features.is_empty() {
+            s.push_str(&format!(", {}", self.features.join(" ")));
+        }
+        if let Some(m) = &self.model {
+            s.push_str(&format!(" ({m})"));
+        }
+        s
     }
 }
 
@@ -242,6 +302,7 @@ impl Provenance {
             front,
             seeds: Seeds::of(options),
             datasets: Vec::new(),
+            inputs: None,
             cpu: Cpu::detect(),
             extra: BTreeMap::new(),
         }
@@ -842,14 +903,17 @@ impl LayerRecord {
 // ---------------------------------------------------------------------------------------------
 // Neuron views of `reproduce`
 
-/// The inputs that the neurons of selected matches respond to most, for one trained seed pair
-/// (see `crate::views`).
+/// The inputs that the neurons of selected matches respond to most, for one pair of nets (see
+/// `crate::views`): written by `reproduce` (test images) and by the report of any results file
+/// whose records carry `top_inputs` (images, or tokens in their context).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NeuronViews {
-    /// Seed of net A.
-    pub seed_a: u64,
+    /// Seed of net A (`reproduce`; absent for nets that are not identified by a seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_a: Option<u64>,
     /// Seed of net B.
-    pub seed_b: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_b: Option<u64>,
     /// ε of the matches shown (the ε of the simple matches).
     pub eps: f64,
     /// Inputs kept per neuron.
@@ -858,13 +922,17 @@ pub struct NeuronViews {
     pub per_side: usize,
     /// How a neuron's response to an input is measured.
     pub response: String,
-    /// Shape of an input image `[channels, height, width]`.
+    /// Shape of an input image `[channels, height, width]` (of the first input shown; `[0, 0,
+    /// 0]` when the inputs are token sequences).
+    #[serde(default)]
     pub image_shape: [usize; 3],
-    /// Class names, by label.
+    /// Class names, by label (empty when unknown).
+    #[serde(default)]
     pub class_names: Vec<String>,
     /// One entry per layer, input side first.
     pub layers: Vec<LayerViews>,
-    /// Every input referenced by a neuron, once, by increasing index.
+    /// Every input referenced by a neuron, once, by increasing index (and position, for
+    /// tokens).
     pub inputs: Vec<ViewInput>,
 }
 
@@ -919,17 +987,57 @@ pub struct NeuronTop {
     pub inputs: Vec<usize>,
     /// The responses, in the same order.
     pub values: Vec<f64>,
+    /// For token inputs: the position (token) of each response within its input, in the same
+    /// order; empty for images.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub positions: Vec<usize>,
 }
 
-/// One input image shown in the views.
+impl NeuronTop {
+    /// The inputs shown as `(index, position)` keys (position `None` for images).
+    pub fn keys(&self) -> impl Iterator<Item = (usize, Option<usize>)> + '_ {
+        self.inputs
+            .iter()
+            .enumerate()
+            .map(|(j, &i)| (i, self.positions.get(j).copied()))
+    }
+}
+
+/// One input shown in the views: an image (`png`) or a token in its context (`context`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ViewInput {
-    /// Index in the test set.
+    /// Index of the input in data order (the test set for `reproduce`).
     pub index: usize,
-    /// Its label.
-    pub label: usize,
-    /// The image as a PNG (8-bit grey or RGB), base64.
+    /// Its label (class), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<usize>,
+    /// The image as a PNG (8-bit grey or RGB), base64; empty for token inputs.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub png: String,
+    /// For token inputs: the position of the token shown.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub position: Option<usize>,
+    /// For token inputs: the token and its neighbours.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<TokenContext>,
+}
+
+impl ViewInput {
+    /// The key strips refer to it by: `(index, position)`.
+    pub fn key(&self) -> (usize, Option<usize>) {
+        (self.index, self.position)
+    }
+}
+
+/// A token in its context, as text: the tokens before it, the token, the tokens after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenContext {
+    /// Tokens before (up to 8), in order.
+    pub before: Vec<String>,
+    /// The token the neuron responds to.
+    pub token: String,
+    /// Tokens after (up to 8), in order.
+    pub after: Vec<String>,
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -9,10 +9,22 @@
 //!
 //! Within a group at most `per_side` neurons of a net are shown: those with the smallest
 //! thresholds ε*(v) (the most firmly matched), ties by index. [`layer_views`] then attaches each
-//! shown neuron's top inputs, given by the front that tracked them during its pass.
+//! shown neuron's top inputs, given by the front that tracked them during its pass:
+//! `reproduce` passes its own tracker ([`neuron_views`]); any other results file carries them in
+//! its layer records' `top_inputs` ([`views_from_records`]), and the caller fills in the inputs
+//! themselves (images or token contexts), which only it can read.
+//!
+//! [`shared_inputs`] is the one count of "inputs in both nets' strips" that the report and the
+//! Python figure state.
+
+use std::collections::BTreeSet;
+
+use anyhow::bail;
+use serde::{Deserialize, Serialize};
 
 use crate::results::{
-    Comparison, LayerRecord, LayerViews, NeuronTop, NeuronViews, ViewGroup, ViewInput, ViewKind,
+    Comparison, LayerRecord, LayerViews, NeuronTop, NeuronViews, TopInputsSide, ViewGroup,
+    ViewInput, ViewKind,
 };
 use spanmatch_core::rng::SplitMix64;
 
@@ -151,13 +163,24 @@ pub fn select_groups(result: &LayerRecord, opts: &ViewOptions, salt: u64) -> Vec
     out
 }
 
+/// One of a neuron's top inputs: its response, the input's index and, for tokens, the position.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TopItem {
+    /// The neuron's response to the input.
+    pub value: f64,
+    /// The input's index in data order.
+    pub input: usize,
+    /// The position (token) of the response, when tracked.
+    pub position: Option<usize>,
+}
+
 /// The views of one layer: [`select_groups`] with each shown neuron's top inputs from `top`
-/// (`top(is_net_a, neuron)` gives `(response, input index)` pairs, best first).
+/// (`top(is_net_a, neuron)`, best first).
 pub fn layer_views(
     result: &LayerRecord,
     opts: &ViewOptions,
     salt: u64,
-    mut top: impl FnMut(bool, usize) -> Vec<(f64, usize)>,
+    mut top: impl FnMut(bool, usize) -> Vec<TopItem>,
 ) -> LayerViews {
     let mut neuron = |net_a: bool, n: usize| {
         let t = top(net_a, n);
@@ -166,11 +189,18 @@ pub fn layer_views(
         } else {
             &result.thresholds_b
         };
+        let positions: Vec<usize> = t.iter().filter_map(|x| x.position).collect();
         NeuronTop {
             neuron: n,
             threshold: thresholds.get(n).copied().flatten(),
-            inputs: t.iter().map(|x| x.1).collect(),
-            values: t.iter().map(|x| x.0).collect(),
+            inputs: t.iter().map(|x| x.input).collect(),
+            values: t.iter().map(|x| x.value).collect(),
+            // All or none: a neuron's strip is of tokens or of images.
+            positions: if positions.len() == t.len() {
+                positions
+            } else {
+                Vec::new()
+            },
         }
     };
     let groups = select_groups(result, opts, salt)
@@ -210,7 +240,7 @@ pub fn neuron_views(
     k: usize,
     opts: &ViewOptions,
     info: InputInfo,
-    mut top: impl FnMut(bool, &str, usize) -> Vec<(f64, usize)>,
+    mut top: impl FnMut(bool, &str, usize) -> Vec<TopItem>,
     mut input: impl FnMut(usize) -> anyhow::Result<(usize, String)>,
 ) -> anyhow::Result<NeuronViews> {
     let layers: Vec<LayerViews> = pair
@@ -223,12 +253,18 @@ pub fn neuron_views(
         .into_iter()
         .map(|index| {
             let (label, png) = input(index)?;
-            Ok(ViewInput { index, label, png })
+            Ok(ViewInput {
+                index,
+                label: Some(label),
+                png,
+                position: None,
+                context: None,
+            })
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(NeuronViews {
-        seed_a: pair.seed_a.unwrap_or(0),
-        seed_b: pair.seed_b.unwrap_or(0),
+        seed_a: pair.seed_a,
+        seed_b: pair.seed_b,
         eps,
         k,
         per_side: opts.per_side,
@@ -238,6 +274,139 @@ pub fn neuron_views(
         layers,
         inputs,
     })
+}
+
+/// The top inputs of one neuron from a record's `top_inputs` side: the valid entries (index ≥ 0,
+/// a value), best first.
+fn side_top(side: &TopInputsSide, neuron: usize) -> Vec<TopItem> {
+    let Some(indices) = side.indices.get(neuron) else {
+        return Vec::new();
+    };
+    let values = side.values.get(neuron);
+    let positions = side.positions.as_ref().and_then(|p| p.get(neuron));
+    indices
+        .iter()
+        .enumerate()
+        .filter_map(|(j, &i)| {
+            let value = values.and_then(|v| v.get(j).copied().flatten())?;
+            let input = usize::try_from(i).ok()?;
+            let position = positions
+                .and_then(|p| p.get(j).copied())
+                .and_then(|p| usize::try_from(p).ok());
+            Some(TopItem {
+                value,
+                input,
+                position,
+            })
+        })
+        .collect()
+}
+
+/// The views of a results file's pair from its layer records' `top_inputs` (any front): for
+/// every record with both `top_inputs` and simple matches, [`layer_views`]; the inputs are listed
+/// once each (by index, and position for tokens) with no image or text yet: the caller, who can
+/// read the inputs, fills in `png` or `context` (and `label`), then `image_shape` and
+/// `class_names`.
+///
+/// Errors when no record has `top_inputs` (naming how to get them) or none has simple matches.
+pub fn views_from_records(pair: &Comparison, opts: &ViewOptions) -> anyhow::Result<NeuronViews> {
+    let with_top: Vec<(usize, &LayerRecord)> = pair
+        .layers
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.top_inputs.is_some())
+        .collect();
+    if with_top.is_empty() {
+        bail!(
+            "no layer of these results has top inputs: compute them in the comparison \
+             (spanmatch.torch.compare(..., top_inputs=8), spanmatch.compare(..., top_inputs=8) on \
+             arrays, or spanmatch reproduce)"
+        );
+    }
+    let Some(eps) = with_top
+        .iter()
+        .find_map(|(_, r)| r.simple.as_ref().map(|s| s.eps))
+    else {
+        bail!(
+            "no layer with top inputs has simple matches, which choose the neurons shown: compute \
+             them too (simple=0.5)"
+        );
+    };
+    let mut k = 0;
+    let mut response = String::new();
+    let layers: Vec<LayerViews> = with_top
+        .iter()
+        .filter(|(_, r)| r.simple.is_some())
+        .filter_map(|&(i, r)| r.top_inputs.as_ref().map(|top| (i, r, top)))
+        .map(|(i, r, top)| {
+            k = k.max(top.k);
+            if response.is_empty() {
+                response = top.response.clone();
+            }
+            layer_views(r, opts, i as u64, |a, n| {
+                side_top(if a { &top.a } else { &top.b }, n)
+            })
+        })
+        .collect();
+    let inputs = referenced_keys(&layers)
+        .into_iter()
+        .map(|(index, position)| ViewInput {
+            index,
+            label: None,
+            png: String::new(),
+            position,
+            context: None,
+        })
+        .collect();
+    Ok(NeuronViews {
+        seed_a: pair.seed_a,
+        seed_b: pair.seed_b,
+        eps,
+        k,
+        per_side: opts.per_side,
+        response,
+        image_shape: [0, 0, 0],
+        class_names: Vec::new(),
+        layers,
+        inputs,
+    })
+}
+
+/// How many distinct inputs a group's strips show for net A, for net B, and for both: a quick
+/// check of whether matched neurons respond to the same things. An input is an image, or a token
+/// at its position in its sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SharedInputs {
+    /// Distinct inputs in net A's strips.
+    pub a: usize,
+    /// Distinct inputs in net B's strips.
+    pub b: usize,
+    /// Inputs in both.
+    pub both: usize,
+}
+
+/// [`SharedInputs`] of one group.
+pub fn shared_inputs(g: &ViewGroup) -> SharedInputs {
+    let side = |v: &[NeuronTop]| -> BTreeSet<(usize, Option<usize>)> {
+        v.iter().flat_map(|n| n.keys()).collect()
+    };
+    let (sa, sb) = (side(&g.a), side(&g.b));
+    SharedInputs {
+        a: sa.len(),
+        b: sb.len(),
+        both: sa.intersection(&sb).count(),
+    }
+}
+
+/// Every `(index, position)` referenced by the views, increasing, once.
+pub fn referenced_keys(layers: &[LayerViews]) -> Vec<(usize, Option<usize>)> {
+    let set: BTreeSet<(usize, Option<usize>)> = layers
+        .iter()
+        .flat_map(|l| &l.groups)
+        .flat_map(|g| g.a.iter().chain(&g.b))
+        .flat_map(|n| n.keys())
+        .collect();
+    set.into_iter().collect()
 }
 
 /// Every input index referenced by the views, increasing, once.
@@ -309,6 +478,95 @@ mod tests {
     }
 
     #[test]
+    fn views_from_records_read_top_inputs_and_count_shared_inputs() {
+        use crate::results::{ComparisonKind, TopInputsRecord};
+        let mut r = layer(
+            vec![(vec![0], vec![1], 0.1), (vec![1], vec![0], 0.2)],
+            vec![0.1, 0.2, 0.9],
+            vec![0.2, 0.1],
+        );
+        let side = |rows: Vec<Vec<i64>>, pos: Option<Vec<Vec<i64>>>| TopInputsSide {
+            values: rows
+                .iter()
+                .map(|r| {
+                    r.iter()
+                        .map(|&i| (i >= 0).then_some(10.0 - i as f64))
+                        .collect()
+                })
+                .collect(),
+            indices: rows,
+            positions: pos,
+        };
+        // A's neuron 0 saw inputs 4, 7; B's neuron 1 saw 7, 5 and one slot empty (-1).
+        r.top_inputs = Some(TopInputsRecord {
+            k: 3,
+            a: side(vec![vec![4, 7, 9], vec![1, 2, 3], vec![0, 5, 6]], None),
+            b: side(vec![vec![2, 1, 8], vec![7, 5, -1]], None),
+            response: "max over positions".into(),
+        });
+        let mut plain = r.clone();
+        plain.name = "no_top".into();
+        plain.top_inputs = None;
+        let pair = Comparison::new(ComparisonKind::Pair, vec![plain.clone(), r]);
+        let opts = ViewOptions {
+            largest: 1,
+            one_to_one: 1,
+            per_side: 4,
+            seed: 3,
+        };
+        let v = views_from_records(&pair, &opts).unwrap();
+        assert_eq!(v.layers.len(), 1, "only the record with top inputs");
+        assert_eq!(
+            (v.k, v.eps, v.response.as_str()),
+            (3, 0.5, "max over positions")
+        );
+        assert_eq!((v.seed_a, v.seed_b), (None, None));
+        let g = &v.layers[0].groups;
+        assert_eq!(g[0].a[0].inputs, vec![4, 7, 9]);
+        assert_eq!(g[0].b[0].inputs, vec![7, 5]); // the empty slot is left out
+        assert_eq!(g[0].b[0].values, vec![3.0, 5.0]);
+        assert_eq!(
+            shared_inputs(&g[0]),
+            SharedInputs {
+                a: 3,
+                b: 2,
+                both: 1
+            }
+        );
+        // Every input shown, once, without content yet.
+        let keys: Vec<(usize, Option<usize>)> = v.inputs.iter().map(|i| i.key()).collect();
+        assert_eq!(keys, referenced_keys(&v.layers));
+        assert!(v
+            .inputs
+            .iter()
+            .all(|i| i.png.is_empty() && i.label.is_none()));
+        // Token positions make the same input at two positions two inputs.
+        let mut t = pair.layers[1].clone();
+        let top = t.top_inputs.as_mut().unwrap();
+        top.a.positions = Some(vec![vec![0, 1, 2], vec![0, 0, 0], vec![0, 0, 0]]);
+        top.b.positions = Some(vec![vec![0, 0, 0], vec![1, 3, -1]]);
+        let v = views_from_records(&Comparison::new(ComparisonKind::Pair, vec![t]), &opts).unwrap();
+        let g = &v.layers[0].groups[0];
+        assert_eq!(g.a[0].positions, vec![0, 1, 2]);
+        assert_eq!(g.b[0].positions, vec![1, 3]);
+        // (7, 1) is in both strips; (4, 0) and (9, 2) only in A's, (5, 3) only in B's.
+        assert_eq!(shared_inputs(g).both, 1);
+        // No top inputs, or no simple matches: errors that say how to get them.
+        let none = Comparison::new(ComparisonKind::Pair, vec![plain.clone()]);
+        let e = views_from_records(&none, &opts).unwrap_err().to_string();
+        assert!(e.contains("top_inputs=8"), "{e}");
+        let mut no_simple = pair.layers[1].clone();
+        no_simple.simple = None;
+        let e = views_from_records(
+            &Comparison::new(ComparisonKind::Pair, vec![no_simple]),
+            &opts,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("simple=0.5"), "{e}");
+    }
+
+    #[test]
     fn picks_largest_then_closest_one_to_one_then_unmatched() {
         // A: 0..6 matched except 6 (threshold 0.9); B: 0..6 matched except 5 (0.8).
         let ta = vec![0.1, 0.2, 0.3, 0.05, 0.4, 0.45, 0.9];
@@ -338,7 +596,13 @@ mod tests {
         assert_eq!((g[2].a.clone(), g[2].b.clone()), (vec![0], vec![2]));
         assert_eq!(g[3].kind, ViewKind::Unmatched);
         assert_eq!((g[3].a.clone(), g[3].b.clone()), (vec![6], vec![5]));
-        let v = layer_views(&r, &opts, 0, |a, n| vec![(1.0, n + usize::from(a) * 100)]);
+        let v = layer_views(&r, &opts, 0, |a, n| {
+            vec![TopItem {
+                value: 1.0,
+                input: n + usize::from(a) * 100,
+                position: None,
+            }]
+        });
         assert_eq!(v.groups[0].a[0].inputs, vec![100]);
         assert_eq!(v.groups[0].a[1].threshold, Some(0.2));
         assert_eq!(

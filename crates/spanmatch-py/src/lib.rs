@@ -29,6 +29,8 @@ use spanmatch_io::Layout;
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex};
 
+mod report;
+
 /// Maps an engine error to the matching Python exception, with the CLI's message.
 fn to_py(e: anyhow::Error) -> PyErr {
     let msg = format!("{e:#}");
@@ -1406,6 +1408,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(compare_files, m)?)?;
     m.add_function(wrap_pyfunction!(read_results, m)?)?;
     m.add_function(wrap_pyfunction!(measure_names, m)?)?;
+    m.add_function(wrap_pyfunction!(report::neuron_view_selection, m)?)?;
+    m.add_function(wrap_pyfunction!(report::render_report, m)?)?;
+    m.add_function(wrap_pyfunction!(report::mms_figure_svg, m)?)?;
     m.add_function(wrap_pyfunction!(_test_panic, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

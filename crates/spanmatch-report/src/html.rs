@@ -36,6 +36,9 @@ tr.mean td { font-weight: 600; border-top: 2px solid #ccc; }
 footer { margin-top: 36px; color: #777; font-size: 12px; }
 "#;
 
+/// What varies between machines when the nets are trained again (docs/decisions.md).
+const TRAINING_NOTE: &str = "<p class=\"meta\">Repeating this run: training is bit-identical on the same machine, whatever the number of threads. On a CPU with another level-1 data cache (e.g. 32 KiB, 8-way against 48 KiB, 12-way) or, by our reading of the code, another SIMD level (AVX-512, AVX2, SSE), the training products and sums are rounded at other places, the weights differ from the first step on, and the nets end up as different as nets of other seeds: the test accuracy of one seed moved by up to 0.9 percentage points between two machines, about the spread between seeds. Results of the same seeds are then another draw of the same experiment, not a bit-for-bit repeat. The CPUs of the matching and of the training are in results.json (provenance.cpu, provenance.training).</p>\n";
+
 fn thousands(v: u64) -> String {
     let s = v.to_string();
     let mut out = String::new();
@@ -555,6 +558,9 @@ pub fn page(results: &Results, stats: &Stats, figures: &[(Scene, String)]) -> St
         }
     }
     s.push_str("</tbody></table>\n");
+    if !results.nets.is_empty() {
+        s.push_str(TRAINING_NOTE);
+    }
 
     // Configuration, timings, resources.
     s.push_str("<h2>Configuration</h2>\n");

@@ -33,6 +33,8 @@ pub use results::{
 
 /// File name of the HTML report inside the output directory.
 pub const REPORT_HTML: &str = "report.html";
+/// File name of the results file that [`write_report`] writes beside the report.
+pub const RESULTS_JSON: &str = "results.json";
 /// File name of the mms-versus-layer figure.
 pub const MMS_PNG: &str = "mms_by_layer.png";
 /// File name of the ε-profile figure.
@@ -139,6 +141,39 @@ pub fn render_with(
         }
     }
     Ok(written)
+}
+
+/// Writes `results.json` (the results as given, neuron views included) and the report into
+/// `out_dir`: what `spanmatch reproduce` leaves in its output directory, for results of any
+/// front (Python's `Result.report`). Returns the paths written: report.html, results.json,
+/// then the PNG figures.
+pub fn write_report(
+    results: &Results,
+    out_dir: &Path,
+    options: RenderOptions,
+) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(out_dir)
+        .with_context(|| format!("cannot create output directory {}", out_dir.display()))?;
+    let json = out_dir.join(RESULTS_JSON);
+    write_results(results, &json)?;
+    let mut written = render_with(results, out_dir, options)?;
+    written.insert(1, json);
+    Ok(written)
+}
+
+/// Figure 1 of the report (mms by layer, with the controls that were computed) as an inline SVG
+/// element scaled to at most `max_width` CSS pixels: what Python's `Result._repr_html_` shows.
+/// Computes nothing beyond reading the results.
+pub fn mms_figure_svg(results: &Results, max_width: f64) -> String {
+    let stats = stats::compute(results);
+    figures::mms_by_layer(&stats).to_svg().replacen(
+        "<svg ",
+        &format!(
+            "<svg style=\"max-width:{}px;width:100%;height:auto\" ",
+            scene::num(max_width)
+        ),
+        1,
+    )
 }
 
 /// `spanmatch report`: reads `results` (any accepted schema version, see

@@ -1,6 +1,7 @@
 //! "What matched neurons respond to": input thumbnails (PNG, base64) and the report section
 //! that shows, for selected matches, each neuron's top inputs as a strip, net A's neurons
-//! beside net B's; plus the list of every simple match of the pair.
+//! beside net B's; plus the list of every simple match of the pair. Inputs are images (a strip
+//! of thumbnails) or tokens in their context (one line of text per input, the token in bold).
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -11,9 +12,43 @@ use base64::Engine as _;
 
 use crate::figures::eps_label;
 use crate::results::{
-    Comparison, ComparisonKind, NeuronTop, NeuronViews, Results, SimpleRecord, ViewGroup, ViewKind,
+    Comparison, ComparisonKind, NeuronTop, NeuronViews, Results, SimpleRecord, TokenContext,
+    ViewGroup, ViewKind,
 };
 use crate::scene::escape;
+use spanmatch_engine::views::shared_inputs;
+
+/// Longest side, in pixels, of the thumbnails the report embeds for inputs given by the user
+/// (larger images are reduced by an integer factor, averaging blocks).
+pub const THUMBNAIL_MAX_SIDE: usize = 64;
+
+/// Reduces an image (`u8`, CHW) so that no side exceeds `max_side`: averages blocks of f x f
+/// pixels, f = ⌈max(h, w) / max_side⌉ (edge blocks average what they hold). Returns the image
+/// unchanged when it is small enough.
+pub fn thumbnail(pixels: &[u8], shape: [usize; 3], max_side: usize) -> (Vec<u8>, [usize; 3]) {
+    let [c, h, w] = shape;
+    let f = h.max(w).div_ceil(max_side.max(1));
+    if f <= 1 || pixels.len() != c * h * w {
+        return (pixels.to_vec(), shape);
+    }
+    let (th, tw) = (h.div_ceil(f), w.div_ceil(f));
+    let mut out = vec![0u8; c * th * tw];
+    for ch in 0..c {
+        for ty in 0..th {
+            for tx in 0..tw {
+                let (mut sum, mut n) = (0u32, 0u32);
+                for y in ty * f..((ty + 1) * f).min(h) {
+                    for x in tx * f..((tx + 1) * f).min(w) {
+                        sum += u32::from(pixels[(ch * h + y) * w + x]);
+                        n += 1;
+                    }
+                }
+                out[(ch * th + ty) * tw + tx] = ((sum + n / 2) / n) as u8;
+            }
+        }
+    }
+    (out, [c, th, tw])
+}
 
 /// Encodes one image (`u8`, CHW, 1 or 3 channels) as a base64 PNG (grey or RGB).
 pub fn encode_png_base64(pixels: &[u8], shape: [usize; 3]) -> Result<String> {
@@ -50,6 +85,32 @@ pub fn encode_png_base64(pixels: &[u8], shape: [usize; 3]) -> Result<String> {
     Ok(STANDARD.encode(out))
 }
 
+/// Fills one view input with an image given by the user (`u8`, CHW, 1 or 3 channels): reduced
+/// to a [`thumbnail`] of at most [`THUMBNAIL_MAX_SIDE`] pixels a side, encoded as a base64 PNG.
+/// Returns the shape of the image as given.
+pub fn set_image(
+    input: &mut crate::results::ViewInput,
+    pixels: &[u8],
+    shape: [usize; 3],
+) -> Result<()> {
+    let [c, h, w] = shape;
+    if pixels.len() != c * h * w {
+        bail!(
+            "input {}: an image of shape {shape:?} needs {} pixels, got {}",
+            input.index,
+            c * h * w,
+            pixels.len()
+        );
+    }
+    if h == 0 || w == 0 {
+        bail!("input {}: an empty image (shape {shape:?})", input.index);
+    }
+    let (small, small_shape) = thumbnail(pixels, shape, THUMBNAIL_MAX_SIDE);
+    input.png =
+        encode_png_base64(&small, small_shape).with_context(|| format!("input {}", input.index))?;
+    Ok(())
+}
+
 /// Decodes what [`encode_png_base64`] wrote: the pixels (CHW) and the shape.
 pub fn decode_png_base64(data: &str) -> Result<(Vec<u8>, [usize; 3])> {
     let bytes = STANDARD.decode(data).context("not base64")?;
@@ -84,11 +145,16 @@ pub(crate) const CSS: &str = r#"
 .vh { font-size: 12.5px; color: #333; margin-bottom: 4px; }
 .vcols { display: flex; flex-wrap: wrap; gap: 10px 28px; }
 .vcol { flex: 0 0 400px; }
+.vcols.text .vcol { flex: 1 1 640px; }
 .vcol > b { display: block; font-size: 11.5px; color: #555; margin-bottom: 2px; }
 .strip { display: flex; align-items: center; gap: 1px; margin: 2px 0; }
 .strip .nl { display: inline-block; width: 64px; font-size: 11px; color: #555; font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; }
 .im { display: inline-block; width: 36px; height: 36px; background-size: 100% 100%; image-rendering: pixelated; background-color: #000; }
 .cls { font-size: 10.5px; color: #666; margin: 0 0 4px 66px; }
+.tstrip { margin: 3px 0 6px; }
+.tstrip .nl { font-size: 11px; color: #555; font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; }
+.ctx { font-size: 11.5px; font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; white-space: pre; overflow: hidden; text-overflow: ellipsis; max-width: 640px; color: #555; margin-left: 12px; }
+.ctx b { color: #000; background: #ffe08a; }
 .smlist { font-size: 11.5px; font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; column-width: 260px; }
 .smlist div { break-inside: avoid; }
 "#;
@@ -119,6 +185,34 @@ fn class_summary(views: &NeuronViews, labels: &HashMap<usize, usize>, n: &Neuron
         .join(" · ")
 }
 
+/// The labels of the inputs shown, by index (inputs without a label are left out).
+fn labels_of(views: &NeuronViews) -> HashMap<usize, usize> {
+    views
+        .inputs
+        .iter()
+        .filter_map(|i| i.label.map(|l| (i.index, l)))
+        .collect()
+}
+
+/// The token contexts of the inputs shown, by `(index, position)`.
+fn contexts_of(views: &NeuronViews) -> HashMap<(usize, Option<usize>), &TokenContext> {
+    views
+        .inputs
+        .iter()
+        .filter_map(|i| i.context.as_ref().map(|c| (i.key(), c)))
+        .collect()
+}
+
+/// "A #3" with its threshold as a tooltip.
+fn neuron_label(net: &str, n: &NeuronTop) -> String {
+    format!(
+        "<span class=\"nl\" title=\"threshold ε* = {}\">{net} #{}</span>",
+        n.threshold
+            .map_or("none (dead)".to_string(), |t| format!("{t:.3}")),
+        n.neuron
+    )
+}
+
 fn strip(
     s: &mut String,
     views: &NeuronViews,
@@ -126,32 +220,56 @@ fn strip(
     net: &str,
     n: &NeuronTop,
 ) {
-    let _ = write!(
-        s,
-        "<div class=\"strip\"><span class=\"nl\" title=\"threshold ε* = {}\">{net} #{}</span>",
-        n.threshold
-            .map_or("none (dead)".to_string(), |t| format!("{t:.3}")),
-        n.neuron
-    );
+    let _ = write!(s, "<div class=\"strip\">{}", neuron_label(net, n));
     for (i, v) in n.inputs.iter().zip(&n.values) {
         let label = labels
             .get(i)
-            .map_or(String::new(), |&l| class_name(views, l));
+            .map_or(String::new(), |&l| format!(": {}", class_name(views, l)));
         let _ = write!(
             s,
-            "<span class=\"im i{i}\" title=\"test image {i}: {} (response {v:.3})\"></span>",
+            "<span class=\"im i{i}\" title=\"input {i}{} (response {v:.3})\"></span>",
             escape(&label)
         );
     }
     s.push_str("</div>");
-    let _ = write!(
-        s,
-        "<div class=\"cls\">{}</div>",
-        class_summary(views, labels, n)
-    );
+    if !labels.is_empty() {
+        let _ = write!(
+            s,
+            "<div class=\"cls\">{}</div>",
+            class_summary(views, labels, n)
+        );
+    }
 }
 
-fn group_heading(g: &ViewGroup) -> String {
+/// A neuron's top tokens, one line each: the token (bold) in its context.
+fn token_strip(
+    s: &mut String,
+    contexts: &HashMap<(usize, Option<usize>), &TokenContext>,
+    net: &str,
+    n: &NeuronTop,
+) {
+    let _ = write!(s, "<div class=\"tstrip\">{}", neuron_label(net, n));
+    for (key, v) in n.keys().zip(&n.values) {
+        let text = match contexts.get(&key) {
+            Some(c) => format!(
+                "{}<b>{}</b>{}",
+                escape(&c.before.concat()),
+                escape(&c.token),
+                escape(&c.after.concat())
+            ),
+            None => "(input not available)".to_string(),
+        };
+        let _ = write!(
+            s,
+            "<div class=\"ctx\" title=\"input {}, position {} (response {v:.3})\">{text}</div>",
+            key.0,
+            key.1.map_or("—".to_string(), |p| p.to_string())
+        );
+    }
+    s.push_str("</div>");
+}
+
+fn group_heading(g: &ViewGroup, noun: &str) -> String {
     let shown = |total: usize, shown: usize| {
         if shown < total {
             format!("{total} (showing {shown})")
@@ -162,19 +280,14 @@ fn group_heading(g: &ViewGroup) -> String {
     let sine = g
         .sine
         .map_or(String::new(), |s| format!(" · largest sine {s:.3}"));
-    // How many test images appear in both nets' strips: a quick check of "same things".
-    let side = |v: &[NeuronTop]| -> std::collections::BTreeSet<usize> {
-        v.iter().flat_map(|n| n.inputs.iter().copied()).collect()
-    };
-    let (sa, sb) = (side(&g.a), side(&g.b));
-    let shared = if sa.is_empty() || sb.is_empty() {
+    // How many inputs appear in both nets' strips: a quick check of "same things".
+    let sh = shared_inputs(g);
+    let shared = if sh.a == 0 || sh.b == 0 {
         String::new()
     } else {
         format!(
-            " · <span title=\"distinct test images in net A's strips / net B's strips, and in both\">images shown {} / {}, in both: {}</span>",
-            sa.len(),
-            sb.len(),
-            sa.intersection(&sb).count()
+            " · <span title=\"distinct inputs in net A's strips / net B's strips, and in both\">{noun} shown {} / {}, in both: {}</span>",
+            sh.a, sh.b, sh.both
         )
     };
     let details = format!("{sine}{shared}");
@@ -226,16 +339,25 @@ fn simple_list(s: &mut String, sm: &SimpleRecord) {
     s.push_str("</div></details>\n");
 }
 
-fn group(s: &mut String, views: &NeuronViews, labels: &HashMap<usize, usize>, g: &ViewGroup) {
+/// What the strips show, for the headings: "images", "test images" or "tokens".
+struct Inputs<'a> {
+    labels: HashMap<usize, usize>,
+    contexts: HashMap<(usize, Option<usize>), &'a TokenContext>,
+    noun: &'static str,
+}
+
+fn group(s: &mut String, views: &NeuronViews, inputs: &Inputs<'_>, g: &ViewGroup) {
     let class = match g.kind {
         ViewKind::Simple => "simple",
         ViewKind::OneToOne => "one_to_one",
         ViewKind::Unmatched => "unmatched",
     };
+    let text = !inputs.contexts.is_empty();
     let _ = write!(
         s,
-        "<div class=\"vg {class}\"><div class=\"vh\">{}</div><div class=\"vcols\">",
-        group_heading(g)
+        "<div class=\"vg {class}\"><div class=\"vh\">{}</div><div class=\"vcols{}\">",
+        group_heading(g, inputs.noun),
+        if text { " text" } else { "" }
     );
     for (net, list) in [("A", &g.a), ("B", &g.b)] {
         s.push_str("<div class=\"vcol\">");
@@ -244,7 +366,11 @@ fn group(s: &mut String, views: &NeuronViews, labels: &HashMap<usize, usize>, g:
             s.push_str("<span class=\"sd\">every live neuron is matched</span>");
         }
         for n in list {
-            strip(s, views, labels, net, n);
+            if text {
+                token_strip(s, &inputs.contexts, net, n);
+            } else {
+                strip(s, views, &inputs.labels, net, n);
+            }
         }
         s.push_str("</div>");
     }
@@ -272,7 +398,12 @@ pub(crate) fn section(results: &Results) -> String {
     let pair = results.comparisons.iter().find(|c| {
         c.kind == ComparisonKind::Pair
             && match views {
-                Some(v) => c.seed_a == Some(v.seed_a) && c.seed_b == Some(v.seed_b),
+                // Views of seeded nets (reproduce) belong to the pair of those seeds; others to
+                // the primary pair.
+                Some(v) if v.seed_a.is_some() || v.seed_b.is_some() => {
+                    c.seed_a == v.seed_a && c.seed_b == v.seed_b
+                }
+                Some(_) => true,
                 None => c
                     .layers
                     .iter()
@@ -300,21 +431,56 @@ pub(crate) fn section(results: &Results) -> String {
         s.push_str("</section>\n");
         return s;
     };
-    let labels: HashMap<usize, usize> = views.inputs.iter().map(|i| (i.index, i.label)).collect();
+    let inputs = Inputs {
+        labels: labels_of(views),
+        contexts: contexts_of(views),
+        noun: if views.inputs.iter().any(|i| i.context.is_some()) {
+            "tokens"
+        } else if results.front == crate::results::Front::Reproduce {
+            "test images"
+        } else {
+            "images"
+        },
+    };
+    let title = match (views.seed_a, views.seed_b, pair) {
+        (Some(a), Some(b), _) => format!("Seed {a} (net A) against seed {b} (net B)"),
+        (_, _, Some(p)) => pair_title(results, p),
+        _ => format!(
+            "{} (net A) against {} (net B)",
+            results.label_a, results.label_b
+        ),
+    };
     s.push_str("<section class=\"views\">\n<h2>What matched neurons respond to</h2>\n");
+    let what = if inputs.contexts.is_empty() {
+        format!(
+            "the {} {} it responds to most ({}), strongest first{}",
+            views.k,
+            inputs.noun,
+            escape(&views.response),
+            if inputs.labels.is_empty() {
+                ""
+            } else {
+                ", with their classes below"
+            }
+        )
+    } else {
+        format!(
+            "the {} tokens it responds to most ({}), strongest first, each in bold within the tokens around it",
+            views.k,
+            escape(&views.response)
+        )
+    };
     let _ = writeln!(
         s,
-        "<p class=\"meta\">Seed {} (net A) against seed {} (net B), matches at ε = {}. Each strip is one neuron: the {} test images it responds to most ({}), strongest first, with their classes below. Net A's neurons are on the left, net B's on the right. Shown per layer: the largest simple matches (up to {} neurons a side, those with the smallest threshold ε*), the one-to-one matches with the smallest sines, and for contrast one neuron of each net outside the maximum match. Hover an image for its index, class and the response; hover a neuron for its threshold ε*.</p>",
-        views.seed_a,
-        views.seed_b,
+        "<p class=\"meta\">{}, matches at ε = {}. Each strip is one neuron: {what}. Net A's neurons are on the left, net B's on the right. Shown per layer: the largest simple matches (up to {} neurons a side, those with the smallest threshold ε*), the one-to-one matches with the smallest sines, and for contrast one neuron of each net outside the maximum match. Hover an input for its index{} and the response; hover a neuron for its threshold ε*.</p>",
+        escape(&title),
         eps_label(views.eps),
-        views.k,
-        escape(&views.response),
-        views.per_side
+        views.per_side,
+        if inputs.labels.is_empty() { "" } else { ", class" },
     );
     // Each input image once, as a CSS class.
     s.push_str("<style>\n");
-    for input in &views.inputs {
+    for input in views.inputs.iter().filter(|i| !i.png.is_empty()) {
         let _ = writeln!(
             s,
             ".i{}{{background-image:url(\"data:image/png;base64,{}\")}}",
@@ -328,7 +494,7 @@ pub(crate) fn section(results: &Results) -> String {
             s.push_str("<p class=\"meta\">No match at this ε in this layer.</p>\n");
         }
         for g in &lv.groups {
-            group(&mut s, views, &labels, g);
+            group(&mut s, views, &inputs, g);
         }
         let simple = pair
             .and_then(|c| c.layers.iter().find(|l| l.name == lv.layer))
@@ -397,10 +563,11 @@ mod tests {
             threshold: Some(0.1),
             values: vec![1.0; inputs.len()],
             inputs,
+            positions: vec![],
         };
         r.neuron_views = Some(NeuronViews {
-            seed_a: pair.seed_a.unwrap(),
-            seed_b: pair.seed_b.unwrap(),
+            seed_a: pair.seed_a,
+            seed_b: pair.seed_b,
             eps: 0.5,
             k: 2,
             per_side: 4,
@@ -421,13 +588,17 @@ mod tests {
             inputs: vec![
                 ViewInput {
                     index: 10,
-                    label: 0,
+                    label: Some(0),
                     png: png.clone(),
+                    position: None,
+                    context: None,
                 },
                 ViewInput {
                     index: 11,
-                    label: 1,
+                    label: Some(1),
                     png: png.clone(),
+                    position: None,
+                    context: None,
                 },
             ],
         });
@@ -445,7 +616,7 @@ mod tests {
         assert!(html.contains("A #3") && html.contains("B #5"));
         assert!(html.contains("cat 1 · dog 1"));
         assert!(html.contains("largest sine 0.250"));
-        assert!(html.contains("images shown 2 / 2, in both: 2"));
+        assert!(html.contains("images shown 2 / 2, in both: 2"), "{html}");
         assert!(html.contains("simple matches of this layer"));
     }
 }

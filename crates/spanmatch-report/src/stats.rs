@@ -181,6 +181,32 @@ fn of_kind<'a>(
         })
 }
 
+/// A record's ε-profile on the grid 0, 0.01, ..., 1: the stored one, or, when it was not
+/// stored (`curve` off), the same curve from the thresholds, which give it exactly (neuron v is
+/// in the maximum match at ε iff ε*(v) ≤ ε; dead neurons dropped from matches count in the
+/// denominator). Empty when neither is known.
+pub fn profile_of(l: &LayerRecord) -> Vec<[f64; 2]> {
+    if !l.profile.is_empty() {
+        return l.profile.clone();
+    }
+    let n = l.neurons_a + l.neurons_b;
+    if n == 0 || l.thresholds_a.len() != l.neurons_a || l.thresholds_b.len() != l.neurons_b {
+        return Vec::new();
+    }
+    (0..=100)
+        .map(|k| {
+            let e = k as f64 / 100.0;
+            let inside = l
+                .thresholds_a
+                .iter()
+                .chain(&l.thresholds_b)
+                .filter(|t| t.is_some_and(|t| t <= e))
+                .count();
+            [e, inside as f64 / n as f64]
+        })
+        .collect()
+}
+
 /// Linear interpolation of a profile at ε (profile sorted by ε; clamped at the ends).
 pub fn profile_at(profile: &[[f64; 2]], eps: f64) -> Option<f64> {
     let p: Vec<[f64; 2]> = profile
@@ -304,10 +330,10 @@ pub fn compute(results: &Results) -> Stats {
         };
 
         let profile = {
-            let with: Vec<&LayerRecord> = pairs
+            let with: Vec<Vec<[f64; 2]>> = pairs
                 .iter()
-                .map(|p| p.2)
-                .filter(|l| !l.profile.is_empty())
+                .map(|p| profile_of(p.2))
+                .filter(|p| !p.is_empty())
                 .collect();
             if with.is_empty() {
                 Vec::new()
@@ -315,10 +341,7 @@ pub fn compute(results: &Results) -> Stats {
                 (0..=100)
                     .map(|k| {
                         let e = k as f64 / 100.0;
-                        let v: Vec<f64> = with
-                            .iter()
-                            .filter_map(|l| profile_at(&l.profile, e))
-                            .collect();
+                        let v: Vec<f64> = with.iter().filter_map(|p| profile_at(p, e)).collect();
                         (e, Summary::of(&v).map_or(f64::NAN, |s| s.mean))
                     })
                     .collect()
@@ -467,6 +490,32 @@ mod tests {
         assert!((s.std - 1.0).abs() < 1e-12);
         assert_eq!((s.min, s.max), (1.0, 3.0));
         assert!(Summary::of(&[]).is_none());
+    }
+
+    #[test]
+    fn profile_from_thresholds_when_not_stored() {
+        let l: LayerRecord = serde_json::from_str(
+            r#"{"name": "l", "neurons_a": 3, "neurons_b": 2, "rows": 10, "dead_a": [2],
+                "dead_b": [], "max_epsilon": 0.4, "matches": [],
+                "thresholds_a": [0.1, 0.4, null], "thresholds_b": [0.25, 0.1]}"#,
+        )
+        .unwrap();
+        let p = profile_of(&l);
+        assert_eq!(p.len(), 101);
+        let at = |k: usize| p[k];
+        assert_eq!(at(0), [0.0, 0.0]);
+        assert_eq!(at(10), [0.1, 0.4]); // two neurons at ε* = 0.1, of 5
+        assert_eq!(at(24)[1], 0.4);
+        assert_eq!(at(25)[1], 0.6);
+        assert_eq!(at(40)[1], 0.8); // the dead neuron never joins
+        assert_eq!(at(100), [1.0, 0.8]);
+        // A stored profile wins; without thresholds there is none.
+        let mut stored = l.clone();
+        stored.profile = vec![[0.0, 0.5], [1.0, 0.5]];
+        assert_eq!(profile_of(&stored), stored.profile);
+        let mut none = l;
+        none.thresholds_a.clear();
+        assert!(profile_of(&none).is_empty());
     }
 
     #[test]

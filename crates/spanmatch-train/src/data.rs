@@ -782,6 +782,37 @@ pub fn load_located(kind: DatasetKind, split: Split, loc: &Located) -> Result<Da
     }
 }
 
+/// SHA-256 digests of the files of a located dataset split, for the provenance of a run:
+/// `(file name, hex digest)`. IDX files are digested after decompression (so a recompressed copy,
+/// such as Debian's Fashion-MNIST, gives the published content digest); CIFAR-10 batches and
+/// tarballs as stored.
+pub fn file_digests(loc: &Located, split: Split) -> Result<Vec<(String, String)>> {
+    let name = |p: &Path| {
+        p.file_name().map_or_else(
+            || p.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        )
+    };
+    let raw = |p: &Path| -> Result<(String, String)> {
+        let bytes = std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?;
+        Ok((name(p), sha256_hex(&bytes)))
+    };
+    Ok(match loc {
+        Located::Idx { images, labels } => [images, labels]
+            .into_iter()
+            .map(|p| {
+                let content = read_maybe_gz(p)?;
+                Ok((format!("{} (content)", name(p)), sha256_hex(&content)))
+            })
+            .collect::<Result<Vec<_>>>()?,
+        Located::CifarDir(d) => cifar_batch_names(split)
+            .iter()
+            .map(|n| raw(&d.join(n)))
+            .collect::<Result<Vec<_>>>()?,
+        Located::CifarTarball(t) => vec![raw(t)?],
+    })
+}
+
 /// Finds (or, if allowed, downloads) and loads a dataset split.
 pub fn load(kind: DatasetKind, split: Split, opts: &DataOptions) -> Result<Dataset> {
     let roots = search_roots(opts);

@@ -144,6 +144,9 @@ pub struct TrainOptions {
     pub data: DataOptions,
     /// Evaluate on the test split after every epoch.
     pub eval_each_epoch: bool,
+    /// The CPU the run trains on, recorded in each epoch's record (the caller describes it: the
+    /// SIMD level and L1 data cache decide how the products round; see docs/decisions.md).
+    pub cpu: Option<String>,
 }
 
 /// Statistics of one finished epoch.
@@ -163,6 +166,9 @@ pub struct EpochRecord {
     pub images_per_sec: f64,
     /// Wall time of the training part of the epoch.
     pub seconds: f64,
+    /// The CPU the epoch was trained on ([`TrainOptions::cpu`]), when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<String>,
 }
 
 /// A trained network with its configuration and history.
@@ -365,6 +371,7 @@ pub fn train_on(
             test_accuracy,
             images_per_sec: seen as f64 / seconds.max(1e-9),
             seconds,
+            cpu: opts.cpu.clone(),
         };
         if opts.progress {
             eprintln!(

@@ -4,8 +4,8 @@ use std::io::Write;
 use std::path::Path;
 
 use spanmatch_train::data::{
-    load, load_cifar_dir, load_cifar_tarball, load_idx_pair, locate, DataOptions, DatasetKind,
-    Located, Split, CIFAR_RECORD,
+    file_digests, load, load_cifar_dir, load_cifar_tarball, load_idx_pair, locate, sha256_hex,
+    DataOptions, DatasetKind, Located, Split, CIFAR_RECORD,
 };
 use spanmatch_train::rng::Rng;
 
@@ -63,6 +63,38 @@ fn idx_round_trip_gzip_and_raw() {
         assert_eq!(d.images, px);
         assert_eq!(d.labels, labels);
     }
+    // Provenance digests: of the content, so the gzipped train split and the raw test split
+    // (same bytes) give the same digests; SHA-256 itself checked on the FIPS 180-2 vector.
+    assert_eq!(
+        sha256_hex(b"abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+    let roots = [dir.path().to_path_buf()];
+    let digests = |split| {
+        let loc = locate(DatasetKind::FashionMnist, split, &roots).unwrap();
+        file_digests(&loc, split).unwrap()
+    };
+    let (train, test) = (digests(Split::Train), digests(Split::Test));
+    assert_eq!(
+        train,
+        vec![
+            (
+                "train-images-idx3-ubyte.gz (content)".to_string(),
+                sha256_hex(&img)
+            ),
+            (
+                "train-labels-idx1-ubyte.gz (content)".to_string(),
+                sha256_hex(&idx_labels(&labels))
+            ),
+        ]
+    );
+    let digest_only = |v: &[(String, String)]| v.iter().map(|d| d.1.clone()).collect::<Vec<_>>();
+    assert_eq!(digest_only(&train), digest_only(&test));
+    assert_ne!(
+        sha256_hex(&gz(&img)),
+        train[0].1,
+        "the stored gzip is not what is digested"
+    );
     // --data-dir comes first in the search order.
     match locate(
         DatasetKind::FashionMnist,

@@ -82,6 +82,38 @@ fn tiny_reproduce_run_has_every_layer_pair_and_sane_controls() {
     );
     let text = std::fs::read_to_string(out.join("results.json")).unwrap();
     let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    // Provenance: every dataset file read, with the digest of its content; the test images;
+    // the CPU each net was trained on (this machine's, as the matching's).
+    let prov = &r["provenance"];
+    let digests = prov["datasets"].as_array().unwrap();
+    assert_eq!(digests.len(), 4, "{digests:?}");
+    for file in [
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ] {
+        let want = spanmatch_train::data::sha256_hex(&std::fs::read(data.join(file)).unwrap());
+        let name = format!("fashion-mnist: {file} (content)");
+        assert!(
+            digests
+                .iter()
+                .any(|d| d["name"] == name.as_str() && d["sha256"] == want.as_str()),
+            "{name} {want} not in {digests:?}"
+        );
+    }
+    assert_eq!(prov["inputs"], 120);
+    let training = prov["training"].as_array().unwrap();
+    let cpu = spanmatch_engine::results::Cpu::detect().summary();
+    assert_eq!(training.len(), 3);
+    for (t, seed) in training.iter().zip([0, 1, 2]) {
+        assert_eq!(t["seed"], seed);
+        assert_eq!(t["cpu"], serde_json::json!([cpu]));
+    }
+    assert_eq!(
+        prov["cpu"]["l1d"].as_str(),
+        spanmatch_engine::results::Cpu::detect().l1d.as_deref()
+    );
     let eps: Vec<f64> = r["eps"]
         .as_array()
         .unwrap()

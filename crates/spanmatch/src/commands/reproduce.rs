@@ -17,8 +17,8 @@ use spanmatch_engine::analysis::{analyse_pair, link_untrained, LayerLabel, PairI
 use spanmatch_engine::multi::{PairAccumulators, PairSpec};
 use spanmatch_engine::options::{self, Dead, NullKind, Options};
 use spanmatch_engine::results::{
-    write_results, Comparison, ComparisonKind, Front, LayerSummary, NetSummary, NeuronViews,
-    Results,
+    write_results, Comparison, ComparisonKind, DatasetDigest, Front, LayerSummary, NetSummary,
+    NeuronViews, Results,
 };
 use spanmatch_engine::views::{self, InputInfo, ViewOptions};
 use spanmatch_engine::Progress;
@@ -233,6 +233,7 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         allow_download: args.download,
     };
     let mut nets: Vec<TrainedNet> = Vec::new();
+    let cpu = spanmatch_engine::results::Cpu::detect().summary();
     let mut summaries = Vec::new();
     let test = {
         let mut t =
@@ -297,6 +298,7 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
                 progress: std::io::stderr().is_terminal(),
                 data: data_opts.clone(),
                 eval_each_epoch: false,
+                cpu: Some(cpu.clone()),
             },
         )
         .with_context(|| format!("training the net of seed {seed}"))?;
@@ -593,6 +595,26 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     // 4. Results and report.
     let mut results = Results::new(Front::Reproduce, "net A", "net B", &pair_opts);
     results.provenance.seeds.nets = args.seeds.clone();
+    results.provenance.datasets = dataset_digests(args.dataset, &data_opts);
+    results.provenance.inputs = Some(test.len() as u64);
+    // The CPUs the nets were trained on (from their epochs' records; a reused checkpoint may
+    // have been trained elsewhere): training rounds alike only on alike CPUs.
+    let training: Vec<serde_json::Value> = nets
+        .iter()
+        .map(|tn| {
+            let mut cpus: Vec<&str> = tn
+                .history
+                .iter()
+                .map(|h| h.cpu.as_deref().unwrap_or("not recorded"))
+                .collect();
+            cpus.dedup();
+            serde_json::json!({ "seed": tn.config.seed, "cpu": cpus })
+        })
+        .collect();
+    results
+        .provenance
+        .extra
+        .insert("training".to_string(), serde_json::Value::from(training));
     results.config = Some(serde_json::json!({
         "dataset": args.dataset.to_string(),
         "arch": args.arch,
@@ -653,6 +675,31 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     Ok(())
 }
 
+/// The digests of the dataset files read (training and test splits; see
+/// `data::file_digests`), for the provenance; a file that cannot be read again is left out with
+/// a warning.
+fn dataset_digests(kind: DatasetKind, opts: &DataOptions) -> Vec<DatasetDigest> {
+    let roots = data::search_roots(opts);
+    let mut out: Vec<DatasetDigest> = Vec::new();
+    for split in [Split::Train, Split::Test] {
+        let Some(loc) = data::locate(kind, split, &roots) else {
+            continue;
+        };
+        match data::file_digests(&loc, split) {
+            Ok(files) => {
+                for (file, sha256) in files {
+                    let name = format!("{kind}: {file}");
+                    if !out.iter().any(|d| d.name == name) {
+                        out.push(DatasetDigest { name, sha256 });
+                    }
+                }
+            }
+            Err(e) => eprintln!("warning: no digest of the {kind} files for the provenance: {e:#}"),
+        }
+    }
+    out
+}
+
 /// The views of what matched neurons respond to for one trained pair (`pair`, nets 0 and 1 of
 /// `tops`), with the referenced test images as PNGs.
 fn neuron_views(
@@ -687,7 +734,11 @@ fn neuron_views(
             tops.top(usize::from(!net_a), layer, n)
                 .unwrap_or(&[])
                 .iter()
-                .map(|t| (f64::from(t.value), t.image))
+                .map(|t| views::TopItem {
+                    value: f64::from(t.value),
+                    input: t.image,
+                    position: None,
+                })
                 .collect()
         },
         |index| {

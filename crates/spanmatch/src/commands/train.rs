@@ -160,6 +160,7 @@ pub fn run_train(args: &TrainArgs) -> Result<()> {
             allow_download: args.download,
         },
         eval_each_epoch: !args.skip_epoch_eval,
+        cpu: Some(spanmatch_engine::results::Cpu::detect().summary()),
     };
     let tn = train(&config, &opts)?;
     match tn.history.last().and_then(|r| r.test_accuracy) {
