@@ -111,11 +111,12 @@ def one(variant: str, net: str, n: int, batch: int, out: str) -> None:
                 b(x)
     elif variant in ("spanmatch", "spanmatch_f32", "spanmatch_torchgram", "spanmatch_engine32"):
         import spanmatch.torch as smt
+        from spanmatch.torch import _accumulate
 
         if variant == "spanmatch_torchgram":  # the float64 torch products a GPU runs, on the CPU
-            smt._NATIVE_CPU = False
+            _accumulate.NATIVE_CPU = False
         if variant == "spanmatch_engine32":  # float32 products in the engine (ssyrk), not torch
-            smt._NATIVE_CPU_F32 = True
+            _accumulate.NATIVE_CPU_F32 = True
 
         r = smt.compare(
             a, b, data, layers=nn.ReLU, progress=False,

@@ -24,7 +24,8 @@ class CrossResult:
 
     Entry ``[i, j]`` compares layer ``layers_a[i]`` of net A with layer ``layers_b[j]`` of net
     B on the same rows. Pairs whose rows differ (e.g. convolutional layers of different spatial
-    sizes) cannot be compared: their entries are NaN and ``comparable[i, j]`` is False.
+    sizes) are compared on one row per input with ``pool="mean"``/``"max"`` (``view[i, j]``
+    says which); without it their entries are NaN and ``comparable[i, j]`` is False.
 
     Attributes:
         layers_a: net A's layer names (rows of the matrices).
@@ -36,6 +37,9 @@ class CrossResult:
         max_epsilon: the smallest ε at which every live neuron of the pair matches, ``[nA, nB]``.
         rows: rows of each pair (0 where not comparable), ``[nA, nB]``.
         label_a, label_b: the two models' names (axis labels of the figures).
+        view: ``[nA, nB]`` how each pair was compared: ``"full"`` (every row: inputs times
+            positions, or tokens), ``"mean"`` / ``"max"`` (one row per input, pooled over
+            positions and tokens), None where not compared; None when not recorded.
     """
 
     layers_a: List[str]
@@ -49,6 +53,7 @@ class CrossResult:
     label_a: str = "a"
     label_b: str = "b"
     extra: Dict[str, Any] = field(default_factory=dict, repr=False)
+    view: Optional[np.ndarray] = field(default=None, repr=False)
 
     @property
     def comparable(self) -> np.ndarray:
@@ -93,6 +98,7 @@ class CrossResult:
             "cka_linear_debiased": _nan_to_none(self.cka_debiased),
             "max_epsilon": _nan_to_none(self.max_epsilon),
             "rows": self.rows.astype(int).tolist(),
+            **({} if self.view is None else {"view": [[None if v is None else str(v) for v in row] for row in self.view]}),
         }
 
     def __repr__(self) -> str:
