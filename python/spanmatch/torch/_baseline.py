@@ -25,6 +25,7 @@ modules.
 from __future__ import annotations
 
 import copy
+import sys
 import warnings
 from typing import Any, List, Optional, Tuple, Union
 
@@ -54,11 +55,11 @@ def _reset_tree(m: nn.Module) -> None:
 
 
 def _is_pretrained(m: nn.Module) -> bool:
-    try:
-        from transformers import PreTrainedModel  # type: ignore[import-not-found]
-    except Exception:  # transformers absent or broken: nothing to do
-        return False
-    return isinstance(m, PreTrainedModel)
+    """Whether ``m`` is a transformers ``PreTrainedModel`` (without importing transformers:
+    when it is not imported, no model is one)."""
+    tf = sys.modules.get("transformers")
+    cls = getattr(tf, "PreTrainedModel", None) if tf is not None else None
+    return cls is not None and isinstance(m, cls)
 
 
 def _clear_hf_flags(m: nn.Module) -> None:
