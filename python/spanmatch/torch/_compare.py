@@ -351,11 +351,10 @@ class _Run:
         """The layer x layer entries of one pass, a few pairs at a time."""
         assert self.settings is not None
         batch: Dict[str, Stats] = {}
-        size = 0
-        limit = max(1, self.plan.memory.max_memory // 8) if self.plan else 1 << 28
+        width = self.plan.analysis_width if self.plan else 1
 
         def flush() -> None:
-            nonlocal batch, size
+            nonlocal batch
             if not batch:
                 return
             found = _analysis.analyse_cross(batch, self.settings)  # type: ignore[arg-type]
@@ -363,13 +362,12 @@ class _Run:
                 i, j = (int(v) for v in name.split(","))
                 mms, max_eps, cka, cka_d = found[name]
                 self.cross_stats[(i, j)] = (mms, max_eps, cka, cka_d, s.rows)
-            batch, size = {}, 0
+            batch = {}
 
         for (i, j), (_, ui, si, sj) in todo.items():
             s = self.units[ui].pair_stats(si, sj)
             batch[f"{i},{j}"] = s
-            size += 8 * (s.n1 + s.n2) ** 2
-            if size >= limit:
+            if len(batch) >= width:
                 flush()
         flush()
 
