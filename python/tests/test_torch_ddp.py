@@ -42,15 +42,29 @@ def batches():
     return [(torch.randn(n, 3, 8, 8, generator=g), torch.zeros(n)) for n in SIZES]
 
 
-def run(data, cross: bool):
-    return smt.compare(make(0), make(1), data, cross=cross, progress=False)
+def run(data, cross: bool, **kw):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if kw.pop("baseline_pair", False):
+            kw["baseline"] = (make(2), make(3))
+        return smt.compare(make(0), make(1), data, cross=cross, progress=False, **kw)
 
 
+CONTROLS = dict(baseline_pair=True, null="rotate", null_draws=4, bootstrap=30, top_inputs=3, seed=1)
 SCENARIOS = {
-    "uneven": ([[0, 1, 2, 3, 4], [5, 6]], False),
-    "cross": ([[0, 2, 4, 6], [1, 3, 5]], True),  # interleaved shards, layer x layer
-    "empty-rank": ([[], list(range(7))], False),  # rank 0 sees no batch at all
-    "empty-everywhere": ([[], []], False),
+    "uneven": ([[0, 1, 2, 3, 4], [5, 6]], False, {}),
+    "cross": ([[0, 2, 4, 6], [1, 3, 5]], True, {}),  # interleaved shards, layer x layer
+    "empty-rank": ([[], list(range(7))], False, {}),  # rank 0 sees no batch at all
+    "empty-everywhere": ([[], []], False, {}),
+    # Contiguous uneven shards; one chunk per batch: the chunks hold the same inputs.
+    "controls": ([[0, 1, 2, 3], [4, 5, 6]], False, dict(CONTROLS, chunks=7)),
+    # Chunk 1 (batches 3 and 4) straddles the two ranks: summed over them.
+    "controls-straddle": ([[0, 1, 2, 3], [4, 5, 6]], False, dict(CONTROLS, chunks=3)),
+    "top-empty-rank": ([[], list(range(7))], False, dict(top_inputs=4)),
+    # Every pair compared (pool), in several passes within max_memory.
+    "cross-pool-budget": ([[0, 2, 4, 6], [1, 3, 5]], True, dict(pool="mean", max_memory=74_000)),
 }
 
 
@@ -60,10 +74,12 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         data = batches()
-        for name, (shards, cross) in SCENARIOS.items():
+        for name, (shards, cross, kw) in SCENARIOS.items():
             mine = [data[i] for i in shards[rank]]
             try:
-                out = run(mine, cross).to_dict()
+                r = run(mine, cross, **kw)
+                out = r.to_dict()
+                out["passes"] = r.memory.passes
             except ValueError as e:
                 out = {"error": str(e)}
             with open(os.path.join(out_dir, f"{name}.rank{rank}.json"), "w") as f:
@@ -116,20 +132,26 @@ def assert_close(d1, d2, tol=1e-9):
             assert math.isclose(l1["measures"][k], l2["measures"][k], rel_tol=tol)
 
 
-@pytest.mark.parametrize("scenario", ["uneven", "cross", "empty-rank"])
+@pytest.mark.parametrize("scenario", ["uneven", "cross", "empty-rank", "cross-pool-budget"])
 def test_ddp_equals_single_process(scenario, ranks):
-    shards, cross = SCENARIOS[scenario]
+    shards, cross, kw = SCENARIOS[scenario]
     d0, d1 = ranks[scenario]
     assert "error" not in d0, d0
-    single = run(batches(), cross).to_dict()
+    r = run(batches(), cross, **kw)
+    single = r.to_dict()
+    single["passes"] = r.memory.passes
     assert d0 == d1  # every rank returns the same result
     assert d0["layers"][0]["rows"] == sum(SIZES) * 64
     assert d0["layers"][0]["shape_a"] == [sum(SIZES), 6, 8, 8]
     assert_close(d0, single)
+    assert d0["passes"] == single["passes"]
+    if "max_memory" in kw:
+        assert d0["passes"] > 1
     if cross:
         c0, cs = d0["cross"], single["cross"]
         assert c0["layers_a"] == cs["layers_a"]
         assert c0["mms"] == cs["mms"]
+        assert c0.get("view") == cs.get("view")
         np.testing.assert_allclose(
             np.array(c0["cka_linear"], dtype=float), np.array(cs["cka_linear"], dtype=float), rtol=1e-9
         )
@@ -138,3 +160,34 @@ def test_ddp_equals_single_process(scenario, ranks):
 def test_ddp_no_batch_anywhere(ranks):
     for d in ranks["empty-everywhere"]:
         assert "no batch on any rank" in d.get("error", "")
+
+
+@pytest.mark.parametrize("scenario", ["controls", "controls-straddle", "top-empty-rank"])
+def test_ddp_controls_and_top_inputs_equal_single_process(scenario, ranks):
+    """Untrained pair, rotation null, centred, bootstrap intervals (chunks gathered over the
+    ranks) and top inputs (global indices, lists merged): equal to one process over the same
+    batches in rank order."""
+    shards, cross, kw = SCENARIOS[scenario]
+    d0, d1 = ranks[scenario]
+    assert "error" not in d0, d0
+    assert d0 == d1
+    data = batches()
+    ordered = [data[i] for s in shards for i in s]
+    single = run(ordered, cross, **kw).to_dict()
+    assert_close(d0, single)
+    for l0, ls in zip(d0["layers"], single["layers"]):
+        assert l0.get("top_inputs") == ls.get("top_inputs")
+        if "top_inputs" in l0:
+            assert min(min(row) for row in l0["top_inputs"]["a"]["indices"]) >= 0
+            assert max(max(row) for row in l0["top_inputs"]["b"]["indices"]) >= SIZES[0]  # from rank 1 too
+        if "null" not in ls:
+            continue
+        assert [e["values"] for e in l0["null"]["per_eps"]] == [e["values"] for e in ls["null"]["per_eps"]]
+        assert l0["centered"]["matches"] == ls["centered"]["matches"]
+        i0, i1 = l0["intervals"], ls["intervals"]
+        assert i0["chunks"] == kw["chunks"] and i0["mms"] == i1["mms"]
+        for end in ("lo", "hi"):
+            assert math.isclose(i0["cka_linear"][end], i1["cka_linear"][end], rel_tol=1e-9)
+        u0, u1 = l0["untrained"], ls["untrained"]
+        assert u0["mms"] == u1["mms"] and u0["intervals"]["mms"] == u1["intervals"]["mms"]
+        assert math.isclose(u0["cka_linear"], u1["cka_linear"], rel_tol=1e-9)
