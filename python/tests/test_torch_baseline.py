@@ -413,7 +413,13 @@ class NanReLU(nn.ReLU):
         return y
 
 
-def test_nan_names_model_layer_batch_and_input():
+@pytest.mark.parametrize("native", [True, False], ids=["engine", "torch"])
+def test_nan_names_model_layer_batch_and_input(native, monkeypatch):
+    """The engine's accumulator and the torch products (what a GPU runs) both stop at the
+    NaN; the message locates it in the module's output."""
+    from spanmatch.torch import _accumulate
+
+    monkeypatch.setattr(_accumulate, "NATIVE_CPU", native)
     a, b = trained(SmallCNN, 0), trained(SmallCNN, 1)
     b.features[1] = NanReLU(call=1, at=(3, 4, 2, 1))  # batch 1, input 3 of the batch, channel 4, position (2, 1)
     a.train()

@@ -88,10 +88,12 @@ def assert_top(t: smt.TopInputs, idx, val, pos) -> None:
         np.testing.assert_array_equal(t.positions, pos)
 
 
-def test_cnn_top_inputs_equal_brute_force_with_ties():
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cnn_top_inputs_equal_brute_force_with_ties(dtype):
+    """float32 responses: one topk over exact int64 keys; float64: a stable sort."""
     torch.manual_seed(0)
-    a, b = QuantCNN(), QuantCNN()
-    data = loader(n=45, batch=7)  # uneven last batch
+    a, b = QuantCNN().to(dtype), QuantCNN().to(dtype)
+    data = [(x.to(dtype), y) for x, y in loader(n=45, batch=7)]  # uneven last batch
     names = ["q1", "relu2", "q3"]
     k = 6
     r = smt.compare(a, b, data, layers=names, top_inputs=k, progress=False)

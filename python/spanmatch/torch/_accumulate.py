@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .._api import Accumulator, Stats, flat_length
+from ._capture import NonFinite
 
 #: Use the engine's accumulator for layer pairs on the CPU in float64 (tests switch it off to
 #: check both paths).
@@ -140,8 +141,13 @@ class Blocks:
         return out.reshape(-1, c)
 
     def update(self, blocks: Sequence[torch.Tensor]) -> None:
-        """Adds one batch: ``blocks[k]`` the ``[R, widths[k]]`` rows of slot ``k``."""
+        """Adds one batch: ``blocks[k]`` the ``[R, widths[k]]`` rows of slot ``k``. A NaN or an
+        infinity raises :class:`NonFinite` (naming the slot) before anything is added."""
         r = blocks[0].shape[0]
+        col_sums = [x.sum(0) for x in blocks]
+        finite = torch.stack([torch.isfinite(c).all() for c in col_sums])
+        if not bool(finite.all()):  # a NaN or an infinity in the batch: say where, add nothing
+            raise NonFinite(int((~finite).nonzero()[0].item()))
         f32 = self.precision != "float64"
         with highest_matmul(self.device, self.precision):
             for k, x in enumerate(blocks):
@@ -166,7 +172,7 @@ class Blocks:
         norms = norms.to(F64)  # [R, L]
         for k, x in enumerate(blocks):
             s, e = self.offsets[k], self.offsets[k + 1]
-            self.sums[s:e] += x.sum(0).to(F64)
+            self.sums[s:e] += col_sums[k].to(F64)
             if n32 is None:
                 self.w[:, s:e].addmm_(norms.T, x)
             else:

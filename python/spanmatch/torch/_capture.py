@@ -133,6 +133,9 @@ class Rows:
     width: int
     tail: Optional[Tuple[int, ...]]
     fresh: bool
+    batch: int = 0  # the batch it came from (within the pass)
+    first_input: int = 0  # this rank's inputs before that batch
+    module_type: str = ""
 
     @property
     def kind(self) -> str:
@@ -230,18 +233,12 @@ def _locate(r: Rows) -> Optional[Tuple[int, Tuple[int, ...], int, float]]:
     return first[0], tuple(first[1:-1]), first[-1], value
 
 
-def check_finite(r: Rows, describe: Callable[[int, Tuple[int, ...], int, float], str]) -> None:
-    """Raises ``ValueError`` (``describe`` writes the message) on a NaN or an infinity in the
-    rows of ``r`` (padding tokens are not looked at). One sum on the fast path."""
-    x = r.x
-    if x.numel() == 0:
-        return
-    s = x.sum(dtype=torch.float32) if x.dtype in (torch.float16, torch.bfloat16) else x.sum()
-    if bool(torch.isfinite(s)):
-        return
-    found = _locate(r)
-    if found is not None:  # else the sum overflowed
-        raise ValueError(describe(*found))
+class NonFinite(Exception):
+    """Raised by an accumulator whose batch had a NaN or an infinity in slot ``slot``."""
+
+    def __init__(self, slot: int) -> None:
+        super().__init__(f"non-finite value in slot {slot}")
+        self.slot = slot
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,7 +275,7 @@ class Slotting:
 
     def __init__(self) -> None:
         self.routes: Dict[Key, Dict[str, List[Tuple[Any, int]]]] = {}
-        self.pending: Dict[int, Tuple[Any, List[Optional[Tuple[torch.Tensor, int, VKey]]]]] = {}
+        self.pending: Dict[int, Tuple[Any, List[Optional[Tuple[torch.Tensor, int, VKey, Any]]]]] = {}
         self.units: List[Any] = []
 
     def add(self, unit: Any, vkeys: Sequence[VKey]) -> None:
@@ -327,7 +324,6 @@ class Capture:
         self.top: Dict[Key, _top_inputs.TopK] = {}
         self.slots = Slotting()
         self.pool_dtype = torch.float64
-        self.check = True
         self.rows_seen = 0
         self._batch_rows = 0
 
@@ -372,8 +368,7 @@ class Capture:
                     "(a function from the module output to a tensor) or choose other layers"
                 )
         r = to_rows(t, self.layout, self.mask, where)
-        if self.check:
-            check_finite(r, lambda i, pos, c, v: self._nonfinite(key, module, i, pos, c, v, r))
+        r.batch, r.first_input, r.module_type = self.batch_index, self.inputs_before, type(module).__name__
         self._batch_rows = max(self._batch_rows, r.rows)
         if self._wants_top(key):
             self._top_update(key, r)
@@ -397,12 +392,15 @@ class Capture:
             has_pos = r.t.dim() > 2
             tr = _top_inputs.TopK(int(self.top_k or 0), r.width, r.t.device, has_pos)
             self.top[key] = tr
-        v, p, valid = _top_inputs.responses(r.t, r.channels_first, r.mask)
-        tr.update(v, p, valid, self.inputs_before)
+        v, valid, by_position = _top_inputs.responses(r.t, r.channels_first, r.mask)
+        tr.update(v, valid, by_position, self.inputs_before)
 
-    def _nonfinite(
-        self, key: Key, module: nn.Module, i: int, pos: Tuple[int, ...], c: int, v: float, r: Rows
-    ) -> str:
+    def _nonfinite(self, key: Key, r: Rows) -> Optional[str]:
+        """The message naming the first NaN or infinity of ``r`` (None when there is none)."""
+        found = _locate(r)
+        if found is None:
+            return None
+        i, pos, c, v = found
         model, name, _ = key
         where = "token" if r.mask is not None or (r.t.dim() == 3 and not r.channels_first) else "position"
         at = f", {where} {pos[0] if len(pos) == 1 else list(pos)}" if pos else ""
@@ -410,8 +408,8 @@ class Capture:
         data = "this rank's data" if self.rank is not None else "the data"
         return (
             f"non-finite value {v} in the output of module '{self.display(key)}' "
-            f"({type(module).__name__}) of model {MODEL_LABEL[model]}{rank}: batch {self.batch_index}, "
-            f"input {self.inputs_before + i} of {data} (input {i} of the batch){at}, neuron {c}"
+            f"({r.module_type}) of model {MODEL_LABEL[model]}{rank}: batch {r.batch}, "
+            f"input {r.first_input + i} of {data} (input {i} of the batch){at}, neuron {c}"
         )
 
     def _check_known(self, key: Key, r: Rows) -> None:
@@ -453,18 +451,30 @@ class Capture:
                     if fmt == "native" and x is base and not fresh:
                         x = x.clone()  # kept until the other layers of the unit have run
                     prepared[fmt] = x
-                self._put(unit, slot, x, rows, (key, view))
+                self._put(unit, slot, x, rows, (key, view), r)
 
-    def _put(self, unit: Any, slot: int, x: torch.Tensor, rows: int, vkey: VKey) -> None:
+    def _put(self, unit: Any, slot: int, x: torch.Tensor, rows: int, vkey: VKey, r: Rows) -> None:
         entry = self.slots.pending.get(id(unit))
         if entry is None:
             entry = (unit, [None] * len(unit._vkeys))
             self.slots.pending[id(unit)] = entry
         held = entry[1]
-        held[slot] = (x, rows, vkey)
+        held[slot] = (x, rows, vkey, r)
         if all(h is not None for h in held):
             self._check_rows([h[2][0] for h in held], [h[1] for h in held])  # type: ignore[index]
-            unit.update([h[0] for h in held])  # type: ignore[index]
+            try:
+                unit.update([h[0] for h in held])  # type: ignore[index]
+            except NonFinite as e:
+                h = held[e.slot]
+                raise ValueError(self._nonfinite(h[2][0], h[3]) or str(e)) from None  # type: ignore[index]
+            except ValueError as e:
+                if "non-finite" not in str(e):
+                    raise
+                for h in held:  # the engine's accumulator saw it: which layer, where
+                    msg = self._nonfinite(h[2][0], h[3])  # type: ignore[index]
+                    if msg is not None:
+                        raise ValueError(msg) from None
+                raise
             del self.slots.pending[id(unit)]
 
     def _check_rows(self, keys: Sequence[Key], counts: Sequence[int]) -> None:
@@ -543,4 +553,3 @@ class Capture:
         self.inputs_before = 0
         self.rows_seen = 0
         self.discovering = False
-        self.check = index == 0

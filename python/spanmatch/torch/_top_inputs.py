@@ -65,67 +65,126 @@ class TopInputs:
 
 def responses(
     t: torch.Tensor, channels_first: bool, mask: Optional[torch.Tensor]
-) -> Tuple[torch.Tensor, Optional[torch.Tensor], torch.Tensor]:
-    """Per input and neuron, the largest activation over positions: ``(values [B, C],
-    positions [B, C] or None, valid [B])``; ``valid`` is False for an input without any
-    (unmasked) position. ``mask`` ([B, T]) applies to a ``[B, T, C]`` token output."""
+) -> Tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+    """Per input and neuron, the largest activation over positions: ``(values [B, C], valid
+    [B], by_position)``. ``valid`` is False for an input without any (unmasked) position;
+    ``by_position`` is the ``[B, C, P]`` tensor the maximum was taken over (None for a
+    ``[B, C]`` output), from which :meth:`TopK.update` reads the positions of the entries it
+    keeps. ``mask`` ([B, T]) applies to a ``[B, T, C]`` token output."""
     b = t.shape[0]
+    ones = torch.ones(b, dtype=torch.bool, device=t.device)
     if t.dim() == 2:
-        return t, None, torch.ones(b, dtype=torch.bool, device=t.device)
+        return t, ones, None
     if channels_first:
         y = t.flatten(2)  # [B, C, P]
-        if y.shape[2] == 0:
-            raise ValueError("top_inputs: an output without positions")
-        v, p = y.max(dim=2)
-        return v, p, torch.ones(b, dtype=torch.bool, device=t.device)
+        return y.amax(dim=2), ones, y
     y = t.flatten(1, -2)  # [B, P, C]
+    valid = ones
     if mask is not None:
         m = mask.to(y.device)
         y = y.masked_fill(~m[:, :, None], float("-inf"))
         valid = m.any(dim=1)
-    else:
-        valid = torch.ones(b, dtype=torch.bool, device=t.device)
-    v, p = y.max(dim=1)
-    return v, p, valid
+    return y.amax(dim=1), valid, y.transpose(1, 2)
+
+
+#: The lowest key: no input (an empty slot, or an input without any unmasked token).
+_NO_KEY = -(2**63)
+_LOW32 = 0xFFFFFFFF
+
+
+def _keys(values: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """Unique int64 keys in the order (value descending, index ascending) for float32 values:
+    the float's bits mapped to an order-preserving int32 in the high half, ``2³² - 1 - index``
+    in the low half. Exact: comparing keys is comparing (value, -index) lexicographically."""
+    v = values.to(torch.float32) + 0.0  # -0.0 -> +0.0, so that the two zeros tie
+    bits = v.view(torch.int32)
+    ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)
+    return (ordered.to(torch.int64) << 32) | (_LOW32 - index)
+
+
+def _decode(keys: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``(values float64, indices)`` of :func:`_keys` (index -1 and value -inf for no input)."""
+    none = keys == _NO_KEY
+    ordered = (keys >> 32).to(torch.int32)
+    bits = ordered ^ ((ordered >> 31) & 0x7FFFFFFF)
+    values = bits.view(torch.float32).to(torch.float64).masked_fill(none, float("-inf"))
+    index = (_LOW32 - (keys & _LOW32)).masked_fill(none, -1)
+    return values, index
 
 
 class TopK:
-    """The running top-k of one layer (see the module docstring)."""
+    """The running top-k of one layer (see the module docstring), as ``[C, k]`` tensors.
+
+    Responses that are float32 or narrower are kept as unique int64 keys (:func:`_keys`) and
+    selected with one ``topk`` per batch (exact, ties to the lower index); float64 responses as
+    values and indices, selected with a stable sort. Positions are looked up only for the
+    entries that a batch brings in."""
 
     def __init__(self, k: int, width: int, device: torch.device, positions: bool) -> None:
         self.k = int(k)
-        self.values = torch.full((self.k, width), float("-inf"), dtype=torch.float64, device=device)
-        self.index = torch.full((self.k, width), -1, dtype=torch.int64, device=device)
-        self.pos = torch.full((self.k, width), -1, dtype=torch.int64, device=device) if positions else None
+        self.width = int(width)
+        self.device = device
+        self.keys: Optional[torch.Tensor] = None  # float32 path
+        self.values: Optional[torch.Tensor] = None  # float64 path
+        self.index: Optional[torch.Tensor] = None
+        self.pos = torch.full((width, self.k), -1, dtype=torch.int64, device=device) if positions else None
 
     def update(
-        self, values: torch.Tensor, positions: Optional[torch.Tensor], valid: torch.Tensor, first_index: int
+        self, values: torch.Tensor, valid: torch.Tensor, by_position: Optional[torch.Tensor], first_index: int
     ) -> None:
-        """Adds a batch: ``values [B, C]`` (the responses of inputs ``first_index ..``)."""
-        dev = self.values.device
+        """Adds a batch: ``values [B, C]``, the responses of inputs ``first_index ..``."""
+        dev = self.device
         b, c = values.shape
-        v = values.to(dev, torch.float64)
-        idx = torch.arange(first_index, first_index + b, dtype=torch.int64, device=dev)
-        idx = idx[:, None].expand(b, c)
+        k = self.k
+        vt = values.T.to(dev)  # [C, B]
+        idx = torch.arange(first_index, first_index + b, dtype=torch.int64, device=dev).expand(c, b)
         ok = valid.to(dev)
-        if not bool(ok.all()):
-            v = v.masked_fill(~ok[:, None], float("-inf"))
-            idx = idx.masked_fill(~ok[:, None], -1)
-        cand_v = torch.cat([self.values, v])
-        cand_i = torch.cat([self.index, idx])
-        order = torch.sort(cand_v, dim=0, descending=True, stable=True).indices[: self.k]
-        self.values = torch.gather(cand_v, 0, order)
-        self.index = torch.gather(cand_i, 0, order)
+        all_ok = bool(ok.all())
+        if vt.dtype != torch.float64 and self.values is None:
+            keys = _keys(vt, idx)
+            if not all_ok:
+                keys = keys.masked_fill(~ok[None, :], _NO_KEY)
+            if self.keys is None:
+                self.keys = torch.full((c, k), _NO_KEY, dtype=torch.int64, device=dev)
+            self.keys, sel = torch.topk(torch.cat([self.keys, keys], dim=1), k, dim=1, sorted=True)
+            got = self.keys != _NO_KEY
+        else:  # exact float64 order: a stable sort, running entries (lower indices) first
+            if self.values is None:
+                self.values = torch.full((c, k), float("-inf"), dtype=torch.float64, device=dev)
+                self.index = torch.full((c, k), -1, dtype=torch.int64, device=dev)
+            v = vt.to(torch.float64)
+            i = idx
+            if not all_ok:
+                v = v.masked_fill(~ok[None, :], float("-inf"))
+                i = idx.masked_fill(~ok[None, :], -1)
+            cand_v = torch.cat([self.values, v], dim=1)
+            sel = torch.sort(cand_v, dim=1, descending=True, stable=True).indices[:, :k]
+            self.values = torch.gather(cand_v, 1, sel)
+            assert self.index is not None
+            self.index = torch.gather(torch.cat([self.index, i], dim=1), 1, sel)
+            got = self.index >= 0
         if self.pos is not None:
-            p = positions.to(dev, torch.int64) if positions is not None else torch.zeros_like(idx)
-            if not bool(ok.all()):
-                p = p.masked_fill(~ok[:, None], -1)
-            self.pos = torch.gather(torch.cat([self.pos, p]), 0, order)
+            fresh = sel >= k
+            kept = torch.gather(self.pos, 1, sel.clamp(max=k - 1))
+            if by_position is not None and bool(fresh.any()):
+                # The first maximum over positions of the entries from this batch.
+                local = (sel - k).clamp(min=0)  # [C, k] input of the batch (unused where not fresh)
+                rows = by_position.to(dev).transpose(0, 1)  # [C, B, P]
+                new_pos = torch.gather(rows, 1, local[:, :, None].expand(c, k, rows.shape[2])).argmax(dim=2)
+                kept = torch.where(fresh, new_pos, kept)
+            self.pos = kept.masked_fill(~got, -1)
 
     def arrays(self) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
         """``(values, indices, positions)`` as ``[k, C]`` numpy arrays (CPU)."""
-        pos = None if self.pos is None else self.pos.cpu().numpy()
-        return self.values.cpu().numpy(), self.index.cpu().numpy(), pos
+        if self.keys is not None:
+            values, index = _decode(self.keys)
+        elif self.values is not None and self.index is not None:
+            values, index = self.values, self.index
+        else:  # no batch
+            values = torch.full((self.width, self.k), float("-inf"), dtype=torch.float64)
+            index = torch.full((self.width, self.k), -1, dtype=torch.int64)
+        pos = None if self.pos is None else self.pos.T.cpu().numpy()
+        return values.T.cpu().numpy(), index.T.cpu().numpy(), pos
 
 
 def merge(
