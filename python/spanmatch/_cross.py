@@ -23,9 +23,9 @@ class CrossResult:
     """Layer x layer comparison of two nets (``spanmatch.torch.compare(..., cross=True)``).
 
     Entry ``[i, j]`` compares layer ``layers_a[i]`` of net A with layer ``layers_b[j]`` of net
-    B on the same rows. Pairs whose rows differ (e.g. convolutional layers of different spatial
-    sizes) are compared on one row per input with ``pool="mean"``/``"max"`` (``view[i, j]``
-    says which); without it their entries are NaN and ``comparable[i, j]`` is False.
+    B on the same rows. With ``pool="mean"``/``"max"`` every entry is compared on one row per
+    input (``view[i, j]`` says which view); without it, pairs whose rows differ (e.g.
+    convolutional layers of different spatial sizes) are NaN and ``comparable[i, j]`` is False.
 
     Attributes:
         layers_a: net A's layer names (rows of the matrices).

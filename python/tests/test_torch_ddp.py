@@ -64,7 +64,7 @@ SCENARIOS = {
     "controls-straddle": ([[0, 1, 2, 3], [4, 5, 6]], False, dict(CONTROLS, chunks=3)),
     "top-empty-rank": ([[], list(range(7))], False, dict(top_inputs=4)),
     # Every pair compared (pool), in several passes within max_memory.
-    "cross-pool-budget": ([[0, 2, 4, 6], [1, 3, 5]], True, dict(pool="mean", max_memory=74_000)),
+    "cross-pool-budget": ([[0, 2, 4, 6], [1, 3, 5]], True, dict(pool="mean", max_memory=188_000)),
 }
 
 

@@ -49,7 +49,8 @@ def test_cross_pool_compares_every_pair_on_one_row_per_input(how):
         r = smt.compare(a, b, data, layers=LAYERS, cross=True, pool=how, progress=False)
     c = r.cross
     assert c.comparable.all()
-    assert c.view.tolist() == [["full", how, how], [how, "full", how], [how, how, "full"]]
+    # Every entry pooled (one consistent matrix); the dense layer is its own pooled view.
+    assert c.view.tolist() == [[how, how, how], [how, how, how], [how, how, "full"]]
     assert c.to_dict()["view"][0][1] == how
     ha, hb = by_hand(a, data, LAYERS), by_hand(b, data, LAYERS)
 
@@ -60,14 +61,16 @@ def test_cross_pool_compares_every_pair_on_one_row_per_input(how):
 
     for i, la in enumerate(LAYERS):
         for j, lb in enumerate(LAYERS):
-            xa, xb = (ha[la], hb[lb]) if i == j else (pooled(ha[la]), pooled(hb[lb]))
-            ref = spanmatch.compare(xa, xb, eps=EPS).layers[0]
+            ref = spanmatch.compare(pooled(ha[la]), pooled(hb[lb]), eps=EPS).layers[0]
             np.testing.assert_array_equal(c.mms[:, i, j], ref.mms, err_msg=f"{la} / {lb}")
             assert math.isclose(c.cka[i, j], ref.cka, rel_tol=1e-9), (la, lb)
-            assert c.rows[i, j] == (40 if i != j or la == "act" else ref.rows)
-    # The per-layer pairs (same names) keep every row.
+            assert c.rows[i, j] == 40
+    # The per-layer pairs (same names, same rows) keep every row.
     assert r.names == LAYERS and "pool" not in r["features.1"].record
-    np.testing.assert_array_equal(r["features.1"].mms, c.mms[:, 0, 0])
+    full = spanmatch.compare(ha["features.1"], hb["features.1"], eps=EPS).layers[0]
+    np.testing.assert_array_equal(r["features.1"].mms, full.mms)
+    assert r["features.1"].rows == 40 * 64
+    np.testing.assert_array_equal(r["act"].mms, c.mms[:, 2, 2])
 
 
 class _no_warning:

@@ -486,11 +486,14 @@ def compare(
             ``[neurons, k]`` of input indices in data order, values and positions; ties go to
             the lower index), all layers in ``result.top_inputs``. Under
             ``torch.distributed`` the index counts rank 0's inputs first, then rank 1's, ....
-        pool: ``"mean"`` or ``"max"``: layer pairs whose rows differ are compared on one row per
-            input, the mean or maximum over positions and (unmasked) tokens. Pairs with the
-            same rows keep every row. The records of pooled pairs say ``"pool"``; in a
-            ``cross=True`` result ``result.cross.view`` gives each entry's view (``"full"``,
-            ``"mean"``, ``"max"``, or None where left out).
+        pool: ``"mean"`` or ``"max"``: one row per input, the mean or maximum over positions
+            and (unmasked) tokens. A per-layer pair whose rows differ is compared pooled (its
+            record says ``"pool"``); pairs whose rows agree keep every row. With
+            ``cross=True`` every layer x layer entry is pooled, so that the matrices compare
+            like with like (a layer with one row per input is its own pooled view);
+            ``result.cross.view`` gives each entry's view (``"full"``, ``"mean"``, ``"max"``,
+            or None where left out). Without ``pool``, entries whose rows differ are left
+            out, with a warning.
         max_memory: bytes the statistics may take at once (default: half the machine's RAM,
             or of the GPU's memory when accumulating on a GPU). The per-layer pairs (with their
             baseline and bootstrap chunks) must fit; ``cross=True`` splits its layer pairs into

@@ -232,6 +232,13 @@ def make_plan(
             return "full"
         return pool
 
+    def cross_view(ka: Key, kb: Key) -> Optional[str]:
+        """Layer x layer: with ``pool`` every entry is pooled (one consistent matrix), else the
+        full view where the rows agree."""
+        if pool is not None:
+            return pool
+        return "full" if info[ka].row_class() == info[kb].row_class() else None
+
     def vkey(key: Key, view: str) -> VKey:
         if view == "full" or info[key].kind == "inputs":
             return (key, "full")
@@ -283,7 +290,14 @@ def make_plan(
             base.append(PairPlan(("a0",) + p.ka[1:], ("b0",) + p.kb[1:], p.view))  # type: ignore[arg-type]
 
     # -- units of the per-layer pairs (kept until the analysis) ------------------------------
-    own = (not cross) or chunks > 0
+    def owns(p: PairPlan) -> bool:
+        """Whether a per-layer pair needs its own accumulator (else it is read from the cross
+        blocks, when they hold the same view of both layers)."""
+        if not cross or chunks > 0:
+            return True
+        cv = cross_view(p.ka, p.kb)
+        return cv is None or (vkey(p.ka, p.view), vkey(p.kb, p.view)) != (vkey(p.ka, cv), vkey(p.kb, cv))
+
     pair_units: List[Tuple[PairPlan, UnitPlan]] = []
 
     def pair_unit(p: PairPlan, k_chunks: int) -> UnitPlan:
@@ -296,14 +310,14 @@ def make_plan(
     def fixed_bytes(k_chunks: int) -> int:
         total = 0
         for p in pairs + base:
-            if own or p in base:
+            if p in base or owns(p):
                 total += pair_unit(p, k_chunks).nbytes
             else:  # taken from the cross blocks, kept after its pass
                 total += pair_bytes(info[p.ka].width, info[p.kb].width)
         return total
 
     for p in pairs:
-        if own:
+        if owns(p):
             p.chunked = chunks > 0
             pair_units.append((p, pair_unit(p, chunks)))
     for p in base:
@@ -370,7 +384,7 @@ def make_plan(
     left_out: List[Tuple[int, int]] = []
     for i, ka in enumerate(keys_a):
         for j, kb in enumerate(keys_b):
-            view = view_of(ka, kb)
+            view = cross_view(ka, kb)
             if view is None:
                 left_out.append((i, j))
             else:
@@ -420,13 +434,13 @@ def make_plan(
                 va, vb = vkey(keys_a[i], view), vkey(keys_b[j], view)
                 cls = row_class(va)
                 g = groups[cls]
-                views[(i, j)] = view
+                views[(i, j)] = "full" if va[1] == vb[1] == "full" else view
                 sources[(i, j)] = (b_index, unit_of[cls], g.vkeys.index(va), g.vkeys.index(vb))
         cross_plan = CrossPlan(keys_a, keys_b, views, sources, left_out)
-        if not own:
-            ia = {k: i for i, k in enumerate(keys_a)}
-            ib = {k: j for j, k in enumerate(keys_b)}
-            for p in pairs:
+        ia = {k: i for i, k in enumerate(keys_a)}
+        ib = {k: j for j, k in enumerate(keys_b)}
+        for p in pairs:
+            if not owns(p):
                 p.source = sources[(ia[p.ka], ib[p.kb])]
 
     memory = MemoryEstimate(
