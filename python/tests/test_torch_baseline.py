@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Dict, List
+from typing import List
 
 import numpy as np
 import pytest
@@ -17,7 +17,7 @@ from torch import nn  # noqa: E402
 import spanmatch  # noqa: E402
 import spanmatch.torch as smt  # noqa: E402
 
-from test_torch import SmallCNN, TokenNet, by_hand, loader, no_hooks, random_seqs, seeded, token_batches  # noqa: E402
+from test_torch import SmallCNN, TokenNet, by_hand, loader, no_hooks, random_seqs, token_batches  # noqa: E402
 
 EPS = (0.15, 0.2, 0.25, 0.3, 0.5)
 

@@ -6,7 +6,7 @@ Two kinds of accumulator ("units"), with one interface:
   layers that share their rows. Per layer ``k`` its Gram block ``D_k = X_kᵀX_k`` (the upper
   triangle of column chunks: half the products) and column sums; per compared pair ``(i, j)``
   the cross block ``C_ij = X_iᵀX_j``; the row-norm moments ``W = NᵀM`` and ``NᵀN`` (``N``: per
-  row, each layer's squared norm); the row count; the inputs per layer. A layer pair's
+  row, each layer's squared norm); the row count. A layer pair's
   statistics are ``[[D_i, C_ij], [C_ijᵀ, D_j]]`` and the matching sums and moments, so a group
   holds only the blocks its pairs need: ``Σ n_k² + Σ n_i n_j`` values, not ``(Σ n_k)²``.
 * :class:`NativePair` (CPU, float64): one layer pair in the engine's own accumulator (OpenBLAS
@@ -20,7 +20,7 @@ starts the next one; the pair's statistics are the sum of its chunks.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch

@@ -32,7 +32,6 @@ from typing import Any, List, Optional, Tuple, Union
 import torch
 from torch import nn
 
-from ._capture import device_of
 from ._layers import _unwrap
 
 BaselineSpec = Union[None, str, Tuple[nn.Module, nn.Module]]
@@ -217,4 +216,4 @@ def baseline_models(
     )
 
 
-__all__ = ["reinit", "baseline_models", "check_architecture", "device_of"]
+__all__ = ["reinit", "baseline_models", "check_architecture"]

@@ -155,9 +155,11 @@ class Rows:
         return None if self.t.dim() == 3 else shape
 
     def clone(self) -> "Rows":
-        if self.fresh:
-            return self
+        """A copy that later in-place operations of the model cannot change (the first batch is
+        kept until the plan is made; pooling reads ``t``)."""
         t = self.t.clone()
+        if self.fresh:  # x was gathered from the unmasked tokens: already a copy
+            return dataclasses.replace(self, t=t)
         if self.channels_first and t.dim() > 2:
             x = t.movedim(1, -1)
         else:
@@ -466,7 +468,12 @@ class Capture:
                 unit.update([h[0] for h in held])  # type: ignore[index]
             except NonFinite as e:
                 h = held[e.slot]
-                raise ValueError(self._nonfinite(h[2][0], h[3]) or str(e)) from None  # type: ignore[index]
+                key = h[2][0]  # type: ignore[index]
+                raise ValueError(
+                    self._nonfinite(key, h[3])  # type: ignore[index]
+                    or f"the float32 column sums of '{self.display(key)}' of model {MODEL_LABEL[key[0]]} "
+                    "overflowed (activations near the float32 limit); use precision='float64'"
+                ) from None
             except ValueError as e:
                 if "non-finite" not in str(e):
                     raise

@@ -17,7 +17,7 @@ from .._result import Result
 from . import _accumulate, _analysis, _distributed, _top_inputs
 from ._accumulate import Blocks, NativePair
 from ._baseline import BaselineSpec, baseline_models
-from ._capture import LAYOUTS, MODEL_LABEL, Capture, Key, LayerInfo, Slotting, device_of, run_model
+from ._capture import LAYOUTS, Capture, Key, LayerInfo, Slotting, device_of, run_model
 from ._layers import LayerSpec, _unwrap, resolve_layers
 from ._plan import MemoryEstimate, Plan, UnitPlan, default_max_memory, fmt_bytes, make_plan
 
@@ -212,7 +212,7 @@ class _Run:
             return
         bar.update(1)
         bar.set_postfix(
-            layers=len(self.cap.info) // max(1, len(self.models)) if self.cap.info else 0,
+            layers=sum(1 for k in self.cap.info if k[0] == "a"),
             inputs=self.cap.inputs_before,
             rows=self.cap.rows_seen,
             refresh=False,
@@ -840,4 +840,4 @@ def estimate_memory(
     return plan.memory
 
 
-__all__ = ["compare", "estimate_memory", "MODEL_LABEL"]
+__all__ = ["compare", "estimate_memory"]
