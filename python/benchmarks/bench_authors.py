@@ -121,7 +121,7 @@ def full(rows: int, n: int, repeats: int) -> dict:
     import spanmatch
 
     a, b = relu_layers(rows, n, 0)
-    t_ours, res = timed(lambda: spanmatch.compare(a, b, eps=EPS), repeats)
+    t_ours, res = timed(lambda: spanmatch.compare(a, b, eps=EPS, center=False), repeats)
     ours = [float(m) for m in res["layer"].mms]
     out = {"workload": f"full {n}+{n} x {rows} rows, 5 eps", "spanmatch_s": t_ours}
     for method in ("gram", "lstsq"):
@@ -149,7 +149,7 @@ def sampled(rows: int, n: int, columns: int, draws: int, repeats: int, exe: str)
         np.save(pb, b)
         jp = os.path.join(tmp, "r.json")
         cmd = [exe, "compare", pa, pb, "--eps", ",".join(map(str, EPS)), "--sample-columns",
-               str(columns), "--repeats", str(draws), "--json", jp, "--measures", "match"]
+               str(columns), "--repeats", str(draws), "--json", jp, "--measures", "match", "--no-center"]
 
         def ours() -> dict:
             subprocess.run(cmd, check=True, capture_output=True)
@@ -158,7 +158,7 @@ def sampled(rows: int, n: int, columns: int, draws: int, repeats: int, exe: str)
 
         t_ours, report = timed(ours, repeats)
     out["spanmatch_cli_s"] = t_ours
-    layer = report["layers"][0]
+    layer = report["comparisons"][0]["layers"][0]
     out["spanmatch_sampled_mms"] = layer.get("sampled", {}).get("mms_mean")
     for method in ("gram",):
         t, mms = timed(lambda: paper(method), 1)

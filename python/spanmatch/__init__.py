@@ -10,6 +10,10 @@ Three lines in a notebook::
     result = spanmatch.compare(acts_a, acts_b)   # arrays, dicts of arrays, or file paths
     result                                       # the table; result.plot() draws it
 
+Every analysis option (ε values, measures, controls, simple matches, seeds) is a field of
+:class:`Options`, passed whole or as keyword arguments: ``spanmatch.compare(a, b,
+null="rotate")`` equals ``spanmatch.compare(a, b, spanmatch.Options(null="rotate"))``.
+
 Streaming (batches, several processes)::
 
     acc = spanmatch.Accumulator()
@@ -25,12 +29,14 @@ layers, layer x layer, torch.distributed; ``pip install spanmatch[torch]``) and
 
 from ._native import __version__
 from ._api import DEFAULT_EPS, Accumulator, Stats, analyse, as_activations, compare, flat_length
+from ._options import Options
 from ._result import LayerResult, MaxMatch, Profile, Result, SimpleMatch
 
 __all__ = [
     "__version__",
     "DEFAULT_EPS",
     "Accumulator",
+    "Options",
     "Stats",
     "analyse",
     "as_activations",

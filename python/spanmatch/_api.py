@@ -10,12 +10,10 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _native
+from ._options import DEFAULT_EPS, Options, options_from
 from ._result import MaxMatch, Profile, Result, SimpleMatch
 
 __all__ = ["DEFAULT_EPS", "Accumulator", "Stats", "compare", "analyse", "as_activations", "flat_length"]
-
-#: The ε values used when none are given (those of the paper's figures).
-DEFAULT_EPS: Tuple[float, ...] = (0.15, 0.2, 0.25, 0.3, 0.5)
 
 PathLike = Union[str, "os.PathLike[str]"]
 ArrayLike = Any
@@ -205,33 +203,10 @@ class Stats:
             names = (names,)
         return json.loads(self._native.measures(list(names)))
 
-    def result(
-        self,
-        eps: Sequence[float] = DEFAULT_EPS,
-        measures: Sequence[str] = ("cka",),
-        dead: str = "drop",
-        tol: Optional[float] = None,
-        name: str = "layer",
-        simple: Optional[float] = None,
-        center: bool = False,
-        null: Optional[str] = None,
-        null_draws: int = 10,
-        seed: int = 0,
-    ) -> Result:
-        """The full :class:`Result` of this layer pair (as ``spanmatch.compare`` gives it); the
-        arguments are those of :func:`spanmatch.compare`."""
-        return analyse(
-            {name: self},
-            eps=eps,
-            measures=measures,
-            dead=dead,
-            tol=tol,
-            simple=simple,
-            center=center,
-            null=null,
-            null_draws=null_draws,
-            seed=seed,
-        )
+    def result(self, options: Optional[Options] = None, name: str = "layer", **kwargs: Any) -> Result:
+        """The full :class:`Result` of this layer pair (as ``spanmatch.compare`` gives it), with
+        ``options`` (a :class:`spanmatch.Options`) and/or its fields as keyword arguments."""
+        return analyse({name: self}, options, **kwargs)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Stats) and self._native == other._native
@@ -365,103 +340,116 @@ def _emit(warns: Iterable[str]) -> List[str]:
     return out
 
 
-def _eps_list(eps: Union[float, Sequence[float]]) -> List[float]:
-    if isinstance(eps, (int, float)):
-        return [float(eps)]
-    return [float(e) for e in eps]
-
-
-def _measure_list(measures: Union[str, Sequence[str], None]) -> List[str]:
-    if measures is None:
-        return []
-    if isinstance(measures, str):
-        return [measures]
-    return list(measures)
-
-
 def analyse(
     stats: Mapping[str, Stats],
-    eps: Sequence[float] = DEFAULT_EPS,
-    measures: Sequence[str] = ("cka",),
-    dead: str = "drop",
-    tol: Optional[float] = None,
-    simple: Optional[float] = None,
+    options: Optional[Options] = None,
+    *,
     names_b: Optional[Mapping[str, str]] = None,
     shapes: Optional[Mapping[str, Tuple[Sequence[int], Sequence[int]]]] = None,
     label_a: str = "a",
     label_b: str = "b",
     layout: str = "nchw",
-    curves: bool = False,
-    center: bool = False,
-    null: Optional[str] = None,
-    null_draws: int = 10,
-    seed: int = 0,
-    bootstrap: Optional[int] = None,
     chunks: Optional[Mapping[str, Sequence[Stats]]] = None,
+    baseline: Optional[Mapping[str, Stats]] = None,
+    baseline_chunks: Optional[Mapping[str, Sequence[Stats]]] = None,
+    extras: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    front: str = "python",
+    **kwargs: Any,
 ) -> Result:
-    """Analyses finished statistics, one per layer pair, into a :class:`Result`.
+    """Analyses finished statistics, one per layer pair, into a :class:`Result`: the one analysis
+    step behind every front (numpy, Dask, PyTorch), calling the engine's one analysis of a layer
+    pair.
 
     Args:
         stats: layer name -> :class:`Stats`, in the order the result lists them.
-        eps: the ε values, each in [0, 1].
-        measures: basis-invariant measures to add (``cka``, ``cca``, ``svcca``, ``pwcca``,
-            ``procrustes``; ``match`` is always computed).
-        dead: ``"drop"`` (dead neurons stay out of matches but count in mms) or ``"match"``.
-        tol: sine tolerance (default 1e-6): sines at or below it count as 0.
-        simple: also the simple matches of every layer at this ε.
+        options: what to compute (a :class:`spanmatch.Options`, a dict of its fields, or None
+            for the defaults); keyword arguments named after its fields override it
+            (``eps=(0.25,)``, ``null="rotate"``, ...).
         names_b: net B's layer name per layer, where it differs.
         shapes: per layer, the array shapes of A and B (for the record).
-        label_a, label_b: what the result calls the two sides (``file_a``/``file_b``).
-        layout: recorded in the result.
-        curves: also sample every ε-profile on a 0.01 grid (``Result.curves``).
-        center: also the match of the mean-centred activations (``LayerResult.centered``).
-        null: ``"rotate"`` adds the neuron-basis null (``LayerResult.null``): net B's layer
-            rotated by ``null_draws`` Haar-random orthogonal matrices seeded by ``seed``.
-        null_draws: number of rotations.
-        seed: seed of the rotations and of the bootstrap (the same on every machine).
-        bootstrap: resamples of the bootstrap over chunks of inputs (``LayerResult.intervals``:
-            95% percentile intervals of mms at each ε and of linear CKA); needs ``chunks``.
+        label_a, label_b: what the result calls the two sides.
+        layout: recorded in the result's settings.
         chunks: layer name -> the statistics of consecutive chunks of the inputs (their sum is
-            the layer's statistics).
+            the layer's statistics; the analysis then uses their sum); needed by ``bootstrap``.
+        baseline: layer name -> the statistics of the untrained baseline pair (the same layers
+            of the nets before training, on the same inputs): every layer then carries
+            ``untrained`` and, with the rotation null, a verdict. All layers or none.
+        baseline_chunks: layer name -> the baseline pair's per-chunk statistics (its bootstrap
+            intervals).
+        extras: layer name -> fields added to its record as they are (e.g. ``{"top_inputs":
+            {...}}``, docs/results-schema.md); checked against the schema.
+        front: which front the result is written as (``"python"``, ``"torch"``, ``"dask"``).
+        **kwargs: fields of :class:`spanmatch.Options`.
+
+    Raises:
+        TypeError: an unknown keyword argument (the message lists the valid ones), a value that
+            is not :class:`Stats`.
+        ValueError: invalid options (the message names the option), a baseline of other
+            neurons or rows than its layer.
     """
+    opts = options_from(
+        options,
+        kwargs,
+        "analyse",
+        extra=(
+            "names_b",
+            "shapes",
+            "label_a",
+            "label_b",
+            "layout",
+            "chunks",
+            "baseline",
+            "baseline_chunks",
+            "extras",
+            "front",
+        ),
+    )
     names = list(stats)
-    if bootstrap is not None and not chunks:
+    if opts.bootstrap is not None and not chunks:
         raise ValueError("bootstrap: give the per-chunk statistics of every layer in chunks=")
-    chunk_lists: List[List[Any]] = []
-    if chunks:
-        for n in names:
-            if n not in chunks:
-                raise ValueError(f"chunks: no chunk statistics for layer '{n}'")
-            chunk_lists.append([c._native for c in chunks[n]])
-    for n, s in stats.items():
+
+    def per_layer(what: str, given: Optional[Mapping[str, Any]]) -> List[Any]:
+        if not given:
+            return []
+        missing = [n for n in names if n not in given]
+        if missing:
+            raise ValueError(f"{what}: no entry for layer '{missing[0]}'; give one per layer or none")
+        unknown = [n for n in given if n not in stats]
+        if unknown:
+            raise ValueError(f"{what}: no layer named '{unknown[0]}'; layers: {', '.join(names)}")
+        return [given[n] for n in names]
+
+    for n, s in list(stats.items()) + [(f"baseline {k}", v) for k, v in (baseline or {}).items()]:
         if not isinstance(s, Stats):
             raise TypeError(f"stats['{n}']: expected spanmatch.Stats, got {type(s).__name__}")
     names_b = names_b or {}
     shapes = shapes or {}
-    report, tables, warns, curve_list = _native.analyse(
+    report, tables, warns = _native.analyse(
         [stats[n]._native for n in names],
         names,
         [names_b.get(n) if names_b.get(n) != n else None for n in names],
         [[int(v) for v in shapes[n][0]] if n in shapes else [] for n in names],
         [[int(v) for v in shapes[n][1]] if n in shapes else [] for n in names],
-        _eps_list(eps),
-        _measure_list(measures),
-        dead,
-        tol,
-        simple,
-        0,
-        int(seed),
+        json.dumps(opts.to_dict()),
+        front,
         label_a,
         label_b,
         layout,
-        curves,
-        center,
-        null,
-        int(null_draws),
-        bootstrap,
-        chunk_lists,
+        [[c._native for c in cs] for cs in per_layer("chunks", chunks)],
+        [b._native for b in per_layer("baseline", baseline)],
+        [[c._native for c in cs] for cs in per_layer("baseline_chunks", baseline_chunks)],
+        None if not extras else json.dumps(extras, default=_json_default),
     )
-    return Result(json.loads(report), tables, _emit(warns), curve_list if curves else None)
+    return Result(json.loads(report), tables, _emit(warns))
+
+
+def _json_default(x: Any) -> Any:
+    """numpy values in ``extras`` as plain JSON."""
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(f"extras: {type(x).__name__} is not JSON serialisable")
 
 
 def _chunk_bounds(n: int, k: int) -> List[int]:
@@ -477,20 +465,12 @@ def _is_path(x: Any) -> bool:
 def compare(
     a: Union[ArrayLike, Mapping[str, ArrayLike], PathLike],
     b: Union[ArrayLike, Mapping[str, ArrayLike], PathLike],
-    eps: Sequence[float] = DEFAULT_EPS,
-    measures: Sequence[str] = ("cka",),
-    dead: str = "drop",
+    options: Optional[Options] = None,
+    *,
     layout: str = "nchw",
     layers: Optional[Sequence[str]] = None,
-    tol: Optional[float] = None,
-    simple: Optional[float] = None,
-    curves: bool = False,
-    center: bool = False,
-    null: Optional[str] = None,
-    null_draws: int = 10,
-    seed: int = 0,
-    bootstrap: Optional[int] = None,
-    chunks: int = 20,
+    baseline: Optional[Tuple[Any, Any]] = None,
+    **kwargs: Any,
 ) -> Result:
     """To what extent do two nets learn the same representation? Maximum span matches per layer.
 
@@ -506,101 +486,127 @@ def compare(
             ``__dlpack__``; float16/bfloat16/float32/float64; C or Fortran order, read in place),
             a dict layer name -> array, or the path of a .npy/.npz/.safetensors file.
         b: net B's activations on the same inputs in the same order, in the same form.
-        eps: the ε values, each in [0, 1] (sine of the largest angle allowed between a neuron's
-            vector and the other net's span).
-        measures: basis-invariant measures from the same statistics (``cka``, ``cca``,
-            ``svcca``, ``pwcca``, ``procrustes``).
-        dead: dead (all-zero) neurons: ``"drop"`` leaves them out of matches, counting them in
-            mms's denominator (the reference code); ``"match"`` puts them in every match.
+        options: what to compute: a :class:`spanmatch.Options` (or a dict of its fields); None:
+            the defaults (ε = 0.15, 0.2, 0.25, 0.3, 0.5; linear CKA; the centred match beside
+            the uncentred one).
         layout: ``"nchw"`` (channels first) or ``"nhwc"`` (channels last) for rank ≥ 3 arrays.
         layers: the layers to compare (dicts and files); default: every layer of ``a`` also in
             ``b``, in ``a``'s order.
-        tol: sine tolerance (default 1e-6).
-        simple: also the simple matches of every layer at this ε.
-        curves: also sample every ε-profile on a 0.01 grid (``Result.curves``).
-        center: also the match of the mean-centred activations, beside the paper's uncentred
-            one (``LayerResult.centered``): uncentred asks whether a neuron's whole vector, its
-            mean included, lies in the other span; centred ignores a shared constant offset, the
-            question CKA and CCA ask.
-        null: ``"rotate"``: the neuron-basis null (``LayerResult.null``): mms against net B's
-            layer rotated by random orthogonal matrices, which keeps the span and destroys the
-            neuron basis; mms minus the null is the part of the match carried by the neurons.
-        null_draws: number of rotations of the null.
-        seed: seed of the rotations and of the bootstrap.
-        bootstrap: resamples of a bootstrap over ``chunks`` chunks of consecutive inputs
-            (``LayerResult.intervals``: 95% intervals of mms at each ε and of linear CKA). The
-            chunks' statistics are kept apart in the same pass: memory
-            chunks x (n1+n2)² x 8 bytes per layer.
-        chunks: chunks of inputs for ``bootstrap`` (the rows of one input stay together).
+        baseline: the untrained baseline, ``(a0, b0)``: the activations of the same two nets
+            before training (or any reference pair) on the same inputs, in the form of ``a`` and
+            ``b`` (arrays, dicts of arrays, or two file paths). Every layer then carries
+            ``untrained`` (its mms at every ε, CKA, centred mms, intervals with ``bootstrap``,
+            trained minus untrained) and, with ``null="rotate"``, a ``verdict``.
+        **kwargs: fields of :class:`spanmatch.Options`, overriding ``options``: ``eps``,
+            ``measures``, ``dead``, ``tol``, ``center``, ``null`` / ``null_draws``,
+            ``bootstrap`` / ``chunks``, ``simple`` / ``orders``, ``seed``, ``curve``, ... (see
+            :class:`spanmatch.Options` for each). ``curves`` is accepted for ``curve``.
 
     Returns:
-        A :class:`Result`; ``result.to_dict()`` has the schema of ``spanmatch compare --json``.
+        A :class:`Result`; ``result.to_dict()`` is the one results schema (that of ``spanmatch
+        compare --json``; docs/results-schema.md).
 
     Raises:
         FileNotFoundError: a path that does not exist.
-        TypeError: an unsupported element type or argument type.
+        TypeError: an unsupported element type or argument type, an unknown keyword argument
+            (the message lists the valid ones).
         ValueError: NaN/Inf (with its position), mismatched rows, wrong rank, ε outside [0, 1],
             unknown layers or measures.
     """
-    eps_l = _eps_list(eps)
-    meas = _measure_list(measures)
+    opts = options_from(options, kwargs, "compare", extra=("layout", "layers", "baseline"))
     if _is_path(a) or _is_path(b):
         if not (_is_path(a) and _is_path(b)):
             raise TypeError("compare: give two file paths, or two arrays / dicts of arrays, not a mix")
-        report, tables, warns, curve_list = _native.compare_files(
+        base = None
+        if baseline is not None:
+            if len(baseline) != 2 or not all(_is_path(x) for x in baseline):
+                raise TypeError("baseline: with file paths for a and b, give two file paths (a0, b0)")
+            base = (os.fspath(baseline[0]), os.fspath(baseline[1]))
+        report, tables, warns = _native.compare_files(
             os.fspath(a),
             os.fspath(b),
-            eps_l,
-            meas,
-            dead,
-            tol,
+            json.dumps(opts.to_dict()),
             layout,
             list(layers or []),
-            simple,
-            0,
-            int(seed),
             None,
             None,
             16,
             False,
-            curves,
-            center,
-            null,
-            int(null_draws),
-            bootstrap,
-            int(chunks),
+            base,
         )
-        return Result(json.loads(report), tables, _emit(warns), curve_list if curves else None)
+        return Result(json.loads(report), tables, _emit(warns))
 
+    names = _layer_names(a, b, layers)
+    stats, chunk_stats, shapes = _accumulate(a, b, names, layout, opts, "")
+    base_stats: Optional[Dict[str, Stats]] = None
+    base_chunks: Optional[Dict[str, List[Stats]]] = None
+    if baseline is not None:
+        if not (isinstance(baseline, (tuple, list)) and len(baseline) == 2):
+            raise TypeError("baseline: give the untrained nets' activations as a pair (a0, b0)")
+        a0, b0 = baseline
+        if isinstance(a0, Mapping) != isinstance(a, Mapping) or isinstance(b0, Mapping) != isinstance(b, Mapping):
+            raise TypeError("baseline: (a0, b0) must have the form of a and b (arrays, or dicts of arrays)")
+        if isinstance(a0, Mapping):
+            for n in names:
+                for side, d in (("a0", a0), ("b0", b0)):
+                    if n not in d:
+                        raise ValueError(f"baseline: layer '{n}' is not in {side} (the untrained net's activations)")
+        base_stats, bc, base_shapes = _accumulate(a0, b0, names, layout, opts, "baseline: ")
+        base_chunks = bc or None
+        for n in names:
+            if tuple(base_shapes[n][0]) != tuple(shapes[n][0]) or tuple(base_shapes[n][1]) != tuple(shapes[n][1]):
+                raise ValueError(
+                    f"baseline: layer '{n}' has shapes {tuple(base_shapes[n][0])} and {tuple(base_shapes[n][1])} "
+                    f"in (a0, b0) but {tuple(shapes[n][0])} and {tuple(shapes[n][1])} in (a, b); the baseline "
+                    "must be the same layers on the same inputs"
+                )
+    return analyse(
+        stats,
+        opts,
+        shapes=shapes,
+        layout=layout,
+        chunks=chunk_stats or None,
+        baseline=base_stats,
+        baseline_chunks=base_chunks,
+    )
+
+
+def _layer_names(a: Any, b: Any, layers: Optional[Sequence[str]]) -> List[str]:
+    """The layers to compare of two arrays (``["layer"]``) or two dicts of arrays."""
     if isinstance(a, Mapping) != isinstance(b, Mapping):
         raise TypeError("compare: a and b must both be arrays or both be dicts of layer name -> array")
-    if isinstance(a, Mapping):
-        assert isinstance(b, Mapping)
-        if layers is not None:
-            names = list(layers)
-            for n in names:
-                if n not in a and n not in b:
-                    raise ValueError(f"layer '{n}' is in neither a nor b")
-                if n not in a:
-                    raise ValueError(f"layer '{n}' is in b but not in a")
-                if n not in b:
-                    raise ValueError(f"layer '{n}' is in a but not in b")
-        else:
-            names = [n for n in a if n in b]
-            if not names:
-                raise ValueError(
-                    f"no layer to compare: a has {sorted(a)} and b has {sorted(b)}, none in common"
-                )
-        pairs = {n: (a[n], b[n]) for n in names}
-    else:
-        pairs = {"layer": (a, b)}
+    if not isinstance(a, Mapping):
+        return ["layer"]
+    assert isinstance(b, Mapping)
+    if layers is not None:
+        names = list(layers)
+        for n in names:
+            if n not in a and n not in b:
+                raise ValueError(f"layer '{n}' is in neither a nor b")
+            if n not in a:
+                raise ValueError(f"layer '{n}' is in b but not in a")
+            if n not in b:
+                raise ValueError(f"layer '{n}' is in a but not in b")
+        return names
+    names = [n for n in a if n in b]
+    if not names:
+        raise ValueError(f"no layer to compare: a has {sorted(a)} and b has {sorted(b)}, none in common")
+    return names
 
+
+def _accumulate(
+    a: Any, b: Any, names: List[str], layout: str, opts: Options, what: str
+) -> Tuple[Dict[str, Stats], Dict[str, List[Stats]], Dict[str, Tuple[Sequence[int], Sequence[int]]]]:
+    """The statistics of every layer pair of two arrays / dicts of arrays (per chunk of inputs
+    too, with a bootstrap), and the shapes; ``what`` prefixes error messages."""
     stats: Dict[str, Stats] = {}
     chunk_stats: Dict[str, List[Stats]] = {}
     shapes: Dict[str, Tuple[Sequence[int], Sequence[int]]] = {}
-    if bootstrap is not None and int(chunks) < 1:
+    bootstrap, chunks = opts.bootstrap, int(opts.chunks)
+    if bootstrap is not None and chunks < 1:
         raise ValueError(f"chunks must be at least 1, got {chunks}")
-    for name, (xa, xb) in pairs.items():
+    for name in names:
+        xa, xb = (a[name], b[name]) if isinstance(a, Mapping) else (a, b)
         va, vb = as_activations(xa, "a")[0], as_activations(xb, "b")[0]
         acc = Accumulator(layout)
         try:
@@ -608,11 +614,11 @@ def compare(
                 acc.update(xa, xb)
             else:
                 n = len(va)
-                if int(chunks) > n:
+                if chunks > n:
                     raise ValueError(f"{chunks} chunks for the bootstrap, but only {n} inputs; use at most {n} chunks")
                 if len(vb) != n:
                     raise ValueError(f"a has {n} inputs but b has {len(vb)}")
-                bounds = _chunk_bounds(n, int(chunks))
+                bounds = _chunk_bounds(n, chunks)
                 parts = []
                 for lo, hi in zip(bounds, bounds[1:]):
                     part = Accumulator(layout).update(xa[lo:hi], xb[lo:hi])
@@ -620,23 +626,7 @@ def compare(
                     acc.merge(part)
                 chunk_stats[name] = parts
         except (ValueError, TypeError) as e:
-            raise type(e)(f"layer '{name}': {e}") from None
+            raise type(e)(f"{what}layer '{name}': {e}") from None
         stats[name] = acc.finish()
         shapes[name] = (np.shape(va), np.shape(vb))
-    return analyse(
-        stats,
-        eps=eps_l,
-        measures=meas,
-        dead=dead,
-        tol=tol,
-        simple=simple,
-        shapes=shapes,
-        layout=layout,
-        curves=curves,
-        center=center,
-        null=null,
-        null_draws=null_draws,
-        seed=seed,
-        bootstrap=bootstrap,
-        chunks=chunk_stats or None,
-    )
+    return stats, chunk_stats, shapes

@@ -101,6 +101,26 @@ class CrossResult:
             **({} if self.view is None else {"view": [[None if v is None else str(v) for v in row] for row in self.view]}),
         }
 
+    @classmethod
+    def from_dict(cls, d: Dict[str, Any]) -> "CrossResult":
+        """The inverse of :meth:`to_dict` (None read back as NaN)."""
+
+        def arr(v: Any) -> np.ndarray:
+            return np.array(v, dtype=np.float64)  # None -> nan
+
+        return cls(
+            layers_a=list(d["layers_a"]),
+            layers_b=list(d["layers_b"]),
+            eps=tuple(float(e) for e in d["eps"]),
+            mms=arr(d["mms"]),
+            cka=arr(d["cka_linear"]),
+            cka_debiased=arr(d["cka_linear_debiased"]),
+            max_epsilon=arr(d["max_epsilon"]),
+            rows=np.asarray(d["rows"], dtype=np.int64),
+            label_a=str(d.get("label_a", "a")),
+            label_b=str(d.get("label_b", "b")),
+        )
+
     def __repr__(self) -> str:
         return (
             f"CrossResult({self.label_a} {len(self.layers_a)} layers x {self.label_b} "

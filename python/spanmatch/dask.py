@@ -16,11 +16,12 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import numpy as np
 
-from ._api import DEFAULT_EPS, Accumulator, Stats, analyse, flat_length
+from ._api import Accumulator, Stats, analyse, flat_length
+from ._options import Options, options_from
 from ._result import Result
 
 __all__ = ["compare", "stats"]
@@ -76,29 +77,26 @@ def stats(xa: Any, xb: Any, layout: str = "nchw", split_every: int = 8) -> Stats
 def compare(
     xa: Any,
     xb: Any,
-    eps: Sequence[float] = DEFAULT_EPS,
-    measures: Sequence[str] = ("cka",),
-    dead: str = "drop",
+    options: Optional[Options] = None,
+    *,
     layout: str = "nchw",
-    tol: Optional[float] = None,
     split_every: int = 8,
     name: str = "layer",
-    simple: Optional[float] = None,
+    **kwargs: Any,
 ) -> Result:
     """Compares two dask arrays chunked along the rows (same inputs in the same order).
 
     One accumulator per chunk on the workers, a tree reduction of the flat statistics
-    (``split_every`` at a time), one analysis on the client. Same arguments and result as
-    :func:`spanmatch.compare`.
+    (``split_every`` at a time), one analysis on the client. ``options`` and the keyword
+    arguments are those of :func:`spanmatch.compare` (a :class:`spanmatch.Options` and/or its
+    fields). ``bootstrap`` is not available here (it needs per-chunk statistics of consecutive
+    inputs; use :func:`spanmatch.compare` or :func:`spanmatch.analyse` with ``chunks=``).
     """
+    opts = options_from(options, kwargs, "spanmatch.dask.compare", extra=("layout", "split_every", "name"))
+    if opts.bootstrap is not None:
+        raise ValueError(
+            "spanmatch.dask.compare: bootstrap needs per-chunk statistics of consecutive inputs; "
+            "compute them with spanmatch.dask.stats on slices and pass them to spanmatch.analyse(chunks=...)"
+        )
     st = stats(xa, xb, layout=layout, split_every=split_every)
-    return analyse(
-        {name: st},
-        eps=eps,
-        measures=measures,
-        dead=dead,
-        tol=tol,
-        simple=simple,
-        shapes={name: (xa.shape, xb.shape)},
-        layout=layout,
-    )
+    return analyse({name: st}, opts, shapes={name: (xa.shape, xb.shape)}, layout=layout, front="dask")

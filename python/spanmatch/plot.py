@@ -56,13 +56,19 @@ def plot_layers(
     title: Optional[str] = None,
     path: Optional[Union[str, "os.PathLike[str]"]] = None,
     dpi: int = 150,
+    centered: bool = True,
+    untrained: bool = True,
 ) -> Any:
-    """mms by layer: one line per ε (markers), linear CKA dashed when it was computed.
+    """mms by layer: one line per ε (markers); at the main ε the centred match (dash-dot
+    purple diamonds) and the untrained baseline (dotted grey) as their own series when they were
+    computed; linear CKA dashed black.
 
     Args:
         result: a :class:`spanmatch.Result`.
         eps: the ε values to draw (default: all of the result's).
         cka: also draw linear CKA (when the result has it).
+        centered: also draw the centred match at the main ε (when computed).
+        untrained: also draw the untrained baseline at the main ε (when given).
         ax: draw into this Axes (default: a new figure).
         title: the figure title (default: "A vs B").
         path: also save the figure there (PNG, PDF, SVG, ...).
@@ -88,6 +94,15 @@ def plot_layers(
         y = [l.matches[k].mms for l in result.layers]
         color = cmap(n / max(1, len(chosen) - 1) * 0.9)
         ax.plot(x, y, marker="o", ms=4, lw=1.5, color=color, label=f"mms, ε = {e:g}")
+    main = _main_eps(result, all_eps)
+    if centered and main is not None and any(l.centered is not None for l in result.layers):
+        k = all_eps.index(main)
+        y = [np.nan if l.centered is None else l.centered[k].mms for l in result.layers]
+        ax.plot(x, y, ls="-.", marker="D", ms=4, lw=1.5, color="#762a83", label=f"centred mms, ε = {main:g}")
+    if untrained and main is not None and any(l.untrained is not None for l in result.layers):
+        k = all_eps.index(main)
+        y = [np.nan if l.untrained is None else float(l.untrained["mms"][k]) for l in result.layers]
+        ax.plot(x, y, ls=":", marker="o", mfc="none", ms=4, lw=1.5, color="0.45", label=f"untrained, ε = {main:g}")
     if cka:
         vals = [l.measures.get("cka_linear") for l in result.layers]
         if any(v is not None for v in vals):
@@ -100,8 +115,8 @@ def plot_layers(
     ax.set_ylabel("similarity")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize="small", loc="best")
-    file_a = result.to_dict().get("file_a")
-    file_b = result.to_dict().get("file_b")
+    d = result.to_dict()
+    file_a, file_b = d.get("label_a"), d.get("label_b")
     if title is None and file_a and file_b:
         title = f"{file_a} vs {file_b}"
     if title:
@@ -109,6 +124,16 @@ def plot_layers(
     fig.tight_layout()
     _save(fig, path, dpi)
     return fig
+
+
+def _main_eps(result: Any, all_eps: Sequence[float]) -> Optional[float]:
+    """The main ε of the result's options (0.5 when among the ε values, else the largest)."""
+    if not all_eps:
+        return None
+    main = result.to_dict().get("options", {}).get("main_eps")
+    if main is not None and main in all_eps:
+        return float(main)
+    return 0.5 if 0.5 in all_eps else float(max(all_eps))
 
 
 def plot_cross(

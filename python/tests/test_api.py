@@ -43,8 +43,11 @@ def test_three_lines_and_result_api(tmp_path: Path) -> None:
     text = repr(result)
     assert "mms@0.25" in text and "layer" in text and "CKA" in text
     d = result.to_dict()
-    assert set(d) >= {"spanmatch_version", "eps", "layers", "dead_policy", "layout", "measures"}
-    rec = d["layers"][0]
+    assert set(d) >= {"schema", "schema_version", "spanmatch_version", "eps", "options", "settings", "comparisons"}
+    assert (d["schema"], d["schema_version"], d["front"]) == ("spanmatch-results", 3, "python")
+    assert d["options"]["dead"] == "drop" and d["settings"]["layout"] == "nchw"
+    assert d["options"]["measures"] == ["cka"]
+    rec = records(d)[0]
     assert set(rec) >= {"name", "rows", "dead_a", "dead_b", "thresholds_a", "thresholds_b", "max_epsilon", "matches", "measures"}
     assert set(rec["matches"][0]) == {"eps", "a", "b", "mms"}
     out = tmp_path / "r.json"
@@ -99,10 +102,15 @@ def test_cli_and_python_give_identical_json(tmp_path: Path, spanmatch_cli: Path)
         _assert_same_report(cli, py)
 
 
+def records(d: dict) -> list:
+    """The layer records of the primary comparison of a results dict (schema version 3)."""
+    return next(c for c in d["comparisons"] if c["kind"] == "pair")["layers"]
+
+
 def _assert_same_report(x: dict, y: dict) -> None:
-    assert [l["name"] for l in x["layers"]] == [l["name"] for l in y["layers"]]
+    assert [l["name"] for l in records(x)] == [l["name"] for l in records(y)]
     assert x["eps"] == y["eps"]
-    for lx, ly in zip(x["layers"], y["layers"]):
+    for lx, ly in zip(records(x), records(y)):
         for key in ("neurons_a", "neurons_b", "rows", "dead_a", "dead_b"):
             assert lx[key] == ly[key], key
         for mx, my in zip(lx["matches"], ly["matches"]):
@@ -409,7 +417,7 @@ def test_center_removes_a_shared_constant_component() -> None:
 
 
 def _centred_thresholds(r: spanmatch.Result) -> np.ndarray:
-    rec = r.to_dict()["layers"][0]["centered"]
+    rec = records(r.to_dict())[0]["centered"]
     return np.asarray([np.nan if t is None else t for t in rec["thresholds_a"]])
 
 
@@ -466,7 +474,7 @@ def test_bootstrap_intervals_files_and_arrays_agree(tmp_path: Path, spanmatch_cl
          "--chunks", "7", "--seed", "5", "--json", str(out)],
         check=True, capture_output=True,
     )
-    cli = json.loads(out.read_text())["layers"][0]["intervals"]
+    cli = records(json.loads(out.read_text()))[0]["intervals"]
     ia, iff = arr["conv"].intervals, fil["conv"].intervals
     assert ia["chunks"] == 7 and ia["resamples"] == 50 and ia["level"] == 0.95
     for x, y, z in zip(ia["mms"], iff["mms"], cli["mms"]):

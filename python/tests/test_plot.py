@@ -76,10 +76,13 @@ def test_layers_figure(result, tmp_path):
     fig = result.plot(path=path)
     (ax,) = fig.axes
     labels = [l.get_label() for l in ax.get_lines()]
-    assert labels == ["mms, ε = 0.1", "mms, ε = 0.3", "mms, ε = 0.5", "linear CKA"]
+    # The centred match (on by default) is its own series at the main ε (0.5).
+    assert labels == ["mms, ε = 0.1", "mms, ε = 0.3", "mms, ε = 0.5", "centred mms, ε = 0.5", "linear CKA"]
     assert ax.get_lines()[-1].get_linestyle() == "--"
+    assert ax.get_lines()[3].get_linestyle() == "-."
     np.testing.assert_allclose(ax.get_lines()[1].get_ydata(), [l.mms[1] for l in result.layers])
-    np.testing.assert_allclose(ax.get_lines()[3].get_ydata(), [l.cka for l in result.layers])
+    np.testing.assert_allclose(ax.get_lines()[3].get_ydata(), [l.centered[2].mms for l in result.layers])
+    np.testing.assert_allclose(ax.get_lines()[4].get_ydata(), [l.cka for l in result.layers])
     assert [t.get_text() for t in ax.get_xticklabels()] == ["conv1", "conv2", "fc"]
     assert path.stat().st_size > 10_000
 

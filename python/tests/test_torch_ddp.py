@@ -116,8 +116,8 @@ def ranks(tmp_path_factory):
 
 
 def assert_close(d1, d2, tol=1e-9):
-    assert [l["name"] for l in d1["layers"]] == [l["name"] for l in d2["layers"]]
-    for l1, l2 in zip(d1["layers"], d2["layers"]):
+    assert [l["name"] for l in d1["comparisons"][0]["layers"]] == [l["name"] for l in d2["comparisons"][0]["layers"]]
+    for l1, l2 in zip(d1["comparisons"][0]["layers"], d2["comparisons"][0]["layers"]):
         assert l1["rows"] == l2["rows"]
         assert l1["shape_a"] == l2["shape_a"]
         for k in ("thresholds_a", "thresholds_b"):
@@ -141,8 +141,8 @@ def test_ddp_equals_single_process(scenario, ranks):
     single = r.to_dict()
     single["passes"] = r.memory.passes
     assert d0 == d1  # every rank returns the same result
-    assert d0["layers"][0]["rows"] == sum(SIZES) * 64
-    assert d0["layers"][0]["shape_a"] == [sum(SIZES), 6, 8, 8]
+    assert d0["comparisons"][0]["layers"][0]["rows"] == sum(SIZES) * 64
+    assert d0["comparisons"][0]["layers"][0]["shape_a"] == [sum(SIZES), 6, 8, 8]
     assert_close(d0, single)
     assert d0["passes"] == single["passes"]
     if "max_memory" in kw:

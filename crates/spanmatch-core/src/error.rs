@@ -61,6 +61,16 @@ pub enum CoreError {
         /// Allowed range, in words.
         range: &'static str,
     },
+    /// An option of the measures outside its documented range.
+    #[error("measure option {name} = {value} is outside {range}")]
+    MeasureOption {
+        /// Name of the option.
+        name: &'static str,
+        /// Value given.
+        value: f64,
+        /// Allowed range, in words.
+        range: &'static str,
+    },
     /// A neuron index outside the layer.
     #[error("neuron index {index} is out of range for side {side} with {len} neurons")]
     NeuronIndex {

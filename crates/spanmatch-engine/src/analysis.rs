@@ -1,126 +1,104 @@
-//! Everything `reproduce` reports about one layer pair (the [`LayerResult`] of results.json),
-//! computed from its statistics alone.
+//! The one analysis of a layer pair, shared by every front (`compare`, the Python bindings,
+//! `reproduce`): statistics in (the pair's, per chunk of inputs for the bootstrap, and those of
+//! the untrained baseline pair), [`Options`] in, one [`LayerRecord`] out.
 
+use crate::options::{NullKind, Options};
+use crate::progress::Progress;
 use crate::results::{
-    Bounds, LayerControls, LayerIntervals, LayerResult, NullEps, RotationNullSummary,
-    SimpleMatchIndices, SimpleSummary,
+    Bounds, CenteredRecord, Comparison, ComparisonKind, IntervalsRecord, LayerMeasures,
+    LayerRecord, MatchRecord, NullEps, NullRecord, SimpleMatchRecord, SimpleRecord,
+    UntrainedRecord,
 };
-use anyhow::{Context, Result};
+use crate::verdict::verdict;
+use anyhow::{bail, Context, Result};
 use spanmatch_core::controls::{self, ChunkedStats};
 use spanmatch_core::measures::{self, Measure};
-use spanmatch_core::simple::{simple_matches, SimpleOptions};
-use spanmatch_core::{JointStats, MatchOptions, MatchProblem, Peeler};
-use std::collections::BTreeMap;
+use spanmatch_core::simple::simple_matches;
+use spanmatch_core::{JointStats, MatchProblem, Peeler, Profile};
 use std::ops::ControlFlow;
 
-use crate::compare::PROFILE_GRID_STEP;
+/// Step of the ε grid on which the ε-profile curve is sampled (reports and figures).
+pub const PROFILE_GRID_STEP: f64 = 0.01;
 
-/// What to compute beyond the maximum match.
+/// Names and shapes of a layer pair, for its record.
 #[derive(Debug, Clone, Default)]
-pub struct AnalysisOptions {
-    /// Match options (tolerances, dead policy).
-    pub matching: MatchOptions,
-    /// Baseline measures.
-    pub measures: Vec<Measure>,
-    /// Simple matches at this ε, if any.
-    pub simple_eps: Option<f64>,
+pub struct LayerLabel {
+    /// Layer name (net A's).
+    pub name: String,
+    /// Net B's layer name when it differs.
+    pub name_b: Option<String>,
+    /// Array shape of A as stored (empty when unknown).
+    pub shape_a: Vec<u64>,
+    /// Array shape of B.
+    pub shape_b: Vec<u64>,
 }
 
-/// Analyses one layer pair: ε-profile, mms at every ε, profile curve, dead neurons, each
-/// neuron's threshold ε*(v), measures and optionally the simple matches (sizes and indices).
-pub fn analyse(
-    layer: &str,
-    stats: &JointStats,
-    eps: &[f64],
-    opts: &AnalysisOptions,
-) -> Result<LayerResult> {
-    analyse_with_progress(layer, stats, eps, opts, &mut |_, _| {})
+impl LayerLabel {
+    /// A label with a name only.
+    pub fn named(name: &str) -> LayerLabel {
+        LayerLabel {
+            name: name.to_string(),
+            ..LayerLabel::default()
+        }
+    }
 }
 
-/// [`analyse`], reporting the simple-match search as `progress(neurons done, neurons total)`.
-pub fn analyse_with_progress(
-    layer: &str,
-    stats: &JointStats,
-    eps: &[f64],
-    opts: &AnalysisOptions,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<LayerResult> {
-    stats
-        .check_finite()
-        .with_context(|| format!("layer {layer}"))?;
-    let problem =
-        MatchProblem::new(stats, opts.matching).with_context(|| format!("layer {layer}"))?;
-    let profile = problem.profile();
-    let mms = eps
-        .iter()
-        .map(|&e| profile.mms(e))
-        .collect::<Result<Vec<_>, _>>()?;
+/// The statistics of the untrained baseline pair of a layer pair.
+#[derive(Debug, Clone)]
+pub struct BaselineInput {
+    /// Its statistics over all inputs.
+    pub stats: JointStats,
+    /// Its per-chunk statistics, for the bootstrap.
+    pub chunks: Option<ChunkedStats>,
+}
+
+/// Everything the analysis of one layer pair reads.
+#[derive(Debug, Clone)]
+pub struct PairInput {
+    /// Names and shapes.
+    pub label: LayerLabel,
+    /// The pair's statistics over all inputs (for a chunked pair: the merged chunks).
+    pub stats: JointStats,
+    /// Its per-chunk statistics (consecutive chunks of the inputs), for the bootstrap.
+    pub chunks: Option<ChunkedStats>,
+    /// The untrained baseline pair, when given.
+    pub baseline: Option<BaselineInput>,
+}
+
+impl PairInput {
+    /// The input of a pair known by its statistics alone.
+    pub fn new(label: LayerLabel, stats: JointStats) -> PairInput {
+        PairInput {
+            label,
+            stats,
+            chunks: None,
+            baseline: None,
+        }
+    }
+
+    /// The input of a pair known by its per-chunk statistics: their merge is the pair's.
+    pub fn chunked(label: LayerLabel, chunks: Vec<JointStats>) -> Result<PairInput> {
+        let name = label.name.clone();
+        let chunks =
+            ChunkedStats::new(chunks).map_err(|e| anyhow::anyhow!("layer '{name}': {e}"))?;
+        Ok(PairInput {
+            label,
+            stats: chunks.merged(),
+            chunks: Some(chunks),
+            baseline: None,
+        })
+    }
+}
+
+/// The ε-profile curve (fraction of neurons matched) on the [`PROFILE_GRID_STEP`] grid.
+pub fn profile_curve(profile: &Profile) -> Result<Vec<[f64; 2]>> {
     let steps = (1.0 / PROFILE_GRID_STEP).round() as usize;
-    let curve = (0..=steps)
+    (0..=steps)
         .map(|k| {
             let e = (k as f64 * PROFILE_GRID_STEP).min(1.0);
-            profile.mms(e).map(|m| [e, m])
+            Ok([e, profile.mms(e)?])
         })
-        .collect::<Result<Vec<_>, _>>()?;
-    let measures = if opts.measures.is_empty() {
-        None
-    } else {
-        let m = measures::compute(stats, &opts.measures)
-            .with_context(|| format!("layer {layer}: measures"))?;
-        Some(serde_json::to_value(m)?)
-    };
-    let simple = match opts.simple_eps {
-        None => None,
-        Some(e) => {
-            let r = simple_matches(
-                &problem,
-                &SimpleOptions {
-                    eps: e,
-                    orders: 0,
-                    seed: 0,
-                },
-                |done, total| {
-                    progress(done, total);
-                    ControlFlow::Continue(())
-                },
-            )?;
-            let mut hist: BTreeMap<usize, usize> = BTreeMap::new();
-            for m in &r.matches {
-                *hist.entry(m.size()).or_default() += 1;
-            }
-            Some(SimpleSummary {
-                eps: e,
-                count: r.matches.len(),
-                largest: r.matches.iter().map(|m| m.size()).max().unwrap_or(0),
-                size_histogram: hist.into_iter().collect(),
-                matches: r
-                    .matches
-                    .iter()
-                    .map(|m| SimpleMatchIndices {
-                        a: m.a.clone(),
-                        b: m.b.clone(),
-                        sine: match_sine(&problem, &m.a, &m.b),
-                    })
-                    .collect(),
-            })
-        }
-    };
-    Ok(LayerResult {
-        layer: layer.to_string(),
-        neurons_a: stats.n1,
-        neurons_b: stats.n2,
-        rows: stats.rows,
-        dead_a: problem.dead_a().to_vec(),
-        dead_b: problem.dead_b().to_vec(),
-        max_epsilon: profile.max_epsilon(),
-        thresholds_a: profile.thresholds_a().to_vec(),
-        thresholds_b: profile.thresholds_b().to_vec(),
-        mms,
-        profile: curve,
-        measures,
-        simple,
-        controls: LayerControls::default(),
-    })
+        .collect()
 }
 
 /// The largest sine between a live member of the match (`a`, `b`) and the span of the other
@@ -139,92 +117,329 @@ pub fn match_sine(problem: &MatchProblem, a: &[usize], b: &[usize]) -> Option<f6
     Some(Peeler::new(problem, &la, &lb).max_sine())
 }
 
-/// Which statistical controls [`analyse_controls`] computes.
-#[derive(Debug, Clone, Default)]
-pub struct ControlOptions {
-    /// Bootstrap over the chunks: `(resamples, seed)`; needs per-chunk statistics.
-    pub bootstrap: Option<(usize, u64)>,
-    /// Random rotations of the neuron-basis null (0: none).
-    pub null_draws: usize,
-    /// Seed of the rotations.
-    pub null_seed: u64,
-    /// Also the mms of the mean-centred activations.
-    pub center: bool,
-}
-
 fn bounds(i: &controls::Interval) -> Option<Bounds> {
     (i.lo.is_finite() && i.hi.is_finite()).then_some(Bounds { lo: i.lo, hi: i.hi })
 }
 
-/// The statistical controls of one layer pair, from its statistics (`stats`, all inputs) and,
-/// for the bootstrap, its per-chunk statistics (`chunked`, whose merge is `stats`):
-///
-/// * bootstrap percentile intervals (95 %) of mms at every ε and, when `opts.measures` has CKA,
-///   of linear CKA (a resample where CKA is undefined counts as missing);
-/// * the rotation null (`controls::rotation_null`) at every ε;
-/// * the mms of the centred activations (`controls::centered`) at every ε.
-pub fn analyse_controls(
-    layer: &str,
-    stats: &JointStats,
-    chunked: Option<&ChunkedStats>,
-    eps: &[f64],
-    opts: &AnalysisOptions,
-    c: &ControlOptions,
-) -> Result<LayerControls> {
-    let mut out = LayerControls::default();
-    if let (Some((resamples, seed)), Some(chunks)) = (c.bootstrap, chunked) {
-        let with_cka = opts.measures.contains(&Measure::Cka);
-        let matching = opts.matching;
-        let iv = chunks
-            .bootstrap(resamples, seed, |s| {
-                let mut v = controls::mms_at(s, eps, matching)?;
-                if with_cka {
-                    let cka = measures::compute(s, &[Measure::Cka])
-                        .ok()
-                        .and_then(|m| m.cka_linear)
-                        .unwrap_or(f64::NAN);
-                    v.push(cka);
-                }
-                Ok(v)
+/// Bootstrap intervals over the chunks: mms at every ε and, when the options' measures have
+/// CKA, linear CKA (a resample where CKA is undefined counts as missing).
+fn intervals(
+    chunks: &ChunkedStats,
+    resamples: usize,
+    options: &Options,
+) -> Result<IntervalsRecord> {
+    let with_cka = options.measures.contains(&Measure::Cka);
+    let matching = options.matching()?;
+    let eps = &options.eps;
+    let iv = chunks
+        .bootstrap(resamples, options.bootstrap_seed(), |s| {
+            let mut v = controls::mms_at(s, eps, matching)?;
+            if with_cka {
+                let cka = measures::compute(s, &[Measure::Cka])
+                    .ok()
+                    .and_then(|m| m.cka_linear)
+                    .unwrap_or(f64::NAN);
+                v.push(cka);
+            }
+            Ok(v)
+        })
+        .map_err(|e| anyhow::anyhow!("bootstrap: {e}"))?;
+    Ok(IntervalsRecord {
+        level: iv.level,
+        resamples: iv.resamples,
+        chunks: iv.chunks,
+        seed: iv.seed,
+        mms: iv.outputs[..eps.len()].iter().map(bounds).collect(),
+        cka_linear: if with_cka {
+            bounds(&iv.outputs[eps.len()])
+        } else {
+            None
+        },
+    })
+}
+
+/// Analyses one layer pair: ε-profile, maximum match at each ε, thresholds, dead neurons,
+/// measures, and what the options ask for: the centred match, the rotation null, bootstrap
+/// intervals (needs `input.chunks`), simple matches (with their sines), the profile curve, and
+/// with `input.baseline` the untrained pair's summary; then the verdict. The statistics are
+/// consumed (the problem takes the Gram matrix over, so only one copy is alive).
+pub fn analyse_pair(
+    input: PairInput,
+    options: &Options,
+    progress: &mut dyn Progress,
+) -> Result<LayerRecord> {
+    let PairInput {
+        label,
+        stats,
+        chunks,
+        baseline,
+    } = input;
+    let name = label.name.clone();
+    let record = analyse_stats(label, stats, chunks.as_ref(), options, progress)
+        .with_context(|| format!("layer '{name}'"))?;
+    let mut record = record;
+    if let Some(b) = baseline {
+        if (b.stats.n1, b.stats.n2, b.stats.rows)
+            != (record.neurons_a, record.neurons_b, record.rows)
+        {
+            bail!(
+                "layer '{name}': the untrained baseline pair has {} + {} neurons over {} rows, the \
+                 trained pair {} + {} over {}; the baseline must be the same layers on the same inputs",
+                b.stats.n1,
+                b.stats.n2,
+                b.stats.rows,
+                record.neurons_a,
+                record.neurons_b,
+                record.rows
+            );
+        }
+        let base = analyse_stats(
+            LayerLabel::named(&name),
+            b.stats,
+            b.chunks.as_ref(),
+            &options.for_baseline(),
+            progress,
+        )
+        .with_context(|| format!("layer '{name}': untrained baseline"))?;
+        attach_untrained(&mut record, &base);
+    }
+    update_verdict(&mut record, options);
+    Ok(record)
+}
+
+/// [`analyse_pair`] without the baseline and the verdict.
+fn analyse_stats(
+    label: LayerLabel,
+    joint: JointStats,
+    chunks: Option<&ChunkedStats>,
+    options: &Options,
+    progress: &mut dyn Progress,
+) -> Result<LayerRecord> {
+    joint.check_finite()?;
+    let matching = options.matching()?;
+    let measures = if options.measures.is_empty() {
+        None
+    } else {
+        Some(LayerMeasures {
+            channels: measures::compute(&joint, &options.measures).context("measures")?,
+            ..LayerMeasures::default()
+        })
+    };
+    let (n1, n2, rows) = (joint.n1, joint.n2, joint.rows);
+    let null = match options.null {
+        None => None,
+        Some(NullKind::Rotate) => {
+            let n = controls::rotation_null(
+                &joint,
+                options.null_draws,
+                options.null_seed(),
+                &options.eps,
+                matching,
+            )
+            .map_err(|e| anyhow::anyhow!("rotation null: {e}"))?;
+            Some(NullRecord {
+                draws: n.draws,
+                seed: n.seed,
+                per_eps: n
+                    .per_eps
+                    .into_iter()
+                    .map(|e| NullEps {
+                        eps: e.eps,
+                        observed: e.observed,
+                        mean: e.mean,
+                        min: e.min,
+                        max: e.max,
+                        p_value: e.p_value,
+                        values: e.values,
+                    })
+                    .collect(),
             })
-            .with_context(|| format!("layer {layer}: bootstrap"))?;
-        out.intervals = Some(LayerIntervals {
-            level: iv.level,
-            resamples: iv.resamples,
-            chunks: iv.chunks,
-            seed: iv.seed,
-            mms: iv.outputs[..eps.len()].iter().map(bounds).collect(),
-            cka_linear: if with_cka {
-                bounds(&iv.outputs[eps.len()])
-            } else {
-                None
-            },
-        });
-    }
-    if c.null_draws > 0 && !eps.is_empty() {
-        let null = controls::rotation_null(stats, c.null_draws, c.null_seed, eps, opts.matching)
-            .with_context(|| format!("layer {layer}: rotation null"))?;
-        out.rotation_null = Some(RotationNullSummary {
-            draws: null.draws,
-            seed: null.seed,
-            per_eps: null
-                .per_eps
+        }
+    };
+    let centered = if options.center {
+        let p = MatchProblem::from_stats(controls::centered(&joint), matching)
+            .context("centred")?
+            .profile();
+        Some(CenteredRecord {
+            thresholds_a: p.thresholds_a().to_vec(),
+            thresholds_b: p.thresholds_b().to_vec(),
+            max_epsilon: Some(p.max_epsilon()),
+            matches: options
+                .eps
                 .iter()
-                .map(|e| NullEps {
-                    eps: e.eps,
-                    mean: e.mean,
-                    min: e.min,
-                    max: e.max,
-                    p: e.p_value,
+                .map(|&e| p.max_match(e).map(MatchRecord::from))
+                .collect::<Result<Vec<_>, _>>()?,
+        })
+    } else {
+        None
+    };
+    let intervals = match (options.bootstrap, chunks) {
+        (Some(resamples), Some(c)) => Some(intervals(c, resamples, options)?),
+        (Some(_), None) => bail!("bootstrap: needs the statistics of chunks of the inputs"),
+        (None, _) => None,
+    };
+    let problem = MatchProblem::from_stats(joint, matching)?;
+    let profile = problem.profile();
+    let curve = if options.curve {
+        profile_curve(&profile)?
+    } else {
+        Vec::new()
+    };
+    let simple = match options.simple_options() {
+        None => None,
+        Some(s) => {
+            let r = simple_matches(&problem, &s, |done, total| {
+                if progress.simple(done, total) {
+                    ControlFlow::Continue(())
+                } else {
+                    ControlFlow::Break(())
+                }
+            })
+            .context("simple matches")?;
+            if !r.complete {
+                progress.warn(&format!(
+                    "layer '{}': simple matches interrupted, partial result",
+                    label.name
+                ));
+            }
+            let matches = r
+                .matches
+                .into_iter()
+                .map(|m| {
+                    let sine = match_sine(&problem, &m.a, &m.b);
+                    SimpleMatchRecord {
+                        a: m.a,
+                        b: m.b,
+                        count: m.count,
+                        sine,
+                    }
                 })
-                .collect(),
+                .collect();
+            Some(SimpleRecord::new(
+                s.eps,
+                r.exact_case,
+                r.complete,
+                r.orders,
+                s.seed,
+                matches,
+            ))
+        }
+    };
+    let matches = options
+        .eps
+        .iter()
+        .map(|&e| profile.max_match(e).map(MatchRecord::from))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(LayerRecord {
+        name: label.name,
+        name_b: label.name_b,
+        neurons_a: n1,
+        neurons_b: n2,
+        rows,
+        shape_a: label.shape_a,
+        shape_b: label.shape_b,
+        dead_a: problem.dead_a().to_vec(),
+        dead_b: problem.dead_b().to_vec(),
+        thresholds_a: profile.thresholds_a().to_vec(),
+        thresholds_b: profile.thresholds_b().to_vec(),
+        max_epsilon: profile.max_epsilon(),
+        matches,
+        profile: curve,
+        measures,
+        simple,
+        centered,
+        null,
+        intervals,
+        sampled: None,
+        untrained: None,
+        verdict: None,
+        verdict_missing: Vec::new(),
+        top_inputs: None,
+        extra: Default::default(),
+    })
+}
+
+/// Puts the summary of the untrained pair's record `base` (the same layer, analysed with the
+/// same ε values) into `record`: its mms, max ε, measures, centred mms, intervals, and the
+/// trained minus untrained mms at every ε.
+pub fn attach_untrained(record: &mut LayerRecord, base: &LayerRecord) {
+    let mms = base.mms();
+    record.untrained = Some(UntrainedRecord {
+        trained_minus_untrained: record
+            .matches
+            .iter()
+            .zip(&mms)
+            .map(|(m, u)| m.mms - u)
+            .collect(),
+        mms,
+        max_epsilon: base.max_epsilon,
+        measures: base.measures.clone(),
+        centered_mms: base
+            .centered
+            .as_ref()
+            .map(|c| c.matches.iter().map(|m| m.mms).collect()),
+        intervals: base.intervals.clone(),
+    });
+}
+
+/// Sets the record's verdict at the main ε of `options` (docs/controls.md), or, when the
+/// untrained pair or the rotation null is missing, no verdict and the list of what is missing.
+pub fn update_verdict(record: &mut LayerRecord, options: &Options) {
+    record.verdict = None;
+    record.verdict_missing.clear();
+    let Some(main) = options.main_eps() else {
+        return;
+    };
+    let Some(i) = record.matches.iter().position(|m| m.eps == main) else {
+        return;
+    };
+    let m = record.matches[i].mms;
+    let (lo, hi) = record
+        .intervals
+        .as_ref()
+        .and_then(|iv| iv.mms.get(i).copied().flatten())
+        .map_or((m, m), |b| (b.lo, b.hi));
+    let u = record
+        .untrained
+        .as_ref()
+        .and_then(|u| u.mms.get(i).copied());
+    let r = record
+        .null
+        .as_ref()
+        .and_then(|n| n.per_eps.get(i))
+        .map(|n| n.max);
+    if u.is_none() {
+        record.verdict_missing.push("baseline".to_string());
+    }
+    if r.is_none() {
+        record.verdict_missing.push("null".to_string());
+    }
+    if let (Some(u), Some(r)) = (u, r) {
+        record.verdict = Some(verdict(m, lo, hi, u, r));
+    }
+}
+
+/// Gives every layer of every trained pair the summary of the untrained pair of the same seeds
+/// (same layer), and its verdict.
+pub fn link_untrained(comparisons: &mut [Comparison], options: &Options) {
+    let untrained: Vec<Comparison> = comparisons
+        .iter()
+        .filter(|c| c.kind == ComparisonKind::Untrained)
+        .cloned()
+        .collect();
+    for c in comparisons
+        .iter_mut()
+        .filter(|c| c.kind == ComparisonKind::Pair)
+    {
+        let base = untrained.iter().find(|u| {
+            (u.seed_a, u.seed_b) == (c.seed_a, c.seed_b)
+                || (u.seed_a, u.seed_b) == (c.seed_b, c.seed_a)
         });
+        for l in &mut c.layers {
+            if let Some(b) = base.and_then(|u| u.layers.iter().find(|x| x.name == l.name)) {
+                attach_untrained(l, b);
+            }
+            update_verdict(l, options);
+        }
     }
-    if c.center {
-        out.centered_mms = Some(
-            controls::mms_at(&controls::centered(stats), eps, opts.matching)
-                .with_context(|| format!("layer {layer}: centred mms"))?,
-        );
-    }
-    Ok(out)
 }

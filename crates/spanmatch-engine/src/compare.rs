@@ -1,102 +1,29 @@
-//! Comparing two nets layer by layer: activation files in, a [`Report`] out (the JSON schema of
-//! `spanmatch compare --json` and of Python's `Result.to_dict()`), and the analysis of one layer
-//! pair's statistics that every front shares ([`analyse_layer`]).
+//! Comparing two nets layer by layer from activation files: one streamed pass per layer pair
+//! (and per layer pair of the untrained baseline files, when given), then the one analysis of
+//! [`crate::analysis`]; the result is a [`Results`] of front `cli-compare` (`spanmatch compare
+//! --json`, `--report`, and Python's `compare` on paths).
 
+use crate::analysis::{analyse_pair, BaselineInput, LayerLabel, PairInput};
+use crate::options::Options;
 use crate::progress::Progress;
-use crate::report::{
-    mean_std, CenteredReport, IntervalReport, IntervalsReport, LayerMeasures, LayerReport, Report,
-    SampledReport, SimpleMatchReport, SimpleReport, Tolerances as ReportTolerances,
+use crate::results::{
+    Comparison, ComparisonKind, Front, LayerMeasures, LayerRecord, Results, SampledRecord,
 };
 use crate::stream::{self, PairStats, Sampling, StreamOptions};
+use crate::tables::mean_std;
 use anyhow::{bail, Context, Result};
 use faer::MatRef;
-use spanmatch_core::controls;
-use spanmatch_core::measures::{self, FlattenedKernels, Measure};
-use spanmatch_core::simple::{simple_matches, SimpleOptions};
-use spanmatch_core::{DeadPolicy, JointStats, MatchOptions, MatchProblem, Profile, Tolerances};
+use spanmatch_core::controls::{self, ChunkedStats};
+use spanmatch_core::measures::FlattenedKernels;
+use spanmatch_core::{GramAccumulator, JointStats, MatchProblem};
 use spanmatch_io::{ActivationFile, Format, LayerReader, Layout};
-use std::ops::ControlFlow;
-use std::path::Path;
-
-/// Step of the ε grid on which the ε-profile curve is sampled (reports and figures).
-pub const PROFILE_GRID_STEP: f64 = 0.01;
-
-/// The ε values used when none are given: those of the paper's figures.
-pub const DEFAULT_EPS: [f64; 5] = [0.15, 0.2, 0.25, 0.3, 0.5];
-
-/// The names accepted for the measures, in words (for error messages).
-pub const MEASURE_NAMES: &str = "match, cka, cca, svcca, pwcca, procrustes";
-
-/// What to compute for each layer pair once its statistics are known.
-#[derive(Debug, Clone)]
-pub struct AnalyseOptions {
-    /// The ε values (each in [0, 1]).
-    pub eps: Vec<f64>,
-    /// Tolerances and dead-neuron policy.
-    pub matching: MatchOptions,
-    /// Basis-invariant measures computed from the same statistics.
-    pub measures: Vec<Measure>,
-    /// Simple matches, when wanted.
-    pub simple: Option<SimpleOptions>,
-    /// Also sample the ε-profile curve on [`PROFILE_GRID_STEP`] (for reports).
-    pub curve: bool,
-    /// Also the match of the mean-centred activations (exact from the same statistics).
-    pub center: bool,
-    /// Also the neuron-basis null: net B's layer rotated by random orthogonal matrices.
-    pub null: Option<NullOptions>,
-    /// Also bootstrap intervals over chunks of the inputs (needs per-chunk statistics: see
-    /// [`analyse_layer_chunked`]).
-    pub bootstrap: Option<BootstrapOptions>,
-}
-
-/// Bootstrap intervals over chunks of the inputs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct BootstrapOptions {
-    /// Chunks of consecutive inputs (images) whose statistics are kept apart.
-    pub chunks: usize,
-    /// Resamples of the chunks, with replacement.
-    pub resamples: usize,
-    /// Seed of the resampling (ChaCha8: the same intervals on every machine).
-    pub seed: u64,
-}
-
-/// Chunks of the bootstrap when none are given.
-pub const DEFAULT_CHUNKS: usize = 20;
-/// Resamples of the bootstrap when none are given.
-pub const DEFAULT_RESAMPLES: usize = 200;
-
-/// The neuron-basis null of [`AnalyseOptions::null`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct NullOptions {
-    /// Number of Haar-random rotations.
-    pub draws: usize,
-    /// Seed of the rotations (ChaCha8: the same rotations on every machine).
-    pub seed: u64,
-}
-
-/// Rotations of the neuron-basis null when none are given.
-pub const DEFAULT_NULL_DRAWS: usize = 10;
-
-impl Default for AnalyseOptions {
-    fn default() -> Self {
-        Self {
-            eps: DEFAULT_EPS.to_vec(),
-            matching: MatchOptions::default(),
-            measures: vec![Measure::Cka],
-            simple: None,
-            curve: false,
-            center: false,
-            null: None,
-            bootstrap: None,
-        }
-    }
-}
+use std::path::{Path, PathBuf};
 
 /// Options of a file comparison ([`compare_files`]).
 #[derive(Debug, Clone)]
 pub struct CompareOptions {
-    /// What to compute per layer.
-    pub analyse: AnalyseOptions,
+    /// What to compute per layer: the one options object.
+    pub options: Options,
     /// Layers to compare (each must be in both files); empty: every layer of A also in B.
     pub layers: Vec<String>,
     /// Channel axis of rank ≥ 3 arrays.
@@ -109,75 +36,23 @@ pub struct CompareOptions {
     pub flatten: bool,
     /// Images held per pass of the flattened view (`None`: as many as fit in 1 GiB).
     pub flatten_images: Option<usize>,
+    /// Activation files of the untrained baseline nets (A0, B0): the same layers on the same
+    /// inputs, compared like A and B; each layer record then carries `untrained`.
+    pub baseline: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for CompareOptions {
     fn default() -> Self {
         Self {
-            analyse: AnalyseOptions::default(),
+            options: Options::default(),
             layers: Vec::new(),
             layout: Layout::Nchw,
             block_rows: None,
             sampling: None,
             flatten: false,
             flatten_images: None,
+            baseline: None,
         }
-    }
-}
-
-/// Checks a list of ε values; `arg` names the argument in the message (`--eps`, `eps`).
-pub fn check_eps(eps: &[f64], arg: &str) -> Result<()> {
-    if eps.is_empty() {
-        bail!("{arg}: give at least one value of ε in [0, 1]");
-    }
-    for &e in eps {
-        if !(0.0..=1.0).contains(&e) {
-            bail!(
-                "{arg}: ε = {e} is outside [0, 1]; ε is the sine of the largest angle allowed \
-                 between a neuron's activation vector and the other net's span"
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Parses measure names: `match` (always computed) and the names of [`Measure`]; `arg` names
-/// the argument in the message.
-pub fn parse_measures<S: AsRef<str>>(names: &[S], arg: &str) -> Result<Vec<Measure>> {
-    let mut out = Vec::new();
-    for name in names {
-        let key = name.as_ref().trim();
-        if key.eq_ignore_ascii_case("match") {
-            continue;
-        }
-        match key.parse::<Measure>() {
-            Ok(m) if !out.contains(&m) => out.push(m),
-            Ok(_) => {}
-            Err(_) => bail!(
-                "{arg}: unknown measure '{}'; valid names: {MEASURE_NAMES}",
-                name.as_ref()
-            ),
-        }
-    }
-    Ok(out)
-}
-
-/// The tolerances of a run: the defaults, with `sine` as the sine tolerance when given; `arg`
-/// names the argument in the message.
-pub fn tolerances(sine: Option<f64>, arg: &str) -> Result<Tolerances> {
-    let mut t = Tolerances::default();
-    if let Some(s) = sine {
-        t.sine = s;
-    }
-    t.validate().with_context(|| arg.to_string())?;
-    Ok(t)
-}
-
-/// `"drop"` or `"match"`.
-pub fn dead_name(dead: DeadPolicy) -> &'static str {
-    match dead {
-        DeadPolicy::Drop => "drop",
-        DeadPolicy::Match => "match",
     }
 }
 
@@ -189,256 +64,32 @@ pub fn layout_name(layout: Layout) -> &'static str {
     }
 }
 
-/// The report's header fields for these options, with no layer yet. `file_a` / `file_b` name
-/// the two sides (file paths, or labels of in-memory data).
-pub fn empty_report(
-    file_a: &str,
-    file_b: &str,
-    options: &AnalyseOptions,
-    layout: Layout,
-    flatten: bool,
-) -> Report {
-    let tol = options.matching.tol;
-    Report {
-        spanmatch_version: env!("CARGO_PKG_VERSION").to_string(),
-        file_a: file_a.to_string(),
-        file_b: file_b.to_string(),
-        dead_policy: dead_name(options.matching.dead),
-        layout: layout_name(layout),
-        tolerances: ReportTolerances {
-            sine: tol.sine,
-            dead_norm: tol.dead_norm,
-        },
-        eps: options.eps.clone(),
-        measures: std::iter::once("match")
-            .chain(
-                Measure::ALL
-                    .into_iter()
-                    .filter(|m| options.measures.contains(m))
-                    .map(Measure::name),
-            )
-            .collect(),
-        view: if flatten { "flatten" } else { "channels" },
-        layers: Vec::new(),
-    }
-}
-
-/// The ε-profile curve (fraction of neurons matched) on the [`PROFILE_GRID_STEP`] grid.
-pub fn profile_curve(profile: &Profile) -> Result<Vec<[f64; 2]>> {
-    let steps = (1.0 / PROFILE_GRID_STEP).round() as usize;
-    (0..=steps)
-        .map(|k| {
-            let e = (k as f64 * PROFILE_GRID_STEP).min(1.0);
-            Ok([e, profile.mms(e)?])
-        })
-        .collect()
-}
-
-/// One analysed layer pair: the report record, and the profile curve when asked for.
-#[derive(Debug, Clone)]
-pub struct AnalysedLayer {
-    /// The record of `compare --json`.
-    pub report: LayerReport,
-    /// The ε-profile curve (empty unless [`AnalyseOptions::curve`]).
-    pub curve: Vec<[f64; 2]>,
-}
-
-/// Names and shapes of a layer pair, for its report record.
-#[derive(Debug, Clone, Default)]
-pub struct LayerLabel {
-    /// Layer name (net A's).
-    pub name: String,
-    /// Net B's layer name when it differs.
-    pub name_b: Option<String>,
-    /// Array shape of A as stored (empty when unknown).
-    pub shape_a: Vec<u64>,
-    /// Array shape of B.
-    pub shape_b: Vec<u64>,
-}
-
-/// Analyses one layer pair from its statistics alone: ε-profile, maximum match at each ε,
-/// thresholds, dead neurons, measures and (optionally) simple matches. The statistics are
-/// consumed (the problem takes the Gram matrix over, so only one copy is alive).
-pub fn analyse_layer(
-    label: LayerLabel,
-    joint: JointStats,
-    options: &AnalyseOptions,
-    progress: &mut dyn Progress,
-) -> Result<AnalysedLayer> {
-    let name = label.name.clone();
-    joint
-        .check_finite()
-        .with_context(|| format!("layer '{name}'"))?;
-    let measures = if options.measures.is_empty() {
-        None
-    } else {
-        Some(LayerMeasures {
-            channels: measures::compute(&joint, &options.measures)
-                .with_context(|| format!("layer '{name}': measures"))?,
-            ..LayerMeasures::default()
-        })
-    };
-    let (n1, n2, rows) = (joint.n1, joint.n2, joint.rows);
-    let null = match options.null {
-        None => None,
-        Some(o) => Some(
-            controls::rotation_null(&joint, o.draws, o.seed, &options.eps, options.matching)
-                .map_err(|e| anyhow::anyhow!("layer '{name}': rotation null: {e}"))?,
-        ),
-    };
-    let centered = if options.center {
-        let c = controls::centered(&joint);
-        let p = MatchProblem::from_stats(c, options.matching)
-            .with_context(|| format!("layer '{name}': centred"))?
-            .profile();
-        Some(CenteredReport {
-            thresholds_a: p.thresholds_a().to_vec(),
-            thresholds_b: p.thresholds_b().to_vec(),
-            max_epsilon: p.max_epsilon(),
-            matches: options
-                .eps
-                .iter()
-                .map(|&e| p.max_match(e))
-                .collect::<Result<Vec<_>, _>>()?,
-        })
-    } else {
-        None
-    };
-    let problem = MatchProblem::from_stats(joint, options.matching)
-        .with_context(|| format!("layer '{name}'"))?;
-    let profile = problem.profile();
-    let curve = if options.curve {
-        profile_curve(&profile)?
-    } else {
-        Vec::new()
-    };
-    let simple = match options.simple {
-        None => None,
-        Some(s) => {
-            let r = simple_matches(&problem, &s, |done, total| {
-                if progress.simple(done, total) {
-                    ControlFlow::Continue(())
-                } else {
-                    ControlFlow::Break(())
-                }
-            })
-            .with_context(|| format!("layer '{name}': simple matches"))?;
-            if !r.complete {
-                progress.warn(&format!(
-                    "layer '{name}': simple matches interrupted, partial result"
-                ));
-            }
-            Some(SimpleReport {
-                eps: s.eps,
-                exact_case: r.exact_case,
-                complete: r.complete,
-                orders: r.orders,
-                seed: s.seed,
-                simple_matches: r
-                    .matches
-                    .into_iter()
-                    .map(|m| SimpleMatchReport {
-                        a: m.a,
-                        b: m.b,
-                        count: m.count,
-                    })
-                    .collect(),
-            })
-        }
-    };
-    let matches = options
-        .eps
-        .iter()
-        .map(|&e| profile.max_match(e))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(AnalysedLayer {
-        report: LayerReport {
-            name: label.name,
-            name_b: label.name_b,
-            neurons_a: n1,
-            neurons_b: n2,
-            rows,
-            shape_a: label.shape_a,
-            shape_b: label.shape_b,
-            dead_a: problem.dead_a().to_vec(),
-            dead_b: problem.dead_b().to_vec(),
-            thresholds_a: profile.thresholds_a().to_vec(),
-            thresholds_b: profile.thresholds_b().to_vec(),
-            max_epsilon: profile.max_epsilon(),
-            matches,
-            sampled: None,
-            measures,
-            simple,
-            centered,
-            null,
-            intervals: None,
-        },
-        curve,
+/// The settings of a file comparison, for the results' `settings`.
+fn settings(a: &Path, b: &Path, options: &CompareOptions) -> serde_json::Value {
+    serde_json::json!({
+        "file_a": a.display().to_string(),
+        "file_b": b.display().to_string(),
+        "layout": layout_name(options.layout),
+        "view": if options.flatten { "flatten" } else { "channels" },
+        "layers": options.layers,
+        "block_rows": options.block_rows,
+        "sample_columns": options.sampling.map(|s| s.columns),
+        "repeats": options.sampling.map(|s| s.repeats),
+        "baseline": options.baseline.as_ref().map(|(a0, b0)| {
+            [a0.display().to_string(), b0.display().to_string()]
+        }),
     })
 }
 
-/// [`analyse_layer`] from per-chunk statistics (consecutive chunks of the inputs): the analysis
-/// of the merged statistics, plus bootstrap intervals over the chunks for mms at every ε and for
-/// linear CKA when [`AnalyseOptions::bootstrap`] is set.
-pub fn analyse_layer_chunked(
-    label: LayerLabel,
-    chunks: Vec<JointStats>,
-    options: &AnalyseOptions,
-    progress: &mut dyn Progress,
-) -> Result<AnalysedLayer> {
-    let name = label.name.clone();
-    let chunked =
-        controls::ChunkedStats::new(chunks).map_err(|e| anyhow::anyhow!("layer '{name}': {e}"))?;
-    let joint = chunked.merged();
-    let mut layer = analyse_layer(label, joint, options, progress)?;
-    if let Some(b) = options.bootstrap {
-        let eps = options.eps.clone();
-        let matching = options.matching;
-        let intervals = chunked
-            .bootstrap(b.resamples, b.seed, |s| {
-                let mut out = controls::mms_at(s, &eps, matching)?;
-                let cka = measures::compute(s, &[Measure::Cka])?
-                    .cka_linear
-                    .unwrap_or(f64::NAN);
-                out.push(cka);
-                Ok(out)
-            })
-            .map_err(|e| anyhow::anyhow!("layer '{name}': bootstrap: {e}"))?;
-        let k = options.eps.len();
-        let pair = |i: usize| {
-            let o = &intervals.outputs[i];
-            IntervalReport { lo: o.lo, hi: o.hi }
-        };
-        layer.report.intervals = Some(IntervalsReport {
-            level: intervals.level,
-            resamples: intervals.resamples,
-            chunks: intervals.chunks,
-            seed: intervals.seed,
-            mms: (0..k).map(pair).collect(),
-            cka_linear: (intervals.outputs[k].finite > 0).then(|| pair(k)),
-        });
-    }
-    Ok(layer)
-}
-
-/// A whole comparison: the report and, per layer, the profile curve (empty unless asked).
-#[derive(Debug, Clone)]
-pub struct Comparison {
-    /// The JSON report.
-    pub report: Report,
-    /// Per layer, the ε-profile curve.
-    pub curves: Vec<Vec<[f64; 2]>>,
-}
-
 /// Compares every requested layer of two activation files: one streamed pass per layer pair,
-/// then [`analyse_layer`]. The work of `spanmatch compare` and of Python's `compare` on paths.
+/// then [`analyse_pair`]. The work of `spanmatch compare` and of Python's `compare` on paths.
 pub fn compare_files(
     a: &Path,
     b: &Path,
     options: &CompareOptions,
     progress: &mut dyn Progress,
-) -> Result<Comparison> {
-    check_eps(&options.analyse.eps, "eps")?;
+) -> Result<Results> {
+    options.options.validate()?;
     if options.block_rows == Some(0) {
         bail!("block_rows must be at least 1");
     }
@@ -450,21 +101,17 @@ pub fn compare_files(
             bail!("sample_columns and repeats must be at least 1");
         }
     }
-    if let Some(s) = options.analyse.simple {
-        if !(0.0..=1.0).contains(&s.eps) {
-            bail!(
-                "simple: ε = {} is outside [0, 1] (ε is the sine of an angle)",
-                s.eps
-            );
-        }
-    }
-    if let Some(bo) = options.analyse.bootstrap {
-        if bo.chunks == 0 || bo.resamples == 0 {
-            bail!("bootstrap: chunks and resamples must be at least 1");
-        }
-    }
     let fa = ActivationFile::open(a).context("opening net A's activations")?;
     let fb = ActivationFile::open(b).context("opening net B's activations")?;
+    let base = match &options.baseline {
+        None => None,
+        Some((a0, b0)) => Some((
+            ActivationFile::open(a0)
+                .context("opening the untrained net A's activations (--baseline)")?,
+            ActivationFile::open(b0)
+                .context("opening the untrained net B's activations (--baseline)")?,
+        )),
+    };
     let pairs = match single_npy_pair(&options.layers, &fa, &fb) {
         Some(pair) => vec![pair],
         None => select_layers(&options.layers, &fa, &fb, options.layout, progress)?
@@ -472,21 +119,38 @@ pub fn compare_files(
             .map(|n| (n.clone(), n))
             .collect(),
     };
-    let mut report = empty_report(
+    if let Some((fa0, fb0)) = &base {
+        for (name_a, name_b) in &pairs {
+            for (f, name, which) in [(fa0, name_a, "A"), (fb0, name_b, "B")] {
+                let name = match (f.format(), f.layers()) {
+                    (Format::Npy, [only]) => &only.name,
+                    _ => name,
+                };
+                if f.layer(name).is_none() {
+                    bail!(
+                        "layer '{name}' is not in {} (the untrained net {which}'s activations, --baseline)",
+                        f.path().display()
+                    );
+                }
+            }
+        }
+    }
+    let mut results = Results::new(
+        Front::CliCompare,
         &a.display().to_string(),
         &b.display().to_string(),
-        &options.analyse,
-        options.layout,
-        options.flatten,
+        &options.options,
     );
-    let mut curves = Vec::new();
+    results.settings = settings(a, b, options);
+    let mut records = Vec::new();
     for (name_a, name_b) in &pairs {
-        let layer = compare_layer(&fa, &fb, (name_a, name_b), options, progress)
+        let record = compare_layer(&fa, &fb, base.as_ref(), (name_a, name_b), options, progress)
             .with_context(|| format!("comparing layer '{name_a}'"))?;
-        report.layers.push(layer.report);
-        curves.push(layer.curve);
+        records.push(record);
     }
-    Ok(Comparison { report, curves })
+    results.comparisons = vec![Comparison::new(ComparisonKind::Pair, records)];
+    results.fill_layer_summaries();
+    Ok(results)
 }
 
 /// Two `.npy` files hold one layer each, named after their file stems: without explicit layers
@@ -656,14 +320,35 @@ pub fn stream_layer(
     Ok((stats, label))
 }
 
-/// Compares one layer pair of two files.
+/// The statistics of one streamed layer pair: all inputs, and per chunk when chunked.
+fn finished(
+    full: GramAccumulator,
+    chunks: Vec<GramAccumulator>,
+    label: &str,
+) -> Result<(JointStats, Option<ChunkedStats>)> {
+    // Keep one copy of the (n1 + n2)² statistics at a time: the accumulator goes once finished.
+    if chunks.is_empty() {
+        let joint = full.finish();
+        drop(full);
+        return Ok((joint, None));
+    }
+    drop(full);
+    let parts = chunks.iter().map(|c| c.finish()).collect();
+    drop(chunks);
+    let chunked = ChunkedStats::new(parts).map_err(|e| anyhow::anyhow!("layer '{label}': {e}"))?;
+    Ok((chunked.merged(), Some(chunked)))
+}
+
+/// Compares one layer pair of two files (and of the baseline files, when given).
 fn compare_layer(
     fa: &ActivationFile,
     fb: &ActivationFile,
+    base: Option<&(ActivationFile, ActivationFile)>,
     names: (&str, &str),
     options: &CompareOptions,
     progress: &mut dyn Progress,
-) -> Result<AnalysedLayer> {
+) -> Result<LayerRecord> {
+    let chunks = options.options.bootstrap.map(|_| options.options.chunks);
     let (stats, label) = stream_layer(
         fa,
         fb,
@@ -671,33 +356,67 @@ fn compare_layer(
         options.layout,
         options.block_rows,
         options.sampling,
-        options.analyse.bootstrap.map(|b| b.chunks),
+        chunks,
         progress,
     )?;
-    // Keep one copy of the (n1 + n2)² statistics at a time: the accumulator goes once finished.
     let PairStats {
         full,
         sampled,
-        chunks,
+        chunks: parts,
     } = stats;
-    let mut layer = if chunks.is_empty() {
-        let joint = full.finish();
-        drop(full);
-        analyse_layer(label, joint, &options.analyse, progress)?
-    } else {
-        drop(full);
-        let parts = chunks.iter().map(|c| c.finish()).collect();
-        drop(chunks);
-        analyse_layer_chunked(label, parts, &options.analyse, progress)?
+    let (joint, chunked) = finished(full, parts, names.0)?;
+    let baseline = match base {
+        None => None,
+        Some((fa0, fb0)) => {
+            let only = |f: &ActivationFile, name: &str| -> String {
+                match (f.format(), f.layers()) {
+                    (Format::Npy, [l]) => l.name.clone(),
+                    _ => name.to_string(),
+                }
+            };
+            let (n0a, n0b) = (only(fa0, names.0), only(fb0, names.1));
+            let (s0, l0) = stream_layer(
+                fa0,
+                fb0,
+                (&n0a, &n0b),
+                options.layout,
+                options.block_rows,
+                None,
+                chunks,
+                progress,
+            )
+            .context("the untrained baseline (--baseline)")?;
+            let (stats, chunks) = finished(s0.full, s0.chunks, names.0)?;
+            if stats.n1 != joint.n1 || stats.n2 != joint.n2 || stats.rows != joint.rows {
+                bail!(
+                    "the baseline files hold shapes {:?} ({}) and {:?} ({}), the compared files \
+                     {:?} and {:?}; the baseline must be the same layers on the same inputs",
+                    l0.shape_a,
+                    fa0.path().display(),
+                    l0.shape_b,
+                    fb0.path().display(),
+                    label.shape_a,
+                    label.shape_b
+                );
+            }
+            Some(BaselineInput { stats, chunks })
+        }
     };
+    let mut record = analyse_pair(
+        PairInput {
+            label,
+            stats: joint,
+            chunks: chunked,
+            baseline,
+        },
+        &options.options,
+        progress,
+    )?;
     if options.flatten {
         let kernels =
             flattened_kernels(fa, fb, names, options, progress).context("flattened view")?;
         let flat = kernels.measures();
-        let m = layer
-            .report
-            .measures
-            .get_or_insert_with(LayerMeasures::default);
+        let m = record.measures.get_or_insert_with(LayerMeasures::default);
         m.cka_linear_flatten = flat.cka_linear;
         m.cka_linear_debiased_flatten = flat.cka_linear_debiased;
         m.channels
@@ -705,16 +424,16 @@ fn compare_layer(
             .extend(flat.notes.into_iter().map(|n| format!("flatten view: {n}")));
     }
     if let Some(s) = options.sampling {
-        let eps = &options.analyse.eps;
+        let eps = &options.options.eps;
         let mut per_eps = vec![Vec::with_capacity(s.repeats); eps.len()];
         for acc in &sampled {
-            let p = MatchProblem::new(&acc.finish(), options.analyse.matching)?.profile();
+            let p = MatchProblem::new(&acc.finish(), options.options.matching()?)?.profile();
             for (vals, &e) in per_eps.iter_mut().zip(eps) {
                 vals.push(p.mms(e)?);
             }
         }
         let (mms_mean, mms_std) = per_eps.iter().map(|v| mean_std(v)).unzip();
-        layer.report.sampled = Some(SampledReport {
+        record.sampled = Some(SampledRecord {
             columns: s.columns,
             repeats: s.repeats,
             seed: s.seed,
@@ -722,7 +441,7 @@ fn compare_layer(
             mms_std,
         });
     }
-    Ok(layer)
+    Ok(record)
 }
 
 /// Memory for the images held per pass of the flattened view.

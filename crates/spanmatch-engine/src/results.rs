@@ -1,42 +1,787 @@
-//! The machine-readable results of `spanmatch reproduce` (`results.json`).
+//! The one results schema of spanmatch (`"schema": "spanmatch-results"`, version
+//! [`SCHEMA_VERSION`]): what `spanmatch compare --json`, `compare --report`, Python's
+//! `Result.to_dict()` / `to_json` (numpy, Dask and PyTorch fronts) and `spanmatch reproduce`'s
+//! results.json write, what the HTML report renders and what `Result.from_json` reads.
+//! docs/results-schema.md documents every field.
 //!
-//! Everything the report shows is derived from these structs; nothing else is read. All fields
-//! are plain JSON; `f64` fields must be finite (JSON has no NaN: `serde_json` writes NaN as
-//! `null`, which does not read back as `f64`).
+//! [`parse_results`] reads this version and the two unversioned formats written before it
+//! (`reproduce`'s results.json and `compare --json`), converting them; any other version is an
+//! error that names it. All `f64` fields must be finite: JSON has no NaN (`serde_json` writes
+//! NaN as `null`, which does not read back as `f64`), so undefined values are `null` options.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::Context;
+use anyhow::{bail, Context};
 use serde::{Deserialize, Serialize};
+use spanmatch_core::measures::Measures;
+use spanmatch_core::MaxMatch;
 
-/// Everything `spanmatch reproduce` measured: the nets, their layers and every comparison.
+use crate::options::Options;
+use crate::verdict::Verdict;
+
+/// The value of `"schema"`.
+pub const SCHEMA: &str = "spanmatch-results";
+/// The version written by this spanmatch.
+pub const SCHEMA_VERSION: u32 = 3;
+/// What [`parse_results`] reads, in words (for messages).
+pub const SUPPORTED: &str = "schema_version 3, and the unversioned files of earlier spanmatch \
+     versions (reproduce's results.json, compare --json and Python's to_json)";
+
+/// Which front produced a results file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Front {
+    /// `spanmatch compare` (`--json`, `--report`).
+    CliCompare,
+    /// The numpy front (`spanmatch.compare`, `spanmatch.analyse`).
+    Python,
+    /// The PyTorch front (`spanmatch.torch.compare`).
+    Torch,
+    /// The Dask front (`spanmatch.dask.compare`).
+    Dask,
+    /// `spanmatch reproduce`.
+    Reproduce,
+}
+
+impl Front {
+    /// The name written in results files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Front::CliCompare => "cli-compare",
+            Front::Python => "python",
+            Front::Torch => "torch",
+            Front::Dask => "dask",
+            Front::Reproduce => "reproduce",
+        }
+    }
+
+    /// Parses [`Front::name`].
+    pub fn parse(name: &str) -> anyhow::Result<Front> {
+        Ok(match name {
+            "cli-compare" => Front::CliCompare,
+            "python" => Front::Python,
+            "torch" => Front::Torch,
+            "dask" => Front::Dask,
+            "reproduce" => Front::Reproduce,
+            other => bail!(
+                "front: '{other}' is not a front; use cli-compare, python, torch, dask or reproduce"
+            ),
+        })
+    }
+}
+
+/// Everything a run measured: one results file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ReproduceResults {
-    /// Version of spanmatch that produced the file (e.g. `"0.1.0"`).
+pub struct Results {
+    /// Always [`SCHEMA`].
+    pub schema: String,
+    /// [`SCHEMA_VERSION`] when written by this spanmatch.
+    pub schema_version: u32,
+    /// Version of spanmatch that produced the file.
     pub spanmatch_version: String,
-    /// When the results were created, free text (e.g. an RFC 3339 timestamp).
+    /// When the results were created (`YYYY-MM-DD HH:MM UTC`, or free text in converted files).
     pub created: String,
-    /// The run configuration as given (dataset, arch, width, epochs, seeds, batch size, lr, ...).
-    /// Shown verbatim, as a key/value table, in the report.
-    pub config: serde_json::Value,
-    /// The tolerances ε at which mms was computed; `LayerResult::mms[i]` is at `eps[i]`.
+    /// Which front produced them.
+    pub front: Front,
+    /// What the results call net A (a file path, a model's name, "net A").
+    pub label_a: String,
+    /// What the results call net B.
+    pub label_b: String,
+    /// The analysis options in force (for `reproduce`: those of the trained pairs).
+    pub options: Options,
+    /// The ε values; every per-ε list of every layer record follows this order.
     pub eps: Vec<f64>,
-    /// One entry per trained net (one per seed).
-    pub nets: Vec<NetSummary>,
-    /// The compared layers of the architecture, with their position in the network.
+    /// Settings of the data rather than of the analysis (layout, view, files, rows per block,
+    /// sampled protocol, ...), free form.
+    #[serde(default)]
+    pub settings: serde_json::Value,
+    /// What it takes to repeat the run.
+    pub provenance: Provenance,
+    /// The compared layers in network order (name, position, kind, neurons, rows).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub layers: Vec<LayerSummary>,
-    /// Every comparison that was run: seed pairs, self-checks, shuffled-row nulls and untrained
-    /// pairs.
+    /// Every comparison; the primary one (what tables and Python's `Result["layer"]` show) is
+    /// the first of kind `pair`.
     pub comparisons: Vec<Comparison>,
-    /// Wall-clock timings, free form (e.g. `{"train_s": .., "extract_s": .., "match_s": ..}`).
-    pub timings: serde_json::Value,
+    /// Layer × layer results of the PyTorch front (`cross=True`), free form (Python's
+    /// `CrossResult.to_dict()`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cross: Option<serde_json::Value>,
+    /// `reproduce`: the run configuration as given (dataset, arch, width, epochs, seeds, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<serde_json::Value>,
+    /// `reproduce`: one entry per trained net.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nets: Vec<NetSummary>,
+    /// Wall-clock timings, free form (seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timings: Option<serde_json::Value>,
     /// Peak resident memory of the run in MiB, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_memory_mb: Option<f64>,
-    /// What matched neurons respond to: the top inputs of the neurons of selected matches of
-    /// one trained seed pair (absent when not computed).
+    /// `reproduce`: what matched neurons respond to (top inputs of selected matches).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub neuron_views: Option<NeuronViews>,
+    /// Warnings raised while computing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    /// Set when the file was converted from an older format: which one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub converted_from: Option<String>,
 }
+
+/// What it takes to repeat a run: versions, seeds, data digests, the CPU's instruction set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Provenance {
+    /// Version of spanmatch.
+    pub spanmatch_version: String,
+    /// Which front produced the results.
+    pub front: Front,
+    /// Every seed in force.
+    pub seeds: Seeds,
+    /// Digests of the data sets read, when known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub datasets: Vec<DatasetDigest>,
+    /// The CPU that computed the results.
+    pub cpu: Cpu,
+    /// More provenance, free form (kept as read).
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// The seeds of a run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Seeds {
+    /// The options' seed.
+    pub seed: u64,
+    /// Seed of the null's rotations.
+    pub null: u64,
+    /// Seed of the bootstrap.
+    pub bootstrap: u64,
+    /// Seed of the simple matches' random orders.
+    pub simple: u64,
+    /// Seeds of the trained nets (`reproduce`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nets: Vec<u64>,
+}
+
+impl Seeds {
+    /// The seeds of these options.
+    pub fn of(options: &Options) -> Seeds {
+        Seeds {
+            seed: options.seed,
+            null: options.null_seed(),
+            bootstrap: options.bootstrap_seed(),
+            simple: options.simple_seed(),
+            nets: Vec::new(),
+        }
+    }
+}
+
+/// The digest of one data set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatasetDigest {
+    /// What the data is (e.g. `"fashion-mnist test images"`).
+    pub name: String,
+    /// SHA-256 of its bytes, hex.
+    pub sha256: String,
+}
+
+/// The CPU: architecture and the instruction-set extensions detected at run time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cpu {
+    /// `std::env::consts::ARCH` (`"x86_64"`, `"aarch64"`, ...).
+    pub arch: String,
+    /// Extensions detected (x86-64: sse4.2, avx, avx2, fma, avx512f, ...; aarch64: neon, sve).
+    pub features: Vec<String>,
+}
+
+impl Cpu {
+    /// This machine's CPU.
+    pub fn detect() -> Cpu {
+        #[allow(unused_mut)]
+        let mut features: Vec<String> = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            macro_rules! probe {
+                ($($f:tt),*) => {
+                    $(if std::is_x86_feature_detected!($f) {
+                        features.push($f.to_string());
+                    })*
+                };
+            }
+            probe!(
+                "sse2", "sse3", "ssse3", "sse4.1", "sse4.2", "popcnt", "avx", "avx2", "fma",
+                "f16c", "bmi2", "avx512f", "avx512dq", "avx512bw", "avx512vl"
+            );
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            macro_rules! probe {
+                ($($f:tt),*) => {
+                    $(if std::arch::is_aarch64_feature_detected!($f) {
+                        features.push($f.to_string());
+                    })*
+                };
+            }
+            probe!("neon", "fp16", "sve", "sve2");
+        }
+        Cpu {
+            arch: std::env::consts::ARCH.to_string(),
+            features,
+        }
+    }
+}
+
+impl Provenance {
+    /// The provenance of a run of `front` with `options` on this machine.
+    pub fn current(front: Front, options: &Options) -> Provenance {
+        Provenance {
+            spanmatch_version: env!("CARGO_PKG_VERSION").to_string(),
+            front,
+            seeds: Seeds::of(options),
+            datasets: Vec::new(),
+            cpu: Cpu::detect(),
+            extra: BTreeMap::new(),
+        }
+    }
+}
+
+/// The current time as `YYYY-MM-DD HH:MM UTC`.
+pub fn utc_now() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute()
+    )
+}
+
+impl Results {
+    /// Empty results of `front` (no comparison yet), created now on this machine.
+    pub fn new(front: Front, label_a: &str, label_b: &str, options: &Options) -> Results {
+        Results {
+            schema: SCHEMA.to_string(),
+            schema_version: SCHEMA_VERSION,
+            spanmatch_version: env!("CARGO_PKG_VERSION").to_string(),
+            created: utc_now(),
+            front,
+            label_a: label_a.to_string(),
+            label_b: label_b.to_string(),
+            options: options.clone(),
+            eps: options.eps.clone(),
+            settings: serde_json::Value::Object(Default::default()),
+            provenance: Provenance::current(front, options),
+            layers: Vec::new(),
+            comparisons: Vec::new(),
+            cross: None,
+            config: None,
+            nets: Vec::new(),
+            timings: None,
+            peak_memory_mb: None,
+            neuron_views: None,
+            warnings: Vec::new(),
+            converted_from: None,
+        }
+    }
+
+    /// The primary comparison: the first of kind `pair` (what the tables show).
+    pub fn primary(&self) -> Option<&Comparison> {
+        self.comparisons
+            .iter()
+            .find(|c| c.kind == ComparisonKind::Pair)
+    }
+
+    /// Fills [`Results::layers`] from the primary comparison's records when it is empty: one
+    /// summary per record, in order; the kind is `conv` for arrays of rank ≥ 3, `fc` for rank
+    /// 2, `layer` when the shape is unknown.
+    pub fn fill_layer_summaries(&mut self) {
+        if !self.layers.is_empty() {
+            return;
+        }
+        let Some(c) = self.primary() else { return };
+        self.layers = c
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(index, l)| LayerSummary {
+                name: l.name.clone(),
+                index,
+                kind: match l.shape_a.len() {
+                    0 => "layer",
+                    1 | 2 => "fc",
+                    _ => "conv",
+                }
+                .to_string(),
+                neurons: l.neurons_a,
+                rows: l.rows,
+            })
+            .collect();
+    }
+}
+
+/// One trained net (`reproduce`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetSummary {
+    /// The seed the net was initialised and trained with.
+    pub seed: u64,
+    /// Accuracy on the test set, a fraction in [0, 1] (not a percentage).
+    pub test_accuracy: f64,
+    /// Number of epochs trained.
+    pub epochs: usize,
+    /// Training wall-clock time in seconds.
+    pub train_seconds: f64,
+}
+
+/// One compared layer (the same in every comparison).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerSummary {
+    /// Layer name, as in [`LayerRecord::name`].
+    pub name: String,
+    /// Position in the network, input side first; figures and tables are ordered by it.
+    pub index: usize,
+    /// `"conv"`, `"fc"` or `"layer"` (unknown).
+    pub kind: String,
+    /// Number of neurons (channels for a conv layer) of net A.
+    pub neurons: usize,
+    /// Rows: inputs, times positions for a conv layer.
+    pub rows: u64,
+}
+
+/// What a comparison compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ComparisonKind {
+    /// Two trained nets (two seeds, or two models).
+    Pair,
+    /// A net against itself: mms must be 1 at every ε.
+    #[serde(rename = "self")]
+    SelfCheck,
+    /// A net against itself with the inputs of one side shuffled: what chance gives at this
+    /// many rows and neurons.
+    Null,
+    /// The same nets before training.
+    Untrained,
+}
+
+impl ComparisonKind {
+    /// The name written in results files.
+    pub fn name(self) -> &'static str {
+        match self {
+            ComparisonKind::Pair => "pair",
+            ComparisonKind::SelfCheck => "self",
+            ComparisonKind::Null => "null",
+            ComparisonKind::Untrained => "untrained",
+        }
+    }
+}
+
+/// The per-layer results of one comparison.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// Which kind of comparison this is.
+    pub kind: ComparisonKind,
+    /// Net A's label when it differs from the results' `label_a`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_a: Option<String>,
+    /// Net B's label when it differs from the results' `label_b`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_b: Option<String>,
+    /// Seed of net A (`reproduce`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_a: Option<u64>,
+    /// Seed of net B (`reproduce`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed_b: Option<u64>,
+    /// One record per compared layer pair.
+    pub layers: Vec<LayerRecord>,
+}
+
+impl Comparison {
+    /// A comparison of `kind` without labels or seeds.
+    pub fn new(kind: ComparisonKind, layers: Vec<LayerRecord>) -> Comparison {
+        Comparison {
+            kind,
+            label_a: None,
+            label_b: None,
+            seed_a: None,
+            seed_b: None,
+            layers,
+        }
+    }
+}
+
+/// The maximum match at one ε.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MatchRecord {
+    /// The ε.
+    pub eps: f64,
+    /// Neurons of A in the match, increasing.
+    pub a: Vec<usize>,
+    /// Neurons of B in the match, increasing.
+    pub b: Vec<usize>,
+    /// Maximum match similarity (|X*| + |Y*|) / (|X| + |Y|), dead neurons in the denominator.
+    pub mms: f64,
+}
+
+impl From<MaxMatch> for MatchRecord {
+    fn from(m: MaxMatch) -> Self {
+        MatchRecord {
+            eps: m.eps,
+            a: m.a,
+            b: m.b,
+            mms: m.mms,
+        }
+    }
+}
+
+/// The measures of one layer pair: those of the channel view (features = channels, the match's
+/// statistics), flattened (`cka_linear`, `cca_mean_rho`, ..., `notes`: every field of
+/// `spanmatch_core::measures::Measures`), and linear CKA in the per-image flattened view.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LayerMeasures {
+    /// The channel-view measures.
+    #[serde(flatten)]
+    pub channels: Measures,
+    /// Biased linear CKA of the flattened view.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cka_linear_flatten: Option<f64>,
+    /// Debiased linear CKA of the flattened view.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cka_linear_debiased_flatten: Option<f64>,
+}
+
+impl LayerMeasures {
+    /// The value of a named numeric field (e.g. `"cka_linear"`), when present.
+    pub fn get(&self, name: &str) -> Option<f64> {
+        serde_json::to_value(self).ok()?.get(name)?.as_f64()
+    }
+}
+
+/// The simple matches of one layer pair at one ε.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimpleRecord {
+    /// ε of the matches.
+    pub eps: f64,
+    /// ε = 0 and each side's live neurons are linearly independent: the list is complete and
+    /// each match is the unique smallest match containing its witnesses.
+    #[serde(default)]
+    pub exact_case: bool,
+    /// False when interrupted (Ctrl-C): the list holds what was found so far.
+    #[serde(default = "yes")]
+    pub complete: bool,
+    /// Neuron orders tried: 1 (deterministic) + the seeded random ones.
+    #[serde(default = "one")]
+    pub orders: usize,
+    /// Seed of the random orders.
+    #[serde(default)]
+    pub seed: u64,
+    /// Number of distinct simple matches.
+    pub count: usize,
+    /// Size |X'| + |Y'| of the largest simple match (0 when there is none).
+    pub largest: usize,
+    /// `(size, number of simple matches of that size)`, ascending by size.
+    pub size_histogram: Vec<(usize, usize)>,
+    /// The simple matches, largest first.
+    pub matches: Vec<SimpleMatchRecord>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn one() -> usize {
+    1
+}
+
+impl SimpleRecord {
+    /// A record of `matches`, with the summary fields computed from them.
+    pub fn new(
+        eps: f64,
+        exact_case: bool,
+        complete: bool,
+        orders: usize,
+        seed: u64,
+        matches: Vec<SimpleMatchRecord>,
+    ) -> SimpleRecord {
+        let mut hist: BTreeMap<usize, usize> = BTreeMap::new();
+        for m in &matches {
+            *hist.entry(m.a.len() + m.b.len()).or_default() += 1;
+        }
+        SimpleRecord {
+            eps,
+            exact_case,
+            complete,
+            orders,
+            seed,
+            count: matches.len(),
+            largest: matches
+                .iter()
+                .map(|m| m.a.len() + m.b.len())
+                .max()
+                .unwrap_or(0),
+            size_histogram: hist.into_iter().collect(),
+            matches,
+        }
+    }
+}
+
+/// One simple match.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SimpleMatchRecord {
+    /// Neurons of net A, increasing.
+    pub a: Vec<usize>,
+    /// Neurons of net B, increasing.
+    pub b: Vec<usize>,
+    /// Number of (neuron, order) runs that found it.
+    #[serde(default = "one")]
+    pub count: usize,
+    /// The largest sine between a live member and the span of the other net's live members
+    /// (absent when a side has no live member, and in converted files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sine: Option<f64>,
+}
+
+/// The match of the mean-centred activations.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CenteredRecord {
+    /// Per neuron of A, its threshold in the centred problem (empty in converted files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds_a: Vec<Option<f64>>,
+    /// Same for B.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub thresholds_b: Vec<Option<f64>>,
+    /// The smallest ε at which every live neuron matches, centred (absent in converted files).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_epsilon: Option<f64>,
+    /// The maximum match at each ε, centred (in converted reproduce files: the mms only, with
+    /// empty index lists).
+    pub matches: Vec<MatchRecord>,
+}
+
+/// The neuron-basis null at one ε.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NullEps {
+    /// The ε.
+    pub eps: f64,
+    /// mms of the unrotated pair.
+    pub observed: f64,
+    /// Mean of the rotated pairs' mms.
+    pub mean: f64,
+    /// Smallest rotated mms.
+    pub min: f64,
+    /// Largest rotated mms (the upper end used by the verdict).
+    pub max: f64,
+    /// Monte Carlo p-value `(1 + #{draws ≥ observed}) / (1 + draws)`.
+    pub p_value: f64,
+    /// The rotated mms of every draw, in draw order (absent in converted reproduce files).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<f64>,
+}
+
+/// The neuron-basis null of one layer pair: net B's layer rotated by random orthogonal
+/// matrices.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NullRecord {
+    /// Number of random rotations.
+    pub draws: usize,
+    /// Seed of the rotations.
+    pub seed: u64,
+    /// One entry per ε.
+    pub per_eps: Vec<NullEps>,
+}
+
+/// A confidence interval `[lo, hi]`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Bounds {
+    /// Lower end.
+    pub lo: f64,
+    /// Upper end.
+    pub hi: f64,
+}
+
+/// Percentile bootstrap intervals over chunks of consecutive inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntervalsRecord {
+    /// Confidence level (0.95).
+    pub level: f64,
+    /// Resamples drawn.
+    pub resamples: usize,
+    /// Chunks of consecutive inputs.
+    pub chunks: usize,
+    /// Seed of the resampling.
+    pub seed: u64,
+    /// Interval of mms at each ε (`null` where no resample gave a finite value).
+    pub mms: Vec<Option<Bounds>>,
+    /// Interval of linear CKA, when computed and defined.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cka_linear: Option<Bounds>,
+}
+
+/// Mean and standard deviation of mms over the sampled repeats (the reference code's protocol).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampledRecord {
+    /// Rows drawn per repeat.
+    pub columns: u64,
+    /// Number of repeats.
+    pub repeats: usize,
+    /// Seed of the draws.
+    pub seed: u64,
+    /// Mean mms per ε.
+    pub mms_mean: Vec<f64>,
+    /// Population standard deviation (ddof = 0) of mms per ε.
+    pub mms_std: Vec<f64>,
+}
+
+/// The untrained baseline of a trained pair: the same nets (or layers) before training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UntrainedRecord {
+    /// mms of the untrained pair at each ε.
+    pub mms: Vec<f64>,
+    /// Its max ε.
+    pub max_epsilon: f64,
+    /// Its measures (linear CKA, ...), when computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measures: Option<LayerMeasures>,
+    /// Its centred mms at each ε, when computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub centered_mms: Option<Vec<f64>>,
+    /// Its bootstrap intervals, when computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<IntervalsRecord>,
+    /// Trained mms minus untrained mms at each ε.
+    pub trained_minus_untrained: Vec<f64>,
+}
+
+/// The top inputs of every neuron of one side.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopInputsSide {
+    /// `[neurons][k]` input indices (in data order), best first; -1 where fewer inputs.
+    pub indices: Vec<Vec<i64>>,
+    /// The responses, same shape (`null` where fewer inputs).
+    pub values: Vec<Vec<Option<f64>>>,
+    /// Position (token) of the response within its input, same shape, when tracked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positions: Option<Vec<Vec<i64>>>,
+}
+
+/// What every neuron of a layer pair responds to most (fronts that see the inputs).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopInputsRecord {
+    /// Inputs kept per neuron.
+    pub k: usize,
+    /// Net A's neurons.
+    pub a: TopInputsSide,
+    /// Net B's neurons.
+    pub b: TopInputsSide,
+    /// How a response is measured (e.g. `"max over positions"`).
+    pub response: String,
+}
+
+/// Everything found for one layer pair.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerRecord {
+    /// Layer name (net A's).
+    pub name: String,
+    /// Net B's layer name, when it differs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name_b: Option<String>,
+    /// Neurons of net A's layer (dead included).
+    pub neurons_a: usize,
+    /// Neurons of net B's layer.
+    pub neurons_b: usize,
+    /// Rows: inputs, times positions for a conv layer, tokens for a token layer.
+    pub rows: u64,
+    /// Array shape of A as stored, when known.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shape_a: Vec<u64>,
+    /// Array shape of B.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub shape_b: Vec<u64>,
+    /// Dead (numerically zero) neurons of A.
+    pub dead_a: Vec<usize>,
+    /// Dead neurons of B.
+    pub dead_b: Vec<usize>,
+    /// Per neuron of A, the smallest ε at which it is in the maximum match (null for dropped
+    /// dead neurons; empty in very old converted files).
+    #[serde(default)]
+    pub thresholds_a: Vec<Option<f64>>,
+    /// Same for B.
+    #[serde(default)]
+    pub thresholds_b: Vec<Option<f64>>,
+    /// The smallest ε at which every live neuron matches.
+    pub max_epsilon: f64,
+    /// The maximum match at each ε.
+    pub matches: Vec<MatchRecord>,
+    /// The ε-profile `(ε, mms)` on the grid 0, 0.01, ..., 1, when computed (`curve`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profile: Vec<[f64; 2]>,
+    /// Basis-invariant measures, when any was requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measures: Option<LayerMeasures>,
+    /// Simple matches, when requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simple: Option<SimpleRecord>,
+    /// The match of the mean-centred activations, when requested (`center`, the default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub centered: Option<CenteredRecord>,
+    /// The neuron-basis null, when requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub null: Option<NullRecord>,
+    /// Bootstrap intervals, when requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intervals: Option<IntervalsRecord>,
+    /// The sampled (reference-code) protocol, when requested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampled: Option<SampledRecord>,
+    /// The untrained baseline, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub untrained: Option<UntrainedRecord>,
+    /// The one-word verdict at the main ε (docs/controls.md), when its controls were computed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    /// The controls the verdict lacks (`"baseline"`, `"null"`), when it is absent.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verdict_missing: Vec<String>,
+    /// Top inputs per neuron, when tracked by the front.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_inputs: Option<TopInputsRecord>,
+    /// Fields added by fronts and not known to this version, kept as read.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+impl LayerRecord {
+    /// mms at each ε.
+    pub fn mms(&self) -> Vec<f64> {
+        self.matches.iter().map(|m| m.mms).collect()
+    }
+
+    /// mms at the `i`-th ε.
+    pub fn mms_at(&self, i: usize) -> Option<f64> {
+        self.matches.get(i).map(|m| m.mms)
+    }
+
+    /// The value of a named measure (e.g. `"cka_linear"`), when present and numeric.
+    pub fn measure(&self, name: &str) -> Option<f64> {
+        self.measures.as_ref()?.get(name)
+    }
+
+    /// `name`, or `name ~ name_b` when B's layer is named otherwise.
+    pub fn label(&self) -> String {
+        match &self.name_b {
+            Some(b) => format!("{} ~ {b}", self.name),
+            None => self.name.clone(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Neuron views of `reproduce`
 
 /// The inputs that the neurons of selected matches respond to most, for one trained seed pair
 /// (see `crate::views`).
@@ -52,8 +797,7 @@ pub struct NeuronViews {
     pub k: usize,
     /// Neurons shown at most per net in a group.
     pub per_side: usize,
-    /// How a neuron's response to an input is measured (e.g. "activation; conv channels: maximum
-    /// over positions").
+    /// How a neuron's response to an input is measured.
     pub response: String,
     /// Shape of an input image `[channels, height, width]`.
     pub image_shape: [usize; 3],
@@ -92,12 +836,11 @@ pub enum ViewKind {
 pub struct ViewGroup {
     /// Why it is shown.
     pub kind: ViewKind,
-    /// Neurons of net A in the whole group (the strips show at most a few).
+    /// Neurons of net A in the whole group.
     pub size_a: usize,
     /// Neurons of net B in the whole group.
     pub size_b: usize,
-    /// The match's largest sine between a member and the other net's members' span (simple and
-    /// one-to-one groups).
+    /// The match's sine (simple and one-to-one groups).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sine: Option<f64>,
     /// Net A's neurons shown.
@@ -130,227 +873,115 @@ pub struct ViewInput {
     pub png: String,
 }
 
-/// One trained net.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NetSummary {
-    /// The seed the net was initialised and trained with.
-    pub seed: u64,
-    /// Accuracy on the test set, a fraction in [0, 1] (not a percentage).
-    pub test_accuracy: f64,
-    /// Number of epochs trained.
-    pub epochs: usize,
-    /// Training wall-clock time in seconds.
-    pub train_seconds: f64,
-}
+// ---------------------------------------------------------------------------------------------
+// Reading and writing
 
-/// One compared layer of the architecture (the same for every net).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LayerSummary {
-    /// Layer name, as used in `LayerResult::layer` (e.g. `"conv1"`, `"fc2"`).
-    pub name: String,
-    /// Position in the network, input side first; figures and tables are ordered by it.
-    pub index: usize,
-    /// `"conv"` or `"fc"`.
-    pub kind: String,
-    /// Number of neurons (channels for a conv layer).
-    pub neurons: usize,
-    /// Length of each activation vector: N for fc, N·H·W for conv.
-    pub rows: u64,
-}
-
-/// What a comparison compares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum ComparisonKind {
-    /// Two nets trained from different seeds (`seed_a != seed_b`).
-    Pair,
-    /// A net against itself (`seed_a == seed_b`): mms must be 1 at every ε.
-    SelfCheck,
-    /// A net against itself with the rows of one side shuffled (same images, different order):
-    /// what chance gives at this many rows and neurons.
-    Null,
-    /// The nets of two seeds at initialisation (before any training step; `seed_a != seed_b`),
-    /// compared like a `Pair`: how much of a trained pair's match the architecture and the input
-    /// statistics give without learning.
-    #[serde(alias = "untrained")]
-    Untrained,
-}
-
-/// The per-layer results of one comparison.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Comparison {
-    /// Which kind of comparison this is.
-    pub kind: ComparisonKind,
-    /// Seed of net A.
-    pub seed_a: u64,
-    /// Seed of net B (equal to `seed_a` for `SelfCheck` and `Null`).
-    pub seed_b: u64,
-    /// One result per compared layer.
-    pub layers: Vec<LayerResult>,
-}
-
-/// The result of comparing one layer of net A with the same layer of net B.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LayerResult {
-    /// Layer name (matches `LayerSummary::name`).
-    pub layer: String,
-    /// Number of neurons of the layer in net A.
-    pub neurons_a: usize,
-    /// Number of neurons of the layer in net B.
-    pub neurons_b: usize,
-    /// Number of rows (activation vector length) used.
-    pub rows: u64,
-    /// Indices of the dead (numerically zero) neurons of net A.
-    pub dead_a: Vec<usize>,
-    /// Indices of the dead (numerically zero) neurons of net B.
-    pub dead_b: Vec<usize>,
-    /// The smallest ε at which every live neuron is matched (the first peeling step's sine).
-    pub max_epsilon: f64,
-    /// Threshold ε*(v) of each neuron of net A, by index: the smallest ε at which it is in the
-    /// maximum match (`null` for a dead neuron dropped under the reference policy). Empty when
-    /// not recorded (results written before it was kept).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub thresholds_a: Vec<Option<f64>>,
-    /// Threshold ε*(v) of each neuron of net B, as `thresholds_a`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub thresholds_b: Vec<Option<f64>>,
-    /// Maximum match similarity, one value per entry of `ReproduceResults::eps`.
-    pub mms: Vec<f64>,
-    /// The match profile: `(ε, fraction of neurons matched)` on the grid ε = 0, 0.01, ..., 1.
-    pub profile: Vec<[f64; 2]>,
-    /// Other similarity measures on the same data, e.g.
-    /// `{"cka_linear": .., "cka_linear_debiased": .., "svcca": ..}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub measures: Option<serde_json::Value>,
-    /// Simple matches at one ε, when computed.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub simple: Option<SimpleSummary>,
-    /// The statistical controls of this layer pair (bootstrap intervals, rotation null, centred
-    /// mms), when computed (`reproduce`, trained seed pairs only). Flattened: each control is its
-    /// own optional field of the layer in results.json, absent in older files.
-    #[serde(flatten)]
-    pub controls: LayerControls,
-}
-
-/// The statistical controls of one layer pair (see docs/controls.md). Every field is optional:
-/// results written before they existed, or runs that disabled them, leave them out.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct LayerControls {
-    /// Bootstrap percentile intervals over chunks of test images.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub intervals: Option<LayerIntervals>,
-    /// The neuron-basis null: net B's layer rotated by random orthogonal matrices.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rotation_null: Option<RotationNullSummary>,
-    /// mms of the mean-centred activations, one per entry of `ReproduceResults::eps`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub centered_mms: Option<Vec<f64>>,
-}
-
-/// A confidence interval `[lo, hi]`.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Bounds {
-    /// Lower end.
-    pub lo: f64,
-    /// Upper end.
-    pub hi: f64,
-}
-
-/// Bootstrap percentile intervals of one layer pair: the test images are split into `chunks`
-/// contiguous chunks, each resample draws `chunks` of them with replacement.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LayerIntervals {
-    /// Confidence level (e.g. 0.95).
-    pub level: f64,
-    /// Number of bootstrap resamples.
-    pub resamples: usize,
-    /// Number of chunks of test images.
-    pub chunks: usize,
-    /// Seed of the resampling.
-    pub seed: u64,
-    /// Interval of mms, one per entry of `ReproduceResults::eps` (`null` where no resample gave
-    /// a finite value).
-    pub mms: Vec<Option<Bounds>>,
-    /// Interval of linear CKA, when computed and defined.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cka_linear: Option<Bounds>,
-}
-
-/// The rotation null of one layer pair at one ε.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct NullEps {
-    /// The ε.
-    pub eps: f64,
-    /// Mean of the rotated pairs' mms.
-    pub mean: f64,
-    /// Smallest rotated mms.
-    pub min: f64,
-    /// Largest rotated mms.
-    pub max: f64,
-    /// Monte Carlo p-value `(1 + #{draws >= observed}) / (1 + draws)`.
-    pub p: f64,
-}
-
-/// The neuron-basis null of one layer pair (`spanmatch_core::controls::rotation_null`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RotationNullSummary {
-    /// Number of random rotations.
-    pub draws: usize,
-    /// Seed of the rotations.
-    pub seed: u64,
-    /// One entry per entry of `ReproduceResults::eps`.
-    pub per_eps: Vec<NullEps>,
-}
-
-/// Summary of the simple matches of one layer comparison at one ε.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SimpleSummary {
-    /// The tolerance at which the simple matches were computed.
-    pub eps: f64,
-    /// Number of distinct simple matches found.
-    pub count: usize,
-    /// `(size, number of simple matches of that size)`, size = |X'| + |Y'|, ascending by size.
-    pub size_histogram: Vec<(usize, usize)>,
-    /// Size of the largest simple match.
-    pub largest: usize,
-    /// The simple matches themselves, largest first: the neuron indices on both sides. Empty
-    /// when not recorded (results written before they were kept).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub matches: Vec<SimpleMatchIndices>,
-}
-
-/// One simple match: neurons of net A and of net B (indices into the layer, increasing).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SimpleMatchIndices {
-    /// Neurons of net A.
-    pub a: Vec<usize>,
-    /// Neurons of net B.
-    pub b: Vec<usize>,
-    /// The match's largest sine between a live member and the span of the other net's live
-    /// members (absent in results written before it was kept).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sine: Option<f64>,
-}
-
-impl LayerResult {
-    /// The value of a named measure in `measures` (e.g. `"cka_linear"`), when present and numeric.
-    pub fn measure(&self, name: &str) -> Option<f64> {
-        self.measures.as_ref()?.get(name)?.as_f64()
+/// Parses a results file of any accepted version ([`SUPPORTED`]) into the current schema.
+pub fn parse_results(text: &str) -> anyhow::Result<Results> {
+    let value: serde_json::Value = serde_json::from_str(text).context("not valid JSON")?;
+    let Some(obj) = value.as_object() else {
+        bail!("not a spanmatch results file: expected a JSON object");
+    };
+    match obj.get("schema_version") {
+        Some(v) => {
+            let schema = obj.get("schema").and_then(|s| s.as_str()).unwrap_or("");
+            if schema != SCHEMA {
+                bail!(
+                    "not a spanmatch results file: \"schema\" is {:?}, expected \"{SCHEMA}\"",
+                    obj.get("schema")
+                );
+            }
+            match v.as_u64() {
+                Some(n) if n == u64::from(SCHEMA_VERSION) => {
+                    serde_json::from_value(value).context("invalid schema_version 3 results")
+                }
+                _ => bail!(
+                    "results schema_version {v} is not supported by spanmatch {}; it reads {SUPPORTED}",
+                    env!("CARGO_PKG_VERSION")
+                ),
+            }
+        }
+        None => crate::legacy::convert(value),
     }
 }
 
-/// Reads and parses a `results.json`; errors name the file.
-pub fn read_results(path: &Path) -> anyhow::Result<ReproduceResults> {
+/// Reads a results file of any accepted version; errors name the file.
+pub fn read_results(path: &Path) -> anyhow::Result<Results> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read results file {}", path.display()))?;
-    serde_json::from_str(&text)
-        .with_context(|| format!("{} is not a valid spanmatch results.json", path.display()))
+    parse_results(&text)
+        .with_context(|| format!("{} is not a valid spanmatch results file", path.display()))
 }
 
 /// Writes `results` as pretty-printed JSON to `path`; errors name the file.
-pub fn write_results(results: &ReproduceResults, path: &Path) -> anyhow::Result<()> {
+pub fn write_results(results: &Results, path: &Path) -> anyhow::Result<()> {
     let mut text = serde_json::to_string_pretty(results)
         .with_context(|| format!("cannot serialise results for {}", path.display()))?;
     text.push('\n');
     std::fs::write(path, text)
         .with_context(|| format!("cannot write results file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_now_is_the_system_clock_in_the_report_format() {
+        let s = utc_now();
+        let b = s.as_bytes();
+        assert_eq!(s.len(), "2026-11-29 15:04 UTC".len(), "{s}");
+        for (i, c) in b.iter().enumerate() {
+            match i {
+                4 | 7 => assert_eq!(*c, b'-', "{s}"),
+                10 | 16 => assert_eq!(*c, b' ', "{s}"),
+                13 => assert_eq!(*c, b':', "{s}"),
+                17..=19 => {}
+                _ => assert!(c.is_ascii_digit(), "{s}"),
+            }
+        }
+        // The same day as the system clock (seconds since the epoch, divided by 86,400).
+        let days = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            / 86_400;
+        let date = time::Date::from_julian_day(2_440_588 + days as i32).unwrap();
+        let next = date.next_day().unwrap();
+        let fmt =
+            |d: time::Date| format!("{:04}-{:02}-{:02}", d.year(), u8::from(d.month()), d.day());
+        // (A run at midnight may see the next day.)
+        assert!(
+            s.starts_with(&fmt(date)) || s.starts_with(&fmt(next)),
+            "{s} vs {}",
+            fmt(date)
+        );
+    }
+
+    #[test]
+    fn unknown_versions_and_files_are_named() {
+        let e =
+            parse_results(r#"{"schema": "spanmatch-results", "schema_version": 7}"#).unwrap_err();
+        let m = format!("{e:#}");
+        assert!(
+            m.contains("schema_version 7 is not supported") && m.contains("3"),
+            "{m}"
+        );
+        let e = parse_results(r#"{"schema": "other", "schema_version": 3}"#).unwrap_err();
+        assert!(format!("{e:#}").contains("\"schema\""), "{e:#}");
+        let e = parse_results(r#"{"hello": 1}"#).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("not a spanmatch results file"),
+            "{e:#}"
+        );
+        assert!(parse_results("[1]").is_err());
+    }
+
+    #[test]
+    fn cpu_is_detected() {
+        let c = Cpu::detect();
+        assert_eq!(c.arch, std::env::consts::ARCH);
+        #[cfg(target_arch = "x86_64")]
+        assert!(c.features.iter().any(|f| f == "sse2"), "{:?}", c.features);
+    }
 }

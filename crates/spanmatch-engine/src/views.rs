@@ -12,7 +12,7 @@
 //! shown neuron's top inputs, given by the front that tracked them during its pass.
 
 use crate::results::{
-    Comparison, LayerResult, LayerViews, NeuronTop, NeuronViews, ViewGroup, ViewInput, ViewKind,
+    Comparison, LayerRecord, LayerViews, NeuronTop, NeuronViews, ViewGroup, ViewInput, ViewKind,
 };
 use spanmatch_core::rng::SplitMix64;
 
@@ -91,7 +91,7 @@ fn unmatched(thresholds: &[Option<f64>], eps: f64, rng: &mut SplitMix64) -> Opti
 
 /// The groups to show for one layer pair (see the module docs); empty when its simple matches
 /// were not computed. `salt` varies the draw of the unmatched neurons between layers.
-pub fn select_groups(result: &LayerResult, opts: &ViewOptions, salt: u64) -> Vec<GroupChoice> {
+pub fn select_groups(result: &LayerRecord, opts: &ViewOptions, salt: u64) -> Vec<GroupChoice> {
     let Some(simple) = &result.simple else {
         return Vec::new();
     };
@@ -154,7 +154,7 @@ pub fn select_groups(result: &LayerResult, opts: &ViewOptions, salt: u64) -> Vec
 /// The views of one layer: [`select_groups`] with each shown neuron's top inputs from `top`
 /// (`top(is_net_a, neuron)` gives `(response, input index)` pairs, best first).
 pub fn layer_views(
-    result: &LayerResult,
+    result: &LayerRecord,
     opts: &ViewOptions,
     salt: u64,
     mut top: impl FnMut(bool, usize) -> Vec<(f64, usize)>,
@@ -185,7 +185,7 @@ pub fn layer_views(
         })
         .collect();
     LayerViews {
-        layer: result.layer.clone(),
+        layer: result.name.clone(),
         groups,
     }
 }
@@ -217,7 +217,7 @@ pub fn neuron_views(
         .layers
         .iter()
         .enumerate()
-        .map(|(i, r)| layer_views(r, opts, i as u64, |a, n| top(a, &r.layer, n)))
+        .map(|(i, r)| layer_views(r, opts, i as u64, |a, n| top(a, &r.name, n)))
         .collect();
     let inputs = referenced_inputs(&layers)
         .into_iter()
@@ -227,8 +227,8 @@ pub fn neuron_views(
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok(NeuronViews {
-        seed_a: pair.seed_a,
-        seed_b: pair.seed_b,
+        seed_a: pair.seed_a.unwrap_or(0),
+        seed_b: pair.seed_b.unwrap_or(0),
         eps,
         k,
         per_side: opts.per_side,
@@ -256,41 +256,54 @@ pub fn referenced_inputs(layers: &[LayerViews]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::results::{LayerControls, SimpleMatchIndices, SimpleSummary};
+    use crate::results::{SimpleMatchRecord, SimpleRecord};
 
     fn layer(
         matches: Vec<(Vec<usize>, Vec<usize>, f64)>,
         ta: Vec<f64>,
         tb: Vec<f64>,
-    ) -> LayerResult {
-        LayerResult {
-            layer: "l".into(),
+    ) -> LayerRecord {
+        LayerRecord {
+            name: "l".into(),
+            name_b: None,
             neurons_a: ta.len(),
             neurons_b: tb.len(),
             rows: 100,
+            shape_a: vec![],
+            shape_b: vec![],
             dead_a: vec![],
             dead_b: vec![],
             max_epsilon: 1.0,
             thresholds_a: ta.into_iter().map(Some).collect(),
             thresholds_b: tb.into_iter().map(Some).collect(),
-            mms: vec![],
+            matches: vec![],
             profile: vec![],
             measures: None,
-            simple: Some(SimpleSummary {
-                eps: 0.5,
-                count: matches.len(),
-                size_histogram: vec![],
-                largest: 0,
-                matches: matches
+            simple: Some(SimpleRecord::new(
+                0.5,
+                false,
+                true,
+                1,
+                0,
+                matches
                     .into_iter()
-                    .map(|(a, b, s)| SimpleMatchIndices {
+                    .map(|(a, b, s)| SimpleMatchRecord {
                         a,
                         b,
+                        count: 1,
                         sine: Some(s),
                     })
                     .collect(),
-            }),
-            controls: LayerControls::default(),
+            )),
+            centered: None,
+            null: None,
+            intervals: None,
+            sampled: None,
+            untrained: None,
+            verdict: None,
+            verdict_missing: vec![],
+            top_inputs: None,
+            extra: Default::default(),
         }
     }
 

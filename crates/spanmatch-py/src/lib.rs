@@ -13,14 +13,18 @@ use numpy::{
 use pyo3::exceptions::{PyFileNotFoundError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
+use spanmatch_core::controls::ChunkedStats;
 use spanmatch_core::measures::Measure;
 use spanmatch_core::simple::{simple_matches, SimpleOptions};
 use spanmatch_core::{GramAccumulator, JointStats, MatchOptions, MatchProblem, RowNormMoments};
-use spanmatch_engine::compare::{
-    self as engine, check_eps, parse_measures, BootstrapOptions, NullOptions,
-};
+use spanmatch_engine::compare as engine;
+use spanmatch_engine::options::{check_eps, parse_measures, tolerances};
+use spanmatch_engine::results::{self, Comparison, ComparisonKind, Front, LayerRecord, Results};
 use spanmatch_engine::stream::{default_block_rows, Sampling};
-use spanmatch_engine::{AnalyseOptions, Collect, CompareOptions, LayerLabel};
+use spanmatch_engine::tables;
+use spanmatch_engine::{
+    analyse_pair, BaselineInput, Collect, CompareOptions, LayerLabel, Options, PairInput,
+};
 use spanmatch_io::Layout;
 use std::ops::ControlFlow;
 
@@ -64,7 +68,7 @@ fn matching(dead: &str, tol: Option<f64>) -> PyResult<MatchOptions> {
         }
     };
     Ok(MatchOptions {
-        tol: engine::tolerances(tol, "tol").map_err(to_py)?,
+        tol: tolerances(tol, "tol").map_err(to_py)?,
         dead,
     })
 }
@@ -1071,86 +1075,48 @@ impl PyStats {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn analyse_options(
-    eps: Vec<f64>,
-    measures: Vec<String>,
-    dead: &str,
-    tol: Option<f64>,
-    simple: Option<f64>,
-    orders: usize,
-    seed: u64,
-    curve: bool,
-    center: bool,
-    null: Option<&str>,
-    null_draws: usize,
-    bootstrap: Option<usize>,
-    chunks: usize,
-) -> PyResult<AnalyseOptions> {
-    let bootstrap = match bootstrap {
-        None => None,
-        Some(0) => {
-            return Err(PyValueError::new_err(
-                "bootstrap must be at least 1 resample",
-            ))
+/// The options of a call, from their JSON form (`spanmatch.Options.to_dict()`), checked.
+fn parse_options(json: &str) -> PyResult<Options> {
+    let options = Options::from_json(json).map_err(to_py)?;
+    options.validate().map_err(to_py)?;
+    Ok(options)
+}
+
+/// What `analyse`, `compare_files` and `read_results` return: the results as JSON (the one
+/// schema), the text tables of the CLI and the warnings.
+type Outcome = (String, String, Vec<String>);
+
+fn outcome(results: &Results, warnings: Vec<String>) -> PyResult<Outcome> {
+    let json = serde_json::to_string(results).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    Ok((json, tables::tables(results), warnings))
+}
+
+/// The statistics of one layer pair, with its chunks when there are any.
+fn pair_stats(
+    name: &str,
+    stats: &PyStats,
+    chunks: Option<&Vec<PyRef<'_, PyStats>>>,
+) -> PyResult<(JointStats, Option<ChunkedStats>)> {
+    match chunks {
+        Some(c) if !c.is_empty() => {
+            let parts = c.iter().map(|s| s.joint()).collect();
+            let chunked = ChunkedStats::new(parts)
+                .map_err(|e| PyValueError::new_err(format!("layer '{name}': chunks: {e}")))?;
+            Ok((chunked.merged(), Some(chunked)))
         }
-        Some(_) if chunks == 0 => return Err(PyValueError::new_err("chunks must be at least 1")),
-        Some(resamples) => Some(BootstrapOptions {
-            chunks,
-            resamples,
-            seed,
-        }),
-    };
-    let null = match null {
-        None => None,
-        Some("rotate") if null_draws > 0 => Some(NullOptions {
-            draws: null_draws,
-            seed,
-        }),
-        Some("rotate") => return Err(PyValueError::new_err("null_draws must be at least 1")),
-        Some(other) => {
-            return Err(PyValueError::new_err(format!(
-                "null: '{other}' is not a control; use 'rotate' (the neuron-basis null) or None"
-            )))
-        }
-    };
-    check_eps(&eps, "eps").map_err(to_py)?;
-    if let Some(e) = simple {
-        check_eps(&[e], "simple").map_err(to_py)?;
+        _ => Ok((stats.joint(), None)),
     }
-    Ok(AnalyseOptions {
-        eps,
-        matching: matching(dead, tol)?,
-        measures: parse_measures(&measures, "measures").map_err(to_py)?,
-        simple: simple.map(|eps| SimpleOptions { eps, orders, seed }),
-        curve,
-        center,
-        null,
-        bootstrap,
-    })
 }
 
-/// What `analyse` and `compare_files` return: the report as JSON, the text tables of the CLI,
-/// the warnings and the profile curves.
-type Outcome = (String, String, Vec<String>, Vec<Vec<[f64; 2]>>);
-
-fn outcome(
-    report: &spanmatch_engine::Report,
-    warnings: Vec<String>,
-    curves: Vec<Vec<[f64; 2]>>,
-) -> PyResult<Outcome> {
-    let json = serde_json::to_string(report).map_err(|e| PyValueError::new_err(e.to_string()))?;
-    Ok((
-        json,
-        spanmatch_engine::report::tables(report),
-        warnings,
-        curves,
-    ))
-}
-
-/// Analyses layer pairs from their statistics; returns the report as JSON and the warnings.
+/// Analyses layer pairs from their statistics with the options given as JSON (the one analysis
+/// of every front); returns the results as JSON, the tables and the warnings.
+///
+/// Per layer (lists in the order of `stats`, or empty): `chunks` its per-chunk statistics (for
+/// the bootstrap), `baseline` the untrained pair's statistics, `baseline_chunks` theirs per
+/// chunk. `extras` is a JSON object `{layer: {field: value}}` of fields added to the records
+/// (e.g. `top_inputs`), checked against the schema.
 #[pyfunction]
-#[pyo3(signature = (stats, names, names_b, shapes_a, shapes_b, eps, measures, dead = "drop", tol = None, simple = None, orders = 0, seed = 0, file_a = "a", file_b = "b", layout = "nchw", curve = false, center = false, null = None, null_draws = 10, bootstrap = None, chunks = Vec::new()))]
+#[pyo3(signature = (stats, names, names_b, shapes_a, shapes_b, options, front = "python", file_a = "a", file_b = "b", layout = "nchw", chunks = Vec::new(), baseline = Vec::new(), baseline_chunks = Vec::new(), extras = None))]
 #[allow(clippy::too_many_arguments)]
 fn analyse(
     py: Python<'_>,
@@ -1159,119 +1125,161 @@ fn analyse(
     names_b: Vec<Option<String>>,
     shapes_a: Vec<Vec<u64>>,
     shapes_b: Vec<Vec<u64>>,
-    eps: Vec<f64>,
-    measures: Vec<String>,
-    dead: &str,
-    tol: Option<f64>,
-    simple: Option<f64>,
-    orders: usize,
-    seed: u64,
+    options: &str,
+    front: &str,
     file_a: &str,
     file_b: &str,
     layout: &str,
-    curve: bool,
-    center: bool,
-    null: Option<&str>,
-    null_draws: usize,
-    bootstrap: Option<usize>,
     chunks: Vec<Vec<PyRef<'_, PyStats>>>,
+    baseline: Vec<PyRef<'_, PyStats>>,
+    baseline_chunks: Vec<Vec<PyRef<'_, PyStats>>>,
+    extras: Option<&str>,
 ) -> PyResult<Outcome> {
-    let k = chunks.first().map_or(0, Vec::len);
-    let options = analyse_options(
-        eps, measures, dead, tol, simple, orders, seed, curve, center, null, null_draws, bootstrap,
-        k,
-    )?;
+    let options = parse_options(options)?;
+    let front = Front::parse(front).map_err(to_py)?;
     let layout = parse_layout(layout)?;
-    if !chunks.is_empty() && chunks.len() != stats.len() {
-        return Err(PyValueError::new_err(
-            "analyse: chunks must hold one list of chunk statistics per layer",
-        ));
-    }
-    let chunk_joints: Vec<Vec<JointStats>> = chunks
-        .iter()
-        .map(|c| c.iter().map(|s| s.joint()).collect())
-        .collect();
     let n = stats.len();
-    if [names.len(), names_b.len(), shapes_a.len(), shapes_b.len()]
-        .iter()
-        .any(|&l| l != n)
-    {
-        return Err(PyValueError::new_err(
-            "analyse: stats, names, names_b, shapes_a and shapes_b must have the same length",
-        ));
-    }
-    let mut report = engine::empty_report(file_a, file_b, &options, layout, false);
-    let mut progress = Collect::default();
-    let mut curves = Vec::new();
-    let labelled: Vec<(LayerLabel, JointStats)> = stats
-        .into_iter()
-        .zip(names)
-        .zip(names_b)
-        .zip(shapes_a.into_iter().zip(shapes_b))
-        .map(|(((s, name), name_b), (shape_a, shape_b))| {
-            (
-                LayerLabel {
-                    name,
-                    name_b,
-                    shape_a,
-                    shape_b,
-                },
-                s.joint(),
-            )
-        })
-        .collect();
-    py.detach(|| -> anyhow::Result<()> {
-        let mut parts = chunk_joints.into_iter();
-        for (label, joint) in labelled {
-            let layer = match parts.next() {
-                Some(c) if options.bootstrap.is_some() => {
-                    engine::analyse_layer_chunked(label, c, &options, &mut progress)?
-                }
-                _ => engine::analyse_layer(label, joint, &options, &mut progress)?,
-            };
-            report.layers.push(layer.report);
-            curves.push(layer.curve);
+    for (what, len) in [
+        ("names", names.len()),
+        ("names_b", names_b.len()),
+        ("shapes_a", shapes_a.len()),
+        ("shapes_b", shapes_b.len()),
+    ] {
+        if len != n {
+            return Err(PyValueError::new_err(format!(
+                "analyse: {what} has {len} entries for {n} layers"
+            )));
         }
-        Ok(())
-    })
-    .map_err(to_py)?;
-    outcome(&report, progress.warnings, curves)
+    }
+    for (what, len) in [
+        ("chunks", chunks.len()),
+        ("baseline", baseline.len()),
+        ("baseline_chunks", baseline_chunks.len()),
+    ] {
+        if len != 0 && len != n {
+            return Err(PyValueError::new_err(format!(
+                "analyse: {what} must be empty or hold one entry per layer ({len} for {n} layers)"
+            )));
+        }
+    }
+    let extras: serde_json::Map<String, serde_json::Value> = match extras {
+        None => Default::default(),
+        Some(text) => match serde_json::from_str(text) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => {
+                return Err(PyValueError::new_err(
+                    "extras: expected an object {layer name: {field: value}}",
+                ))
+            }
+        },
+    };
+    for key in extras.keys() {
+        if !names.contains(key) {
+            return Err(PyValueError::new_err(format!(
+                "extras: no layer named '{key}'; layers: {}",
+                names.join(", ")
+            )));
+        }
+    }
+    let mut inputs = Vec::with_capacity(n);
+    for (i, s) in stats.iter().enumerate() {
+        let name = names[i].clone();
+        let (joint, chunked) = pair_stats(&name, s, chunks.get(i))?;
+        let base = match baseline.get(i) {
+            None => None,
+            Some(b) => {
+                let (stats, chunks) = pair_stats(&name, b, baseline_chunks.get(i))?;
+                Some(BaselineInput { stats, chunks })
+            }
+        };
+        inputs.push(PairInput {
+            label: LayerLabel {
+                name,
+                name_b: names_b[i].clone(),
+                shape_a: shapes_a[i].clone(),
+                shape_b: shapes_b[i].clone(),
+            },
+            stats: joint,
+            chunks: chunked,
+            baseline: base,
+        });
+    }
+    drop(stats);
+    let mut results = Results::new(front, file_a, file_b, &options);
+    results.settings = serde_json::json!({ "layout": engine::layout_name(layout) });
+    let mut progress = Collect::default();
+    let records = py
+        .detach(|| -> anyhow::Result<Vec<LayerRecord>> {
+            inputs
+                .into_iter()
+                .map(|input| analyse_pair(input, &options, &mut progress))
+                .collect()
+        })
+        .map_err(to_py)?;
+    let mut layers = Vec::with_capacity(records.len());
+    for record in records {
+        let record = match extras.get(&record.name) {
+            None => record,
+            Some(more) => with_extras(record, more)?,
+        };
+        layers.push(record);
+    }
+    results.comparisons = vec![Comparison::new(ComparisonKind::Pair, layers)];
+    results.fill_layer_summaries();
+    results.warnings = progress.warnings.clone();
+    outcome(&results, progress.warnings)
 }
 
-/// Compares two activation files (as `spanmatch compare`); returns the report as JSON and the
-/// warnings.
+/// A record with the fields of `more` (a JSON object) added, read back through the schema.
+fn with_extras(record: LayerRecord, more: &serde_json::Value) -> PyResult<LayerRecord> {
+    let name = record.name.clone();
+    let serde_json::Value::Object(more) = more else {
+        return Err(PyValueError::new_err(format!(
+            "extras['{name}']: expected an object of fields"
+        )));
+    };
+    let mut value =
+        serde_json::to_value(record).map_err(|e| PyValueError::new_err(e.to_string()))?;
+    if let serde_json::Value::Object(m) = &mut value {
+        for (k, v) in more {
+            m.insert(k.clone(), v.clone());
+        }
+    }
+    serde_json::from_value(value)
+        .map_err(|e| PyValueError::new_err(format!("extras['{name}']: {e}")))
+}
+
+/// Reads results JSON of any accepted schema version (older files are converted); returns the
+/// current schema as JSON, the tables and the warnings recorded in the file.
 #[pyfunction]
-#[pyo3(signature = (path_a, path_b, eps, measures, dead = "drop", tol = None, layout = "nchw", layers = Vec::new(), simple = None, orders = 0, seed = 0, block_rows = None, sample_columns = None, repeats = 16, flatten = false, curve = false, center = false, null = None, null_draws = 10, bootstrap = None, chunks = 20))]
+fn read_results(py: Python<'_>, text: &str) -> PyResult<Outcome> {
+    let results = py.detach(|| results::parse_results(text)).map_err(to_py)?;
+    let warnings = results.warnings.clone();
+    outcome(&results, warnings)
+}
+
+/// Compares two activation files (as `spanmatch compare`) with the options given as JSON;
+/// returns the report as JSON, the tables, the warnings and the profile curves.
+#[pyfunction]
+#[pyo3(signature = (path_a, path_b, options, layout = "nchw", layers = Vec::new(), block_rows = None, sample_columns = None, repeats = 16, flatten = false, baseline = None))]
 #[allow(clippy::too_many_arguments)]
 fn compare_files(
     py: Python<'_>,
     path_a: std::path::PathBuf,
     path_b: std::path::PathBuf,
-    eps: Vec<f64>,
-    measures: Vec<String>,
-    dead: &str,
-    tol: Option<f64>,
+    options: &str,
     layout: &str,
     layers: Vec<String>,
-    simple: Option<f64>,
-    orders: usize,
-    seed: u64,
     block_rows: Option<usize>,
     sample_columns: Option<u64>,
     repeats: usize,
     flatten: bool,
-    curve: bool,
-    center: bool,
-    null: Option<&str>,
-    null_draws: usize,
-    bootstrap: Option<usize>,
-    chunks: usize,
+    baseline: Option<(std::path::PathBuf, std::path::PathBuf)>,
 ) -> PyResult<Outcome> {
+    let options = parse_options(options)?;
+    let seed = options.seed;
     let options = CompareOptions {
-        analyse: analyse_options(
-            eps, measures, dead, tol, simple, orders, seed, curve, center, null, null_draws,
-            bootstrap, chunks,
-        )?,
+        options,
         layers,
         layout: parse_layout(layout)?,
         block_rows,
@@ -1282,12 +1290,16 @@ fn compare_files(
         }),
         flatten,
         flatten_images: None,
+        baseline,
     };
     let mut progress = Collect::default();
-    let c = py
+    let mut results = py
         .detach(|| engine::compare_files(&path_a, &path_b, &options, &mut progress))
         .map_err(to_py)?;
-    outcome(&c.report, progress.warnings, c.curves)
+    results.front = Front::Python;
+    results.provenance.front = Front::Python;
+    results.warnings = progress.warnings.clone();
+    outcome(&results, progress.warnings)
 }
 
 /// Panics on purpose, inside a GIL-released section: the test that a Rust panic surfaces as a
@@ -1311,6 +1323,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyStats>()?;
     m.add_function(wrap_pyfunction!(analyse, m)?)?;
     m.add_function(wrap_pyfunction!(compare_files, m)?)?;
+    m.add_function(wrap_pyfunction!(read_results, m)?)?;
     m.add_function(wrap_pyfunction!(measure_names, m)?)?;
     m.add_function(wrap_pyfunction!(_test_panic, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;

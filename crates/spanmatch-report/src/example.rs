@@ -3,9 +3,12 @@
 use serde_json::json;
 
 use crate::results::{
-    Bounds, Comparison, ComparisonKind, LayerControls, LayerIntervals, LayerResult, LayerSummary,
-    NetSummary, NullEps, ReproduceResults, RotationNullSummary, SimpleSummary,
+    Bounds, CenteredRecord, Comparison, ComparisonKind, Front, IntervalsRecord, LayerMeasures,
+    LayerRecord, LayerSummary, MatchRecord, NetSummary, NullEps, NullRecord, Results, SimpleRecord,
 };
+use spanmatch_core::measures::Measures;
+use spanmatch_engine::analysis::link_untrained;
+use spanmatch_engine::options::{NullKind, Options};
 
 /// Deterministic pseudo-random numbers in [0, 1) from a key (splitmix64).
 fn noise(key: u64) -> f64 {
@@ -39,7 +42,7 @@ fn round4(v: f64) -> f64 {
 /// A VGG-like run on CIFAR-10 (8 compared layers, seeds 0, 1, 2: three pairs, one self-check and
 /// one shuffled-row null, five ε values), shaped like the paper's finding: high mms at the input
 /// and output ends, low in the middle. Synthetic: not a measurement.
-pub fn example_results() -> ReproduceResults {
+pub fn example_results() -> Results {
     let eps = vec![0.15, 0.2, 0.25, 0.3, 0.5];
     let seeds = [0u64, 1, 2];
     // (name, kind, neurons, spatial positions per image, similarity level q in [0, 1])
@@ -75,7 +78,7 @@ pub fn example_results() -> ReproduceResults {
     };
 
     let grid: Vec<f64> = (0..=100).map(|k| k as f64 / 100.0).collect();
-    let layer_result = |li: usize, sa: u64, sb: u64, kind: ComparisonKind| -> LayerResult {
+    let layer_result = |li: usize, sa: u64, sb: u64, kind: ComparisonKind| -> LayerRecord {
         let (name, lkind, n, _, q) = spec[li];
         let k = key(&[sa, sb, li as u64, kind as u64]);
         let (centre, cka, cka_d) = match kind {
@@ -124,8 +127,12 @@ pub fn example_results() -> ReproduceResults {
             }
             let count = size_histogram.iter().map(|(_, c)| c).sum();
             let largest = size_histogram.last().map_or(0, |(s, _)| *s);
-            SimpleSummary {
+            SimpleRecord {
                 eps: 0.25,
+                exact_case: false,
+                complete: true,
+                orders: 1,
+                seed: 0,
                 count,
                 size_histogram,
                 largest,
@@ -144,75 +151,112 @@ pub fn example_results() -> ReproduceResults {
         };
         // Controls of the trained pairs: bootstrap intervals around mms, a rotation null well
         // below it and a centred match a little below it.
-        let controls = if kind == ComparisonKind::Pair {
-            LayerControls {
-                intervals: Some(LayerIntervals {
-                    level: 0.95,
-                    resamples: 200,
-                    chunks: 20,
-                    seed: 0,
-                    mms: mms
-                        .iter()
-                        .map(|&m| {
-                            Some(Bounds {
-                                lo: round4((m - 0.03).max(0.0)),
-                                hi: round4((m + 0.02).min(1.0)),
-                            })
-                        })
-                        .collect(),
-                    cka_linear: Some(Bounds {
-                        lo: round4((cka - 0.02).max(0.0)),
-                        hi: round4((cka + 0.01).min(1.0)),
-                    }),
-                }),
-                rotation_null: Some(RotationNullSummary {
-                    draws: 5,
-                    seed: 0,
-                    per_eps: eps
-                        .iter()
-                        .zip(&mms)
-                        .map(|(&e, &m)| NullEps {
-                            eps: e,
-                            mean: round4(0.3 * m),
-                            min: round4(0.25 * m),
-                            max: round4(0.35 * m),
-                            p: round4(1.0 / 6.0),
-                        })
-                        .collect(),
-                }),
-                centered_mms: Some(mms.iter().map(|m| round4(0.9 * m)).collect()),
-            }
-        } else {
-            LayerControls::default()
-        };
-        LayerResult {
-            layer: name.to_string(),
+        let pair = kind == ComparisonKind::Pair;
+        let intervals = pair.then(|| IntervalsRecord {
+            level: 0.95,
+            resamples: 200,
+            chunks: 20,
+            seed: 0,
+            mms: mms
+                .iter()
+                .map(|&m| {
+                    Some(Bounds {
+                        lo: round4((m - 0.03).max(0.0)),
+                        hi: round4((m + 0.02).min(1.0)),
+                    })
+                })
+                .collect(),
+            cka_linear: Some(Bounds {
+                lo: round4((cka - 0.02).max(0.0)),
+                hi: round4((cka + 0.01).min(1.0)),
+            }),
+        });
+        let null = pair.then(|| NullRecord {
+            draws: 5,
+            seed: 0,
+            per_eps: eps
+                .iter()
+                .zip(&mms)
+                .map(|(&e, &m)| NullEps {
+                    eps: e,
+                    observed: m,
+                    mean: round4(0.3 * m),
+                    min: round4(0.25 * m),
+                    max: round4(0.35 * m),
+                    p_value: round4(1.0 / 6.0),
+                    values: Vec::new(),
+                })
+                .collect(),
+        });
+        let centered = (pair || kind == ComparisonKind::Untrained).then(|| CenteredRecord {
+            thresholds_a: Vec::new(),
+            thresholds_b: Vec::new(),
+            max_epsilon: None,
+            matches: eps
+                .iter()
+                .zip(&mms)
+                .map(|(&e, &m)| MatchRecord {
+                    eps: e,
+                    a: Vec::new(),
+                    b: Vec::new(),
+                    mms: round4(0.9 * m),
+                })
+                .collect(),
+        });
+        LayerRecord {
+            name: name.to_string(),
+            name_b: None,
             neurons_a: n,
             neurons_b: n,
             rows: layers[li].rows,
+            shape_a: Vec::new(),
+            shape_b: Vec::new(),
             thresholds_a: thresholds(sa, &dead_a),
             thresholds_b: thresholds(sb ^ 0x5A, &dead_b),
             dead_a,
             dead_b,
             max_epsilon,
-            mms,
+            matches: eps
+                .iter()
+                .zip(&mms)
+                .map(|(&e, &m)| MatchRecord {
+                    eps: e,
+                    a: Vec::new(),
+                    b: Vec::new(),
+                    mms: m,
+                })
+                .collect(),
             profile,
-            measures: Some(json!({
-                "cka_linear": round4(cka),
-                "cka_linear_debiased": round4(cka_d),
-            })),
+            measures: Some(LayerMeasures {
+                channels: Measures {
+                    cka_linear: Some(round4(cka)),
+                    cka_linear_debiased: Some(round4(cka_d)),
+                    ..Measures::default()
+                },
+                ..LayerMeasures::default()
+            }),
             simple,
-            controls,
+            centered,
+            null,
+            intervals,
+            sampled: None,
+            untrained: None,
+            verdict: None,
+            verdict_missing: Vec::new(),
+            top_inputs: None,
+            extra: Default::default(),
         }
     };
 
     let comparison = |kind: ComparisonKind, a: u64, b: u64| Comparison {
-        kind,
-        seed_a: a,
-        seed_b: b,
-        layers: (0..spec.len())
-            .map(|li| layer_result(li, a, b, kind))
-            .collect(),
+        seed_a: Some(a),
+        seed_b: Some(b),
+        ..Comparison::new(
+            kind,
+            (0..spec.len())
+                .map(|li| layer_result(li, a, b, kind))
+                .collect(),
+        )
     };
 
     let mut comparisons = Vec::new();
@@ -239,34 +283,43 @@ pub fn example_results() -> ReproduceResults {
         })
         .collect();
 
-    ReproduceResults {
-        spanmatch_version: "0.1.0".to_string(),
-        created: "2026-01-01T00:00:00Z (synthetic example, not a measurement)".to_string(),
-        config: json!({
-            "dataset": "cifar10",
-            "arch": "vgg11",
-            "batch_norm": false,
-            "width": 1.0,
-            "epochs": 160,
-            "seeds": seeds,
-            "batch_size": 128,
-            "lr": 0.1,
-            "lr_milestones": [80, 120],
-            "weight_decay": 5e-4,
-            "dead_policy": "drop (reference)",
-            "note": "synthetic example data",
-        }),
-        eps,
-        nets,
-        layers,
-        comparisons,
-        timings: json!({
-            "train_s": 5612.0,
-            "extract_s": 84.2,
-            "match_s": 311.7,
-            "total_s": 6007.9,
-        }),
-        peak_memory_mb: Some(3712.5),
-        neuron_views: None,
-    }
+    let options = Options {
+        eps: eps.clone(),
+        null: Some(NullKind::Rotate),
+        null_draws: 5,
+        bootstrap: Some(200),
+        simple: Some(0.25),
+        curve: true,
+        ..Options::default()
+    };
+    link_untrained(&mut comparisons, &options);
+    let mut r = Results::new(Front::Reproduce, "net A", "net B", &options);
+    r.spanmatch_version = "0.1.0".to_string();
+    r.created = "2026-01-01T00:00:00Z (synthetic example, not a measurement)".to_string();
+    r.provenance.seeds.nets = seeds.to_vec();
+    r.config = Some(json!({
+        "dataset": "cifar10",
+        "arch": "vgg11",
+        "batch_norm": false,
+        "width": 1.0,
+        "epochs": 160,
+        "seeds": seeds,
+        "batch_size": 128,
+        "lr": 0.1,
+        "lr_milestones": [80, 120],
+        "weight_decay": 5e-4,
+        "dead_policy": "drop (reference)",
+        "note": "synthetic example data",
+    }));
+    r.nets = nets;
+    r.layers = layers;
+    r.comparisons = comparisons;
+    r.timings = Some(json!({
+        "train_s": 5612.0,
+        "extract_s": 84.2,
+        "match_s": 311.7,
+        "total_s": 6007.9,
+    }));
+    r.peak_memory_mb = Some(3712.5);
+    r
 }

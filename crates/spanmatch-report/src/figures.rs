@@ -23,6 +23,12 @@ fn unit_ticks() -> Vec<(f64, String)> {
 const FONT: f64 = 11.5;
 /// Dash pattern of the untrained-baseline lines (dotted; the null is dashed 5-4).
 const UNTRAINED_DASH: [f64; 2] = [1.5, 3.0];
+/// A series: (x, y or a gap).
+type Points = Vec<(f64, Option<f64>)>;
+/// Dash-dot of the centred match's line.
+const CENTERED_DASH: [f64; 4] = [7.0, 3.0, 1.5, 3.0];
+/// Colour of the centred match (a purple outside the ε palette's first colours).
+const CENTERED: Rgb = Rgb(118, 42, 131);
 const LABEL: f64 = 12.5;
 
 /// Polyline through the finite points only, split at gaps.
@@ -92,6 +98,21 @@ pub fn mms_by_layer(stats: &Stats) -> Scene {
         .layers
         .iter()
         .any(|l| l.untrained.iter().any(|s| s.is_some()));
+    // The centred match as its own series, at the main ε.
+    let centered: Option<(usize, Points)> = stats.main.and_then(|m| {
+        let pts: Vec<(f64, Option<f64>)> = stats
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(li, l)| {
+                (
+                    li as f64,
+                    l.centered.get(m).copied().flatten().map(|s| s.mean),
+                )
+            })
+            .collect();
+        pts.iter().any(|p| p.1.is_some()).then_some((m, pts))
+    });
 
     let mut entries: Vec<(Key, String)> = vec![(Key::Heading, "mms at tolerance ε".to_string())];
     for (i, e) in stats.eps.iter().enumerate() {
@@ -143,6 +164,17 @@ pub fn mms_by_layer(stats: &Stats) -> Scene {
                 marker: Some((crate::scene::Shape::Circle, false)),
             },
             "untrained nets (same seeds)".to_string(),
+        ));
+    }
+    if let Some((m, _)) = &centered {
+        entries.push((
+            Key::Line {
+                color: CENTERED,
+                width: 2.0,
+                dash: Some(CENTERED_DASH.to_vec()),
+                marker: Some((crate::scene::Shape::Diamond, true)),
+            },
+            format!("centred match, ε = {}", eps_label(stats.eps[*m])),
         ));
     }
     if has_cka {
@@ -323,6 +355,25 @@ pub fn mms_by_layer(stats: &Stats) -> Scene {
                     5.5,
                     None,
                     category(i),
+                );
+            }
+        }
+    }
+    // The centred match.
+    if let Some((_, pts)) = &centered {
+        for seg in segments(pts) {
+            let p = seg.iter().map(|(x, y)| (ax.px(*x), ax.py(*y))).collect();
+            scene.line(p, CENTERED, 2.0, Some(&CENTERED_DASH[..]));
+        }
+        for (x, y) in pts {
+            if let Some(y) = y.filter(|y| y.is_finite()) {
+                scene.marker(
+                    ax.px(*x),
+                    ax.py(y),
+                    crate::scene::Shape::Diamond,
+                    6.0,
+                    Some(CENTERED),
+                    CENTERED,
                 );
             }
         }

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use crate::figures::eps_label;
-use crate::results::ReproduceResults;
+use crate::results::Results;
 use crate::scene::{escape, Scene};
 use crate::stats::{Stats, Summary};
 
@@ -101,11 +101,14 @@ fn glance_line(l: &crate::stats::LayerStats, i: usize, eps: f64) -> Option<Strin
             f3(r.mean)
         ));
     }
-    if interval.is_none() && parts.is_empty() {
+    if interval.is_none() && parts.is_empty() && l.verdict.is_none() {
         return None;
     }
     if !parts.is_empty() {
         let _ = write!(line, ", {}", parts.join(" and "));
+    }
+    if let Some(v) = &l.verdict {
+        let _ = write!(line, " — verdict: <b>{}</b>", escape(v));
     }
     Some(line)
 }
@@ -171,25 +174,19 @@ fn kv_table(s: &mut String, rows: &[(String, String)]) {
     s.push_str("</tbody></table>\n");
 }
 
-fn config_str(r: &ReproduceResults, key: &str) -> Option<String> {
-    r.config.get(key).map(json_scalar)
+fn config_str(r: &Results, key: &str) -> Option<String> {
+    r.config.as_ref()?.get(key).map(json_scalar)
 }
 
 /// The whole page. `figures` are (scene, caption) in display order.
-pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String)]) -> String {
+pub fn page(results: &Results, stats: &Stats, figures: &[(Scene, String)]) -> String {
     let arch = config_str(results, "arch");
     let dataset = config_str(results, "dataset");
     let heading = match (&arch, &dataset) {
         (Some(a), Some(d)) => format!("{a} on {d}"),
         (Some(a), None) => a.clone(),
         (None, Some(d)) => d.clone(),
-        (None, None) => match (
-            results.config.get("file_a").and_then(|v| v.as_str()),
-            results.config.get("file_b").and_then(|v| v.as_str()),
-        ) {
-            (Some(a), Some(b)) => format!("{a} vs {b}"),
-            _ => "results".to_string(),
-        },
+        (None, None) => format!("{} vs {}", results.label_a, results.label_b),
     };
     let eps_list: Vec<String> = stats.eps.iter().map(|e| eps_label(*e)).collect();
     let seeds: Vec<String> = results.nets.iter().map(|n| n.seed.to_string()).collect();
@@ -251,7 +248,7 @@ pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String
             }
         }
     }
-    if let Some(last) = stats.eps.len().checked_sub(1) {
+    if let Some(last) = stats.main {
         let at: Vec<(&str, f64)> = stats
             .layers
             .iter()
@@ -290,7 +287,7 @@ pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String
             );
         }
     }
-    if let Some(last) = stats.eps.len().checked_sub(1) {
+    if let Some(last) = stats.main {
         let diffs: Vec<(&str, f64)> = stats
             .layers
             .iter()
@@ -325,7 +322,7 @@ pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String
             }
         }
     }
-    if let Some(last) = stats.eps.len().checked_sub(1) {
+    if let Some(last) = stats.main {
         let lines: Vec<String> = stats
             .layers
             .iter()
@@ -382,7 +379,8 @@ pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String
         .iter()
         .any(|l| l.trained_minus_untrained.iter().any(|d| d.is_some()));
     let has_simple = stats.layers.iter().any(|l| l.simple.is_some());
-    let main = ne.checked_sub(1);
+    let main = stats.main;
+    let has_verdict = stats.layers.iter().any(|l| l.verdict.is_some());
     let has_rot = main.is_some_and(|m| stats.layers.iter().any(|l| l.rotation_null[m].is_some()));
     let has_centered = main.is_some_and(|m| stats.layers.iter().any(|l| l.centered[m].is_some()));
     let has_interval = stats
@@ -407,6 +405,9 @@ pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String
     }
     if has_untrained {
         let _ = write!(s, "<th colspan=\"{ne}\">trained minus untrained mms</th>");
+    }
+    if has_verdict {
+        let _ = write!(s, "<th rowspan=\"2\">verdict<br>ε={main_label}</th>");
     }
     s.push_str("<th rowspan=\"2\">linear CKA</th><th rowspan=\"2\">full-match<br>ε</th>");
     if has_simple {
@@ -451,6 +452,13 @@ pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String
                 let _ = write!(s, "<td>{}</td>", diff_sd(*d));
             }
         }
+        if has_verdict {
+            let _ = write!(
+                s,
+                "<td class=\"l\">{}</td>",
+                l.verdict.as_deref().map_or("—".to_string(), escape)
+            );
+        }
         let _ = write!(
             s,
             "<td>{}</td><td>{}</td>",
@@ -477,7 +485,7 @@ pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String
         );
     }
     s.push_str("</tbody></table></div>\n");
-    s.push_str("<p class=\"meta\">mms = (|X*| + |Y*|) / (|X| + |Y|), dead neurons counted in the denominator. full-match ε: the smallest ε at which every live neuron is matched (mean over pairs). Null: two nets compared with the images of one side shuffled (same images, different order): what chance gives at this many rows and neurons. Self-check: each net against itself, dead neurons counted as matched (must be 1). Trained minus untrained: each seed pair's mms minus that of the same seeds' nets before training (mean ± s.d. over pairs); positive where training made the nets match more than the architecture and the input statistics alone. Simple matches: mean number per seed pair at the ε of the simple matches. s.d. uses n − 1. [lo, hi]: 95 % bootstrap interval over chunks of test images (envelope over the seed pairs). Rotation null: the same pairs with net B's layer in a random neuron basis (mean over rotations and pairs); a match well above it lives in the neurons themselves, not only in shared subspaces. Centred mms: the match of the mean-centred activations.</p>\n");
+    s.push_str("<p class=\"meta\">mms = (|X*| + |Y*|) / (|X| + |Y|), dead neurons counted in the denominator. full-match ε: the smallest ε at which every live neuron is matched (mean over pairs). Null: two nets compared with the images of one side shuffled (same images, different order): what chance gives at this many rows and neurons. Self-check: each net against itself, dead neurons counted as matched (must be 1). Trained minus untrained: each seed pair's mms minus that of the same seeds' nets before training (mean ± s.d. over pairs); positive where training made the nets match more than the architecture and the input statistics alone. Simple matches: mean number per seed pair at the ε of the simple matches. s.d. uses n − 1. [lo, hi]: 95 % bootstrap interval over chunks of test images (envelope over the seed pairs). Rotation null: the same pairs with net B's layer in a random neuron basis (mean over rotations and pairs); a match well above it lives in the neurons themselves, not only in shared subspaces. Centred mms: the match of the mean-centred activations. Verdict (docs/controls.md): <i>none</i> when the upper end of the interval of mms is below 0.05 or below the untrained pair's mms; <i>given</i> when its lower end is at or below the untrained pair's mms (trained ≈ untrained); <i>subspace-only</i> when mms is at or below the rotation null's largest draw (the nets share a subspace, not neurons); <i>learned</i> otherwise.</p>\n");
 
     s.push_str(&crate::neurons::section(results));
 
@@ -519,11 +527,24 @@ pub fn page(results: &ReproduceResults, stats: &Stats, figures: &[(Scene, String
     // Configuration, timings, resources.
     s.push_str("<h2>Configuration</h2>\n");
     let mut rows = Vec::new();
-    flatten("", &results.config, &mut rows);
+    if let Some(c) = &results.config {
+        flatten("", c, &mut rows);
+    }
+    if let Ok(o) = serde_json::to_value(&results.options) {
+        flatten("options", &o, &mut rows);
+    }
+    if results.settings.as_object().is_some_and(|m| !m.is_empty()) {
+        flatten("settings", &results.settings, &mut rows);
+    }
+    if let Ok(p) = serde_json::to_value(&results.provenance) {
+        flatten("provenance", &p, &mut rows);
+    }
     kv_table(&mut s, &rows);
     s.push_str("<h2>Timings and resources</h2>\n");
     let mut rows = Vec::new();
-    flatten("", &results.timings, &mut rows);
+    if let Some(t) = &results.timings {
+        flatten("", t, &mut rows);
+    }
     rows.push((
         "peak memory (MiB)".to_string(),
         results

@@ -1,6 +1,6 @@
-//! The results schema of `spanmatch reproduce` (`results.json`) and its report: a self-contained
-//! `report.html` (inline SVG figures and CSS, no scripts, no external resources) plus PNG exports
-//! of the figures.
+//! The report of a results file (the engine's one schema, `spanmatch_engine::results`, of any
+//! front: `reproduce`, `compare`, Python): a self-contained `report.html` (inline SVG figures
+//! and CSS, no scripts, no external resources) plus PNG exports of the figures.
 //!
 //! ```no_run
 //! let results = spanmatch_report::example_results();
@@ -26,8 +26,8 @@ pub mod stats;
 pub use example::example_results;
 pub use html::accuracy_label;
 pub use results::{
-    read_results, write_results, Comparison, ComparisonKind, LayerResult, LayerSummary, NetSummary,
-    ReproduceResults, SimpleSummary,
+    read_results, write_results, Comparison, ComparisonKind, LayerRecord, LayerSummary, NetSummary,
+    Results, SimpleRecord,
 };
 
 /// File name of the HTML report inside the output directory.
@@ -96,13 +96,13 @@ fn figures(stats: &stats::Stats) -> Vec<(scene::Scene, String, &'static str)> {
 
 /// Writes `report.html` and (when a font is found) the PNG figures into `out_dir`, creating it;
 /// returns the paths written, report.html first.
-pub fn render(results: &ReproduceResults, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+pub fn render(results: &Results, out_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     render_with(results, out_dir, RenderOptions::default())
 }
 
 /// [`render`] with options.
 pub fn render_with(
-    results: &ReproduceResults,
+    results: &Results,
     out_dir: &Path,
     options: RenderOptions,
 ) -> anyhow::Result<Vec<PathBuf>> {
@@ -140,7 +140,8 @@ pub fn render_with(
     Ok(written)
 }
 
-/// `spanmatch report`: reads `results` and renders the report into `out` (default: the
+/// `spanmatch report`: reads `results` (any accepted schema version, see
+/// `spanmatch_engine::results::parse_results`) and renders the report into `out` (default: the
 /// directory of `results`); returns the files written.
 pub fn rerender(results: &Path, out: Option<&Path>, png: bool) -> anyhow::Result<Vec<PathBuf>> {
     let parsed = read_results(results)?;

@@ -11,7 +11,7 @@ use base64::Engine as _;
 
 use crate::figures::eps_label;
 use crate::results::{
-    ComparisonKind, NeuronTop, NeuronViews, ReproduceResults, SimpleSummary, ViewGroup, ViewKind,
+    Comparison, ComparisonKind, NeuronTop, NeuronViews, Results, SimpleRecord, ViewGroup, ViewKind,
 };
 use crate::scene::escape;
 
@@ -192,7 +192,7 @@ fn group_heading(g: &ViewGroup) -> String {
 }
 
 /// Every simple match of one layer, in a collapsed list.
-fn simple_list(s: &mut String, sm: &SimpleSummary) {
+fn simple_list(s: &mut String, sm: &SimpleRecord) {
     if sm.matches.is_empty() {
         return;
     }
@@ -251,16 +251,28 @@ fn group(s: &mut String, views: &NeuronViews, labels: &HashMap<usize, usize>, g:
     s.push_str("</div></div>\n");
 }
 
+/// "Seed 0 (net A) against seed 1 (net B)", or the two sides' labels when there are no seeds.
+fn pair_title(results: &Results, pair: &Comparison) -> String {
+    match (pair.seed_a, pair.seed_b) {
+        (Some(a), Some(b)) => format!("Seed {a} (net A) against seed {b} (net B)"),
+        _ => format!(
+            "{} (net A) against {} (net B)",
+            pair.label_a.as_deref().unwrap_or(&results.label_a),
+            pair.label_b.as_deref().unwrap_or(&results.label_b)
+        ),
+    }
+}
+
 /// The section "What matched neurons respond to" for the pair of the results' neuron views
 /// (strips, then every simple match of each layer), or, without views, the list of every
 /// simple match of the first trained pair that has them; empty when there is neither.
-pub(crate) fn section(results: &ReproduceResults) -> String {
+pub(crate) fn section(results: &Results) -> String {
     let mut s = String::new();
     let views = results.neuron_views.as_ref();
     let pair = results.comparisons.iter().find(|c| {
         c.kind == ComparisonKind::Pair
             && match views {
-                Some(v) => c.seed_a == v.seed_a && c.seed_b == v.seed_b,
+                Some(v) => c.seed_a == Some(v.seed_a) && c.seed_b == Some(v.seed_b),
                 None => c
                     .layers
                     .iter()
@@ -271,15 +283,15 @@ pub(crate) fn section(results: &ReproduceResults) -> String {
         let Some(pair) = pair else { return s };
         let _ = writeln!(
             s,
-            "<section class=\"views\">\n<h2>Simple matches</h2>\n<p class=\"meta\">Seed {} (net A) against seed {} (net B): every simple match of each layer, largest first.</p>",
-            pair.seed_a, pair.seed_b
+            "<section class=\"views\">\n<h2>Simple matches</h2>\n<p class=\"meta\">{}: every simple match of each layer, largest first.</p>",
+            escape(&pair_title(results, pair))
         );
         for l in &pair.layers {
             if let Some(sm) = &l.simple {
                 let _ = writeln!(
                     s,
                     "<h3>{} <span class=\"sd\">at ε = {}</span></h3>",
-                    escape(&l.layer),
+                    escape(&l.name),
                     eps_label(sm.eps)
                 );
                 simple_list(&mut s, sm);
@@ -319,7 +331,7 @@ pub(crate) fn section(results: &ReproduceResults) -> String {
             group(&mut s, views, &labels, g);
         }
         let simple = pair
-            .and_then(|c| c.layers.iter().find(|l| l.layer == lv.layer))
+            .and_then(|c| c.layers.iter().find(|l| l.name == lv.layer))
             .and_then(|l| l.simple.as_ref());
         if let Some(sm) = simple {
             simple_list(&mut s, sm);
@@ -359,9 +371,10 @@ mod tests {
         {
             for l in &mut c.layers {
                 if let Some(sm) = l.simple.as_mut() {
-                    sm.matches.push(crate::results::SimpleMatchIndices {
+                    sm.matches.push(crate::results::SimpleMatchRecord {
                         a: vec![1, 2],
                         b: vec![4],
+                        count: 1,
                         sine: Some(0.125),
                     });
                 }
@@ -386,8 +399,8 @@ mod tests {
             inputs,
         };
         r.neuron_views = Some(NeuronViews {
-            seed_a: pair.seed_a,
-            seed_b: pair.seed_b,
+            seed_a: pair.seed_a.unwrap(),
+            seed_b: pair.seed_b.unwrap(),
             eps: 0.5,
             k: 2,
             per_side: 4,
@@ -395,7 +408,7 @@ mod tests {
             image_shape: [1, 2, 2],
             class_names: vec!["cat".into(), "dog".into()],
             layers: vec![LayerViews {
-                layer: pair.layers[0].layer.clone(),
+                layer: pair.layers[0].name.clone(),
                 groups: vec![ViewGroup {
                     kind: ViewKind::OneToOne,
                     size_a: 1,

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::results::{ComparisonKind, LayerResult, ReproduceResults};
+use crate::results::{ComparisonKind, LayerRecord, Results};
 
 /// Mean, sample standard deviation, min and max of a set of values.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -104,6 +104,9 @@ pub struct LayerStats {
     pub rotation_null: Vec<Option<Summary>>,
     /// mms of the mean-centred activations over the seed pairs, one per ε.
     pub centered: Vec<Option<Summary>>,
+    /// The verdict at the main ε (docs/controls.md): the word when every pair that has one
+    /// agrees, `"mixed (..)"` otherwise; `None` when no pair has one.
+    pub verdict: Option<String>,
 }
 
 /// Per-layer statistics for the whole run.
@@ -111,6 +114,8 @@ pub struct LayerStats {
 pub struct Stats {
     /// The ε values.
     pub eps: Vec<f64>,
+    /// Position of the main ε (that of the controls columns and the verdict) in `eps`.
+    pub main: Option<usize>,
     /// Number of pair comparisons.
     pub pairs: usize,
     /// Number of null comparisons.
@@ -125,7 +130,7 @@ pub struct Stats {
 
 /// The layer names in network order: those of `results.layers` sorted by index, then any
 /// layer that only appears in comparisons, in order of first appearance.
-pub fn layer_order(results: &ReproduceResults) -> Vec<String> {
+pub fn layer_order(results: &Results) -> Vec<String> {
     let mut listed: Vec<(usize, usize, &str)> = results
         .layers
         .iter()
@@ -141,19 +146,22 @@ pub fn layer_order(results: &ReproduceResults) -> Vec<String> {
     }
     for c in &results.comparisons {
         for l in &c.layers {
-            if !names.iter().any(|m| m == &l.layer) {
-                names.push(l.layer.clone());
+            if !names.iter().any(|m| m == &l.name) {
+                names.push(l.name.clone());
             }
         }
     }
     names
 }
 
+/// A layer record with the seeds of its comparison.
+type Seeded<'a> = (Option<u64>, Option<u64>, &'a LayerRecord);
+
 fn of_kind<'a>(
-    results: &'a ReproduceResults,
+    results: &'a Results,
     kind: ComparisonKind,
     layer: &'a str,
-) -> impl Iterator<Item = (u64, u64, &'a LayerResult)> + 'a {
+) -> impl Iterator<Item = Seeded<'a>> + 'a {
     results
         .comparisons
         .iter()
@@ -161,7 +169,7 @@ fn of_kind<'a>(
         .flat_map(move |c| {
             c.layers
                 .iter()
-                .filter(move |l| l.layer == layer)
+                .filter(move |l| l.name == layer)
                 .map(move |l| (c.seed_a, c.seed_b, l))
         })
 }
@@ -189,7 +197,7 @@ pub fn profile_at(profile: &[[f64; 2]], eps: f64) -> Option<f64> {
 }
 
 /// Aggregates `results` per layer.
-pub fn compute(results: &ReproduceResults) -> Stats {
+pub fn compute(results: &Results) -> Stats {
     let count = |k| results.comparisons.iter().filter(|c| c.kind == k).count();
     let mut layers = Vec::new();
     for name in layer_order(results) {
@@ -204,22 +212,46 @@ pub fn compute(results: &ReproduceResults) -> Stats {
             .or(nulls.first())
             .map(|p| p.2);
 
-        let per_eps = |set: &[(u64, u64, &LayerResult)]| -> Vec<Option<Summary>> {
+        let per_eps = |set: &[Seeded]| -> Vec<Option<Summary>> {
             (0..results.eps.len())
                 .map(|i| {
-                    let v: Vec<f64> = set
-                        .iter()
-                        .filter_map(|(_, _, l)| l.mms.get(i).copied())
-                        .collect();
+                    let v: Vec<f64> = set.iter().filter_map(|(_, _, l)| l.mms_at(i)).collect();
                     Summary::of(&v)
                 })
                 .collect()
         };
+        // The untrained baseline: the summaries the pairs carry, else (older files) the
+        // untrained comparisons.
+        let carried: Vec<_> = pairs
+            .iter()
+            .filter_map(|p| p.2.untrained.as_ref())
+            .collect();
 
         let mms = per_eps(&pairs);
-        let untrained_mms = per_eps(&untrained);
+        let untrained_mms: Vec<Option<Summary>> = if carried.is_empty() {
+            per_eps(&untrained)
+        } else {
+            (0..results.eps.len())
+                .map(|i| {
+                    Summary::of(
+                        &carried
+                            .iter()
+                            .filter_map(|u| u.mms.get(i).copied())
+                            .collect::<Vec<_>>(),
+                    )
+                })
+                .collect()
+        };
         let trained_minus_untrained: Vec<Option<Summary>> = (0..results.eps.len())
             .map(|i| {
+                if !carried.is_empty() {
+                    return Summary::of(
+                        &carried
+                            .iter()
+                            .filter_map(|u| u.trained_minus_untrained.get(i).copied())
+                            .collect::<Vec<_>>(),
+                    );
+                }
                 // Paired by seeds when the same pair was compared trained and untrained.
                 let diffs: Vec<f64> = pairs
                     .iter()
@@ -227,7 +259,7 @@ pub fn compute(results: &ReproduceResults) -> Stats {
                         let u = untrained
                             .iter()
                             .find(|(ua, ub, _)| (ua, ub) == (a, b) || (ua, ub) == (b, a))?;
-                        Some(l.mms.get(i)? - u.2.mms.get(i)?)
+                        Some(l.mms_at(i)? - u.2.mms_at(i)?)
                     })
                     .collect();
                 if !diffs.is_empty() {
@@ -246,25 +278,26 @@ pub fn compute(results: &ReproduceResults) -> Stats {
         // Dead neurons per net (seed), from any comparison that involves it.
         let mut dead: BTreeMap<u64, usize> = BTreeMap::new();
         for (a, b, l) in pairs.iter().chain(selfs.iter()).chain(nulls.iter()) {
-            dead.entry(*a).or_insert(l.dead_a.len());
-            dead.entry(*b).or_insert(l.dead_b.len());
+            dead.entry(a.unwrap_or(0)).or_insert(l.dead_a.len());
+            dead.entry(b.unwrap_or(1)).or_insert(l.dead_b.len());
         }
         let dead =
             (!dead.is_empty()).then(|| dead.values().sum::<usize>() as f64 / dead.len() as f64);
 
         let self_ok = (!selfs.is_empty()).then(|| {
             selfs.iter().all(|(_, _, l)| {
-                l.mms.len() == results.eps.len() && l.mms.iter().all(|m| (m - 1.0).abs() <= 1e-6)
+                l.matches.len() == results.eps.len()
+                    && l.matches.iter().all(|m| (m.mms - 1.0).abs() <= 1e-6)
             })
         });
 
-        let measure = |set: &[(u64, u64, &LayerResult)], key: &str| {
+        let measure = |set: &[Seeded], key: &str| {
             let v: Vec<f64> = set.iter().filter_map(|(_, _, l)| l.measure(key)).collect();
             Summary::of(&v)
         };
 
         let profile = {
-            let with: Vec<&LayerResult> = pairs
+            let with: Vec<&LayerRecord> = pairs
                 .iter()
                 .map(|p| p.2)
                 .filter(|l| !l.profile.is_empty())
@@ -314,7 +347,7 @@ pub fn compute(results: &ReproduceResults) -> Stats {
                 let b: Vec<(f64, f64)> = pairs
                     .iter()
                     .filter_map(|p| {
-                        let b = (*p.2.controls.intervals.as_ref()?.mms.get(i)?)?;
+                        let b = (*p.2.intervals.as_ref()?.mms.get(i)?)?;
                         Some((b.lo, b.hi))
                     })
                     .collect();
@@ -330,7 +363,7 @@ pub fn compute(results: &ReproduceResults) -> Stats {
             .map(|i| {
                 let v: Vec<f64> = pairs
                     .iter()
-                    .filter_map(|p| Some(p.2.controls.rotation_null.as_ref()?.per_eps.get(i)?.mean))
+                    .filter_map(|p| Some(p.2.null.as_ref()?.per_eps.get(i)?.mean))
                     .collect();
                 Summary::of(&v)
             })
@@ -339,12 +372,37 @@ pub fn compute(results: &ReproduceResults) -> Stats {
             .map(|i| {
                 let v: Vec<f64> = pairs
                     .iter()
-                    .filter_map(|p| p.2.controls.centered_mms.as_ref()?.get(i).copied())
+                    .filter_map(|p| Some(p.2.centered.as_ref()?.matches.get(i)?.mms))
                     .collect();
                 Summary::of(&v)
             })
             .collect();
+        let words: Vec<&str> = pairs
+            .iter()
+            .filter_map(|p| p.2.verdict.map(|v| v.word()))
+            .collect();
+        let verdict = words.first().map(|first| {
+            if words.iter().all(|w| w == first) {
+                first.to_string()
+            } else {
+                let mut w = words.clone();
+                w.sort_unstable();
+                w.dedup();
+                format!("mixed ({})", w.join(", "))
+            }
+        });
+        let cka_untrained = if carried.is_empty() {
+            measure(&untrained, "cka_linear")
+        } else {
+            Summary::of(
+                &carried
+                    .iter()
+                    .filter_map(|u| u.measures.as_ref()?.get("cka_linear"))
+                    .collect::<Vec<_>>(),
+            )
+        };
         layers.push(LayerStats {
+            verdict,
             mms_interval,
             rotation_null,
             centered,
@@ -359,7 +417,7 @@ pub fn compute(results: &ReproduceResults) -> Stats {
             null: per_eps(&nulls),
             untrained: untrained_mms,
             trained_minus_untrained,
-            cka_untrained: measure(&untrained, "cka_linear"),
+            cka_untrained,
             self_ok,
             cka: measure(&pairs, "cka_linear"),
             cka_null: measure(&nulls, "cka_linear"),
@@ -371,6 +429,7 @@ pub fn compute(results: &ReproduceResults) -> Stats {
     }
     Stats {
         eps: results.eps.clone(),
+        main: results.options.main_index(),
         pairs: count(ComparisonKind::Pair),
         nulls: count(ComparisonKind::Null),
         selfs: count(ComparisonKind::SelfCheck),

@@ -111,13 +111,15 @@ fn results_json_round_trip() {
     write_results(&results, &path).unwrap();
     let back = read_results(&path).unwrap();
     assert_eq!(back, results);
-    // The enum is spelled as in the schema.
+    // The kinds are spelled as in the schema, which is named and versioned.
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(
-        text.contains("\"Pair\"") && text.contains("\"SelfCheck\"") && text.contains("\"Null\"")
-    );
-    assert!(text.contains("\"kind\": \"Untrained\""));
+    for kind in ["pair", "self", "null", "untrained"] {
+        assert!(text.contains(&format!("\"kind\": \"{kind}\"")), "{kind}");
+    }
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(v["schema"], "spanmatch-results");
+    assert_eq!(v["schema_version"], 3);
+    assert_eq!(v["front"], "reproduce");
     // 3 seed pairs, a self-check, a null and the 3 untrained pairs.
     assert_eq!(v["comparisons"].as_array().unwrap().len(), 8);
     assert_eq!(
@@ -142,10 +144,10 @@ fn example_has_the_promised_shape() {
     assert_eq!(count(ComparisonKind::Null), 1);
     for c in &r.comparisons {
         for l in &c.layers {
-            assert_eq!(l.mms.len(), r.eps.len());
-            assert!(l.mms.iter().all(|m| (0.0..=1.0).contains(m)));
+            assert_eq!(l.mms().len(), r.eps.len());
+            assert!(l.mms().iter().all(|m| (0.0..=1.0).contains(m)));
             if c.kind == ComparisonKind::SelfCheck {
-                assert!(l.mms.iter().all(|m| *m == 1.0));
+                assert!(l.mms().iter().all(|m| *m == 1.0));
             }
         }
     }
@@ -155,7 +157,7 @@ fn example_has_the_promised_shape() {
             .comparisons
             .iter()
             .filter(|c| c.kind == ComparisonKind::Pair)
-            .map(|c| *c.layers[li].mms.last().unwrap())
+            .map(|c| *c.layers[li].mms().last().unwrap())
             .collect();
         v.iter().sum::<f64>() / v.len() as f64
     };
@@ -236,9 +238,11 @@ fn degenerate_results_render_without_panicking() {
     let mut r = example_results();
     // No pairs, a missing mms value, a layer only present in comparisons, NaN-free but empty lists.
     r.comparisons.retain(|c| c.kind != ComparisonKind::Pair);
-    r.comparisons[0].layers[0].mms.truncate(2);
-    r.comparisons[0].layers[1].layer = "extra".to_string();
-    r.comparisons[0].layers[1].mms = vec![0.5; 5];
+    r.comparisons[0].layers[0].matches.truncate(2);
+    r.comparisons[0].layers[1].name = "extra".to_string();
+    for m in &mut r.comparisons[0].layers[1].matches {
+        m.mms = 0.5;
+    }
     r.layers.truncate(3);
     r.comparisons[0].layers[2].profile.clear();
     let dir = temp_dir("degenerate");
@@ -247,18 +251,15 @@ fn degenerate_results_render_without_panicking() {
     assert!(html.contains(">extra<"));
     assert!(html.contains("Self-check <span class=\"bad\">FAILED</span>"));
 
-    let empty = spanmatch_report::ReproduceResults {
-        spanmatch_version: String::new(),
-        created: String::new(),
-        config: serde_json::Value::Null,
-        eps: vec![],
-        nets: vec![],
-        layers: vec![],
-        comparisons: vec![],
-        timings: serde_json::json!({}),
-        peak_memory_mb: None,
-        neuron_views: None,
-    };
+    let empty = spanmatch_report::Results::new(
+        spanmatch_engine::results::Front::Python,
+        "",
+        "",
+        &spanmatch_engine::Options {
+            eps: vec![],
+            ..Default::default()
+        },
+    );
     render(&empty, &dir).unwrap();
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -281,53 +282,112 @@ fn untrained_baseline_is_a_series_and_a_table_column() {
     );
     // The example's trained pairs match more than the untrained ones: positive differences.
     assert!(html.contains("<td>+0."));
-    // Results without untrained comparisons (older files) render without the column; the
-    // kind's old spelling reads too.
+    // Results without untrained comparisons nor summaries render without the column.
     let mut old = results.clone();
     old.comparisons
         .retain(|c| c.kind != ComparisonKind::Untrained);
+    for c in &mut old.comparisons {
+        for l in &mut c.layers {
+            l.untrained = None;
+        }
+    }
     let d2 = temp_dir("untrained-old");
     render_with(&old, &d2, opts).unwrap();
     let html = std::fs::read_to_string(d2.join(REPORT_HTML)).unwrap();
     assert!(!html.contains("trained minus untrained"));
     assert!(!html.contains("untrained nets (same seeds)"));
-    let k: ComparisonKind = serde_json::from_str("\"Untrained\"").unwrap();
-    assert_eq!(k, ComparisonKind::Untrained);
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&d2);
 }
 
+/// The results files written before schema version 3, by the code of that time.
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../spanmatch-engine/tests/fixtures")
+        .join(name)
+}
+
 #[test]
-fn results_without_per_neuron_fields_still_read() {
-    // results.json written before thresholds and simple-match indices were kept.
-    let results = example_results();
-    let mut v = serde_json::to_value(&results).unwrap();
-    let mut stripped = 0;
+fn legacy_files_render_and_very_old_ones_without_per_neuron_fields_too() {
+    let opts = RenderOptions {
+        png: false,
+        ..RenderOptions::default()
+    };
+    for name in [
+        "legacy_reproduce.json",
+        "legacy_compare.json",
+        "legacy_python.json",
+        "legacy_torch_cross.json",
+    ] {
+        let dir = temp_dir(&format!("legacy-{name}"));
+        let written = rerender(&fixture(name), Some(&dir), false).unwrap();
+        let html = std::fs::read_to_string(&written[0]).unwrap();
+        assert!(html.contains("<svg"), "{name}");
+        let r = read_results(&fixture(name)).unwrap();
+        for l in &r.layers {
+            assert!(
+                html.contains(&format!(">{}<", l.name)),
+                "{name}: {}",
+                l.name
+            );
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    // A reproduce results.json written before thresholds and simple-match indices were kept.
+    let text = std::fs::read_to_string(fixture("legacy_reproduce.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
     for c in v["comparisons"].as_array_mut().unwrap() {
         for l in c["layers"].as_array_mut().unwrap() {
             let l = l.as_object_mut().unwrap();
             assert!(l.remove("thresholds_a").is_some() && l.remove("thresholds_b").is_some());
-            stripped += 1;
             if let Some(s) = l.get_mut("simple").and_then(|s| s.as_object_mut()) {
-                s.remove("matches");
+                assert!(s.remove("matches").is_some());
             }
         }
     }
-    assert!(stripped > 0);
-    let dir = temp_dir("old-schema");
+    let dir = temp_dir("very-old");
     let path = dir.join("results.json");
     std::fs::write(&path, serde_json::to_string(&v).unwrap()).unwrap();
     let back = read_results(&path).unwrap();
-    assert!(back
-        .comparisons
+    let layers: Vec<_> = back.comparisons.iter().flat_map(|c| &c.layers).collect();
+    assert!(layers
         .iter()
-        .flat_map(|c| &c.layers)
-        .all(|l| l.thresholds_a.is_empty() && l.thresholds_b.is_empty()));
-    // And nothing empty is written back.
+        .all(|l| l.thresholds_a.is_empty() && l.matches.iter().all(|m| m.a.is_empty())));
+    // The simple matches' summaries survive without their indices.
+    let s = layers.iter().find_map(|l| l.simple.as_ref()).unwrap();
+    assert!(s.matches.is_empty() && s.count > 0 && s.largest > 0 && !s.size_histogram.is_empty());
     write_results(&back, &path).unwrap();
-    let text = std::fs::read_to_string(&path).unwrap();
-    assert!(!text.contains("thresholds_a") && !text.contains("\"matches\""));
-    rerender(&path, None, false).unwrap();
+    render_with(&read_results(&path).unwrap(), &dir, opts).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn verdicts_show_in_the_table_and_at_a_glance() {
+    let results = example_results();
+    let words: Vec<_> = results
+        .primary()
+        .unwrap()
+        .layers
+        .iter()
+        .map(|l| l.verdict.expect("the example has both controls").word())
+        .collect();
+    let dir = temp_dir("verdict");
+    render_with(
+        &results,
+        &dir,
+        RenderOptions {
+            png: false,
+            ..RenderOptions::default()
+        },
+    )
+    .unwrap();
+    let html = std::fs::read_to_string(dir.join(REPORT_HTML)).unwrap();
+    assert!(html.contains("verdict<br>ε=0.5"), "table column");
+    for w in &words {
+        assert!(html.contains(&format!("verdict: <b>{w}</b>")), "{w}");
+    }
+    // The centred match is its own series in the mms figure.
+    assert!(html.contains("centred match, ε = 0.5"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -339,8 +399,8 @@ fn results_without_controls_still_render_and_controls_show() {
     let path = dir.join("results.json");
     write_results(&results, &path).unwrap();
     let text = std::fs::read_to_string(&path).unwrap();
-    assert!(text.contains("\"intervals\"") && text.contains("\"rotation_null\""));
-    assert!(text.contains("\"centered_mms\""));
+    assert!(text.contains("\"intervals\"") && text.contains("\"null\": {"));
+    assert!(text.contains("\"centered\"") && text.contains("\"verdict\""));
     assert_eq!(read_results(&path).unwrap(), results);
     rerender(&path, None, false).unwrap();
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
@@ -356,7 +416,7 @@ fn results_without_controls_still_render_and_controls_show() {
     for c in v["comparisons"].as_array_mut().unwrap() {
         for l in c["layers"].as_array_mut().unwrap() {
             let l = l.as_object_mut().unwrap();
-            for k in ["intervals", "rotation_null", "centered_mms"] {
+            for k in ["intervals", "null", "centered", "untrained", "verdict"] {
                 stripped += usize::from(l.remove(k).is_some());
             }
         }
@@ -368,7 +428,7 @@ fn results_without_controls_still_render_and_controls_show() {
         .comparisons
         .iter()
         .flat_map(|c| &c.layers)
-        .all(|l| l.controls == Default::default()));
+        .all(|l| l.intervals.is_none() && l.null.is_none() && l.centered.is_none()));
     rerender(&path, None, false).unwrap();
     let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
     assert!(!html.contains("rotation null<br>") && !html.contains("centred mms<br>"));
@@ -442,7 +502,7 @@ fn bootstrap_intervals_are_a_band_in_the_mms_figure() {
     let mut old = results.clone();
     for c in &mut old.comparisons {
         for l in &mut c.layers {
-            l.controls.intervals = None;
+            l.intervals = None;
         }
     }
     let svg_old = mms_by_layer(&compute(&old)).to_svg();

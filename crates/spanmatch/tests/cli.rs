@@ -39,7 +39,7 @@ fn example_pair_compare_json_shape() {
     }
     let v = json(&out);
     assert!(v["spanmatch_version"].is_string());
-    let layers = v["layers"]
+    let layers = v["comparisons"][0]["layers"]
         .as_array()
         .unwrap_or_else(|| panic!("no layers"));
     let names: Vec<&str> = layers.iter().filter_map(|l| l["name"].as_str()).collect();
@@ -112,7 +112,9 @@ fn a_layer_against_itself_matches_fully() {
         &s(&out),
     ]);
     let v = json(&out);
-    let layers = v["layers"].as_array().unwrap_or_else(|| panic!("layers"));
+    let layers = v["comparisons"][0]["layers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("layers"));
     assert_eq!(layers.len(), 2);
     assert_eq!(layers[0]["name"], "fc1");
     for layer in layers {
@@ -148,13 +150,13 @@ fn a_layer_against_itself_matches_fully() {
         &s(&out),
     ]);
     let v = json(&out);
-    for m in v["layers"][0]["matches"]
+    for m in v["comparisons"][0]["layers"][0]["matches"]
         .as_array()
         .unwrap_or_else(|| panic!("matches"))
     {
         assert_eq!(m["mms"].as_f64(), Some(1.0));
     }
-    assert_eq!(v["dead_policy"], "match");
+    assert_eq!(v["options"]["dead"], "match");
 }
 
 #[test]
@@ -165,11 +167,16 @@ fn tiny_blocks_give_the_same_numbers() {
     ok(&["compare", &a, &b, "--json", &s(&j1)]);
     ok(&["compare", &a, &b, "--block-rows", "7", "--json", &s(&j2)]);
     let (v1, v2) = (json(&j1), json(&j2));
-    for (l1, l2) in v1["layers"]
+    for (l1, l2) in v1["comparisons"][0]["layers"]
         .as_array()
         .into_iter()
         .flatten()
-        .zip(v2["layers"].as_array().into_iter().flatten())
+        .zip(
+            v2["comparisons"][0]["layers"]
+                .as_array()
+                .into_iter()
+                .flatten(),
+        )
     {
         assert_eq!(l1["matches"], l2["matches"]);
         assert_eq!(l1["dead_a"], l2["dead_a"]);
@@ -217,7 +224,7 @@ fn sampled_mode_reports_mean_and_std() {
     ];
     ok(&args);
     let v = json(&out);
-    let conv = &v["layers"][0];
+    let conv = &v["comparisons"][0]["layers"][0];
     let sm = &conv["sampled"];
     assert_eq!(
         (
@@ -243,7 +250,7 @@ fn sampled_mode_reports_mean_and_std() {
     assert!(mean.iter().all(|m| (0.0..=1.0).contains(m)));
     assert!(std.iter().all(|s| *s >= 0.0 && *s < 0.5));
     // fc2 has 512 rows <= 1000: every repeat uses all rows, so the mean is the exact value.
-    let fc2 = &v["layers"][1];
+    let fc2 = &v["comparisons"][0]["layers"][1];
     for (i, m) in fc2["matches"].as_array().into_iter().flatten().enumerate() {
         assert_eq!(fc2["sampled"]["mms_mean"][i].as_f64(), m["mms"].as_f64());
         assert_eq!(fc2["sampled"]["mms_std"][i].as_f64(), Some(0.0));
@@ -254,7 +261,10 @@ fn sampled_mode_reports_mean_and_std() {
     let o2 = s(&out2);
     args2[14] = &o2;
     ok(&args2);
-    assert_eq!(json(&out2)["layers"][0]["sampled"], conv["sampled"]);
+    assert_eq!(
+        json(&out2)["comparisons"][0]["layers"][0]["sampled"],
+        conv["sampled"]
+    );
 }
 
 #[test]
@@ -373,9 +383,9 @@ fn formats_and_single_npy_pairs_give_the_same_result() {
         let v = json(&out);
         if tag == "npy" {
             assert!(table.contains("net_a_conv ~ net_b_conv"), "{table}");
-            assert_eq!(v["layers"][0]["name_b"], "net_b_conv");
+            assert_eq!(v["comparisons"][0]["layers"][0]["name_b"], "net_b_conv");
         }
-        let layer = &v["layers"][0];
+        let layer = &v["comparisons"][0]["layers"][0];
         assert_eq!(layer["rows"], 240);
         // The three shared channels match exactly on both sides.
         let m0 = &layer["matches"][0];

@@ -3,9 +3,10 @@
 //! tracked in the extraction pass, the engine's choice of groups, the PNG thumbnails).
 
 use spanmatch_core::GramAccumulator;
-use spanmatch_engine::analysis::{analyse, AnalysisOptions};
+use spanmatch_engine::analysis::{analyse_pair, LayerLabel, PairInput};
 use spanmatch_engine::results::{Comparison, ComparisonKind, ViewKind};
 use spanmatch_engine::views::{neuron_views, InputInfo, ViewOptions};
+use spanmatch_engine::Options;
 use spanmatch_report::neurons::{decode_png_base64, encode_png_base64};
 use spanmatch_train::data::{Dataset, DatasetKind};
 use spanmatch_train::extract::{extract, CollectSink, TeeSink};
@@ -99,16 +100,21 @@ fn a_planted_class_neuron_shows_only_its_class_in_both_nets() {
     );
     let mut acc = GramAccumulator::new(6, 6);
     acc.push_pair_f32(xa, xb).unwrap();
-    let opts = AnalysisOptions {
-        simple_eps: Some(0.3),
-        ..AnalysisOptions::default()
+    let opts = Options {
+        eps: vec![0.3],
+        simple: Some(0.3),
+        ..Options::default()
     };
-    let result = analyse(layer, &acc.finish(), &[0.3], &opts).unwrap();
+    let result = analyse_pair(
+        PairInput::new(LayerLabel::named(layer), acc.finish()),
+        &opts,
+        &mut spanmatch_engine::Quiet,
+    )
+    .unwrap();
     let pair = Comparison {
-        kind: ComparisonKind::Pair,
-        seed_a: 1,
-        seed_b: 2,
-        layers: vec![result],
+        seed_a: Some(1),
+        seed_b: Some(2),
+        ..Comparison::new(ComparisonKind::Pair, vec![result])
     };
     let info = InputInfo {
         image_shape: data.shape,

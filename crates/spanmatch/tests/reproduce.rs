@@ -104,15 +104,10 @@ fn tiny_reproduce_run_has_every_layer_pair_and_sane_controls() {
     let (mut selfs, mut nulls) = (0, Vec::new());
     for c in comps {
         let ls = c["layers"].as_array().unwrap();
-        let names: Vec<&str> = ls.iter().map(|l| l["layer"].as_str().unwrap()).collect();
+        let names: Vec<&str> = ls.iter().map(|l| l["name"].as_str().unwrap()).collect();
         assert_eq!(names, layers.iter().map(String::as_str).collect::<Vec<_>>());
         for l in ls {
-            let mms: Vec<f64> = l["mms"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_f64().unwrap())
-                .collect();
+            let mms = mms_of(l);
             assert!(
                 mms.windows(2).all(|w| w[0] <= w[1]),
                 "mms not monotone in ε: {mms:?}"
@@ -125,7 +120,7 @@ fn tiny_reproduce_run_has_every_layer_pair_and_sane_controls() {
                     as f64
                     / (l["neurons_a"].as_u64().unwrap() + l["neurons_b"].as_u64().unwrap()) as f64;
             // At ε = 1 every live neuron matches; the self-check counts dead neurons as matched.
-            let want = if c["kind"] == "SelfCheck" { 1.0 } else { live };
+            let want = if c["kind"] == "self" { 1.0 } else { live };
             let last = *ys.last().unwrap();
             assert!(
                 (last - want).abs() < 1e-12,
@@ -134,26 +129,61 @@ fn tiny_reproduce_run_has_every_layer_pair_and_sane_controls() {
             check_per_neuron(c, l, &eps);
         }
         match c["kind"].as_str().unwrap() {
-            "SelfCheck" => {
+            "self" => {
                 selfs += 1;
                 for l in ls {
-                    for v in l["mms"].as_array().unwrap() {
-                        assert_eq!(
-                            v.as_f64().unwrap(),
-                            1.0,
-                            "self-check below 1 in {}",
-                            l["layer"]
-                        );
+                    for v in mms_of(l) {
+                        assert_eq!(v, 1.0, "self-check below 1 in {}", l["name"]);
                     }
                 }
             }
-            "Null" => {
+            "null" => {
                 for l in ls {
-                    nulls.push(l["mms"][4].as_f64().unwrap());
+                    nulls.push(l["matches"][4]["mms"].as_f64().unwrap());
                 }
             }
-            "Pair" => pairs.push((c["seed_a"].as_u64().unwrap(), c["seed_b"].as_u64().unwrap())),
-            "Untrained" => {
+            "pair" => {
+                pairs.push((c["seed_a"].as_u64().unwrap(), c["seed_b"].as_u64().unwrap()));
+                // Each trained pair carries its untrained pair's summary and a verdict (the
+                // default run has the rotation null), at ε = 0.5.
+                let u = comps
+                    .iter()
+                    .find(|x| {
+                        x["kind"] == "untrained"
+                            && x["seed_a"] == c["seed_a"]
+                            && x["seed_b"] == c["seed_b"]
+                    })
+                    .expect("the untrained pair of the same seeds");
+                for (l, ul) in ls.iter().zip(u["layers"].as_array().unwrap()) {
+                    let summary = &l["untrained"];
+                    assert_eq!(
+                        mms_of(ul),
+                        summary["mms"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|v| v.as_f64().unwrap())
+                            .collect::<Vec<_>>()
+                    );
+                    for (i, d) in summary["trained_minus_untrained"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .enumerate()
+                    {
+                        assert!(
+                            (d.as_f64().unwrap() - (mms_of(l)[i] - mms_of(ul)[i])).abs() < 1e-15
+                        );
+                    }
+                    assert!(ul["intervals"]["mms"].is_array(), "untrained intervals");
+                    let v = l["verdict"].as_str().expect("a verdict");
+                    assert!(
+                        ["learned", "given", "subspace-only", "none"].contains(&v),
+                        "{v}"
+                    );
+                }
+            }
+            "untrained" => {
                 untrained.push((c["seed_a"].as_u64().unwrap(), c["seed_b"].as_u64().unwrap()))
             }
             k => panic!("unknown comparison kind {k}"),
@@ -221,7 +251,7 @@ fn tiny_reproduce_run_has_every_layer_pair_and_sane_controls() {
     // Simple matches only for the trained pairs; views of the first pair with 8 inputs each.
     for c in comps {
         let has = c["layers"][0].get("simple").is_some();
-        assert_eq!(has, c["kind"] == "Pair", "{}", c["kind"]);
+        assert_eq!(has, c["kind"] == "pair", "{}", c["kind"]);
     }
     let views = &r["neuron_views"];
     assert_eq!(
@@ -297,8 +327,13 @@ fn tiny_reproduce_run_has_every_layer_pair_and_sane_controls() {
         .iter()
         .map(|c| c["kind"].as_str().unwrap())
         .collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "Pair").count(), 1);
-    assert!(!kinds.contains(&"Untrained"), "{kinds:?}");
+    assert_eq!(kinds.iter().filter(|k| **k == "pair").count(), 1);
+    assert!(!kinds.contains(&"untrained"), "{kinds:?}");
+    // Without the baseline, the verdict says what is missing.
+    for l in pair_layers(&r) {
+        assert!(l.get("verdict").is_none());
+        assert_eq!(l["verdict_missing"], serde_json::json!(["baseline"]));
+    }
     assert!(r["config"]["untrained"]
         .as_str()
         .unwrap()
@@ -311,7 +346,7 @@ fn tiny_reproduce_run_has_every_layer_pair_and_sane_controls() {
 /// neurons, and top out at max_epsilon; the simple matches list valid indices on both sides,
 /// as many as counted, with the sizes of the histogram.
 fn check_per_neuron(c: &serde_json::Value, l: &serde_json::Value, eps: &[f64]) {
-    let what = format!("{} {}", c["kind"], l["layer"]);
+    let what = format!("{} {}", c["kind"], l["name"]);
     let (n1, n2) = (
         l["neurons_a"].as_u64().unwrap() as usize,
         l["neurons_b"].as_u64().unwrap() as usize,
@@ -327,7 +362,7 @@ fn check_per_neuron(c: &serde_json::Value, l: &serde_json::Value, eps: &[f64]) {
             .map(|d| d.as_u64().unwrap())
             .collect();
         for (i, v) in t.iter().enumerate() {
-            if c["kind"] != "SelfCheck" {
+            if c["kind"] != "self" {
                 assert_eq!(
                     v.is_null(),
                     dead.contains(&(i as u64)),
@@ -344,7 +379,23 @@ fn check_per_neuron(c: &serde_json::Value, l: &serde_json::Value, eps: &[f64]) {
     assert_eq!(max, l["max_epsilon"].as_f64().unwrap(), "{what}: max ε");
     for (i, e) in eps.iter().enumerate() {
         let within = all.iter().filter(|t| **t <= *e).count();
-        let mms = l["mms"][i].as_f64().unwrap();
+        let m = &l["matches"][i];
+        assert_eq!(m["eps"].as_f64(), Some(*e));
+        // The match's neurons are those whose threshold is within ε.
+        for side in ["a", "b"] {
+            let t = l[format!("thresholds_{side}")].as_array().unwrap();
+            let want: Vec<u64> = (0..t.len() as u64)
+                .filter(|&j| t[j as usize].as_f64().is_some_and(|x| x <= *e))
+                .collect();
+            let got: Vec<u64> = m[side]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect();
+            assert_eq!(got, want, "{what}: match {side} at ε = {e}");
+        }
+        let mms = m["mms"].as_f64().unwrap();
         assert!(
             (mms - within as f64 / (n1 + n2) as f64).abs() < 1e-12,
             "{what}: mms {mms} at ε = {e} from {within} thresholds"
@@ -395,8 +446,18 @@ fn pair_layers(r: &serde_json::Value) -> Vec<serde_json::Value> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|c| c["kind"] == "Pair")
+        .filter(|c| c["kind"] == "pair")
         .flat_map(|c| c["layers"].as_array().unwrap().clone())
+        .collect()
+}
+
+/// mms at each ε of a layer record.
+fn mms_of(l: &serde_json::Value) -> Vec<f64> {
+    l["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["mms"].as_f64().unwrap())
         .collect()
 }
 
@@ -436,13 +497,13 @@ fn reproduce_controls_intervals_null_and_centred() {
     assert_eq!(layers.len(), 10);
     let ne = r["eps"].as_array().unwrap().len();
     for l in &layers {
-        let name = l["layer"].as_str().unwrap();
+        let name = l["name"].as_str().unwrap();
         let iv = &l["intervals"];
         assert_eq!(iv["chunks"], 6, "{name}");
         assert_eq!(iv["resamples"], 60, "{name}");
         assert_eq!(iv["seed"], 9, "{name}");
         assert_eq!(iv["level"], 0.95, "{name}");
-        let mms = l["mms"].as_array().unwrap();
+        let mms: Vec<serde_json::Value> = mms_of(l).into_iter().map(Into::into).collect();
         let bounds = iv["mms"].as_array().unwrap();
         assert_eq!(bounds.len(), ne);
         // The interval covers the full-data value (and lies in [0, 1]).
@@ -467,7 +528,7 @@ fn reproduce_controls_intervals_null_and_centred() {
             "{name}: CKA {cka} outside [{lo}, {hi}]"
         );
         // Rotation null: 3 draws, values in [0, 1], min <= mean <= max, p in (0, 1].
-        let null = &l["rotation_null"];
+        let null = &l["null"];
         assert_eq!(null["draws"], 3, "{name}");
         let per = null["per_eps"].as_array().unwrap();
         assert_eq!(per.len(), ne);
@@ -476,25 +537,20 @@ fn reproduce_controls_intervals_null_and_centred() {
                 e["min"].as_f64().unwrap(),
                 e["mean"].as_f64().unwrap(),
                 e["max"].as_f64().unwrap(),
-                e["p"].as_f64().unwrap(),
+                e["p_value"].as_f64().unwrap(),
             );
             assert!(0.0 <= mn && mn <= mean + 1e-15 && mean <= mx + 1e-15 && mx <= 1.0);
             assert!((0.25 - 1e-12..=1.0).contains(&p), "{name}: p {p}");
         }
         // Centred mms: one per ε, in [0, 1], non-decreasing in ε.
-        let c: Vec<f64> = l["centered_mms"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
+        let c = mms_of(&l["centered"]);
         assert_eq!(c.len(), ne);
         assert!(c.iter().all(|v| (0.0..=1.0).contains(v)));
         assert!(c.windows(2).all(|w| w[0] <= w[1]), "{name}: {c:?}");
     }
     // Only the trained pairs carry the controls.
     for c in r["comparisons"].as_array().unwrap() {
-        if c["kind"] != "Pair" {
+        if c["kind"] != "pair" {
             assert!(c["layers"][0].get("intervals").is_none());
         }
     }
@@ -506,25 +562,32 @@ fn reproduce_controls_intervals_null_and_centred() {
     let again = ok(&tmp.join("a"), &args);
     for (x, y) in layers.iter().zip(pair_layers(&again)) {
         assert_eq!(x["intervals"], y["intervals"]);
-        assert_eq!(x["rotation_null"], y["rotation_null"]);
-        assert_eq!(x["centered_mms"], y["centered_mms"]);
+        assert_eq!(x["null"], y["null"]);
+        assert_eq!(x["centered"], y["centered"]);
     }
 
     // One chunk: every resample is the full data, the interval is the point.
     let one = ok(
         &tmp.join("a"),
-        &["--chunks", "1", "--bootstrap", "5", "--null-draws", "0"],
+        &[
+            "--chunks",
+            "1",
+            "--bootstrap",
+            "5",
+            "--null-draws",
+            "0",
+            "--no-center",
+        ],
     );
     for l in pair_layers(&one) {
-        assert!(l.get("rotation_null").is_none());
-        assert!(l.get("centered_mms").is_none());
+        assert!(l.get("null").is_none());
+        assert!(l.get("centered").is_none());
         for (b, m) in l["intervals"]["mms"]
             .as_array()
             .unwrap()
             .iter()
-            .zip(l["mms"].as_array().unwrap())
+            .zip(mms_of(&l))
         {
-            let m = m.as_f64().unwrap();
             assert!((b["lo"].as_f64().unwrap() - m).abs() <= 1e-12 * m.max(1e-300));
             assert!((b["hi"].as_f64().unwrap() - m).abs() <= 1e-12 * m.max(1e-300));
         }

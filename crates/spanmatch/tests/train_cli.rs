@@ -89,7 +89,7 @@ fn train_then_extract_npz() {
     ok(&["compare", n, n, "--json", json.to_str().expect("utf8")]);
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).expect("read")).expect("json");
-    let shapes: Vec<(String, serde_json::Value)> = report["layers"]
+    let shapes: Vec<(String, serde_json::Value)> = report["comparisons"][0]["layers"]
         .as_array()
         .expect("layers")
         .iter()

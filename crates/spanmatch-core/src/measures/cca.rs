@@ -1,109 +1,16 @@
-//! The CCA family (CCA, SVCCA, PWCCA) from covariance blocks.
+//! The CCA family (CCA, SVCCA, PWCCA, and the uncentred R²_CCA) from the shared factors.
+//!
+//! With `Cxx = Vx Λx Vxᵀ`, `Cyy = Vy Λy Vyᵀ` and `B = Vxᵀ Cxy Vy` (all in [`Factors`]), the
+//! canonical correlations are the singular values of `M = Λx_k^{-1/2} B_kl Λy_l^{-1/2}` (the
+//! leading `k x l` block of B, k and l the numerical ranks); SVCCA's matrix is the leading block
+//! of M; PWCCA's canonical variates come from the eigenvectors of `M Mᵀ` (or `Mᵀ M`).
 
-use super::{Measures, Parts, CCA_RANK_TOL, SVCCA_KEEP_VARIANCE};
+use super::linalg::{left_singular, singular_values, Eigen};
+use super::{Factors, Measures, Parts, CCA_RANK_TOL, SVCCA_KEEP_VARIANCE};
 use crate::JointStats;
-use faer::{Mat, Side};
-
-/// The eigendecomposition of one side's covariance, largest eigenvalue first, with its numerical
-/// rank (see [`CCA_RANK_TOL`]).
-struct Eigen {
-    values: Vec<f64>,
-    vectors: Mat<f64>,
-    rank: usize,
-}
-
-/// Eigendecomposition of the symmetric `c`; `None` if the eigensolver fails.
-fn eigen(c: &Mat<f64>) -> Option<Eigen> {
-    let p = c.nrows();
-    let evd = c.self_adjoint_eigen(Side::Lower).ok()?;
-    // Eigenvalues come in nondecreasing order; store them from the largest.
-    let asc: Vec<f64> = evd.S().column_vector().iter().copied().collect();
-    let u = evd.U();
-    let values: Vec<f64> = asc.iter().rev().copied().collect();
-    let vectors = Mat::from_fn(p, p, |r, j| u[(r, p - 1 - j)]);
-    let lmax = values.first().copied().unwrap_or(0.0).max(0.0);
-    let rank = values
-        .iter()
-        .take_while(|&&v| v > CCA_RANK_TOL * lmax && v > 0.0)
-        .count();
-    Some(Eigen {
-        values,
-        vectors,
-        rank,
-    })
-}
-
-/// A whitening transform of one side, restricted to its numerically nonzero (and, for SVCCA,
-/// leading) principal directions: with `C = V Λ Vᵀ`, `w = V_k Λ_k^{-1/2}` (p x k) and
-/// `root = Λ_k^{1/2} V_kᵀ = wᵀ C` (k x p).
-struct Whitening {
-    w: Mat<f64>,
-    root: Mat<f64>,
-}
-
-impl Whitening {
-    /// Whitens with the leading directions of `e` above the rank tolerance; with `keep_variance`,
-    /// only the smallest number of leading directions whose eigenvalues reach that fraction of
-    /// the total.
-    fn new(e: &Eigen, keep_variance: Option<f64>) -> Self {
-        let kept = match keep_variance {
-            None => e.rank,
-            Some(frac) => {
-                let total: f64 = e.values.iter().map(|v| v.max(0.0)).sum();
-                let mut cum = 0.0;
-                let mut k = 0;
-                for v in &e.values {
-                    if cum >= frac * total {
-                        break;
-                    }
-                    cum += v.max(0.0);
-                    k += 1;
-                }
-                k.min(e.rank)
-            }
-        };
-        let p = e.vectors.nrows();
-        let (v, s) = (&e.vectors, &e.values);
-        Self {
-            w: Mat::from_fn(p, kept, |r, j| v[(r, j)] / s[j].sqrt()),
-            root: Mat::from_fn(kept, p, |j, r| s[j].sqrt() * v[(r, j)]),
-        }
-    }
-
-    fn kept(&self) -> usize {
-        self.w.ncols()
-    }
-}
-
-/// A canonical correlation analysis: `wxᵀ Cxy wy = U diag(ρ) Vᵀ` (U, V only when asked for).
-struct CcaFit {
-    rho: Vec<f64>,
-    uv: Option<(Mat<f64>, Mat<f64>)>,
-}
+use faer::Mat;
 
 const SOLVER_FAILED: &str = "the eigen/singular value solver did not converge";
-
-/// CCA between two whitened sides. `Err` carries the reason it is undefined.
-fn fit(wx: &Whitening, wy: &Whitening, cxy: &Mat<f64>, vectors: bool) -> Result<CcaFit, String> {
-    if wx.kept() == 0 || wy.kept() == 0 {
-        return Err("a layer has numerical rank 0".to_string());
-    }
-    let m = wx.w.transpose() * cxy * &wy.w;
-    let clamp = |s: &mut Vec<f64>| s.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
-    if vectors {
-        let svd = m.thin_svd().map_err(|_| SOLVER_FAILED.to_string())?;
-        let mut rho: Vec<f64> = svd.S().column_vector().iter().copied().collect();
-        clamp(&mut rho);
-        Ok(CcaFit {
-            rho,
-            uv: Some((svd.U().to_owned(), svd.V().to_owned())),
-        })
-    } else {
-        let mut rho = m.singular_values().map_err(|_| SOLVER_FAILED.to_string())?;
-        clamp(&mut rho);
-        Ok(CcaFit { rho, uv: None })
-    }
-}
 
 fn mean(v: &[f64]) -> f64 {
     v.iter().sum::<f64>() / v.len() as f64
@@ -114,7 +21,7 @@ fn mean_sq(v: &[f64]) -> f64 {
 }
 
 /// Notes for rank truncation (`what` names the measure).
-fn rank_notes(what: &str, ranks: [(usize, usize); 2], out: &mut Measures) {
+pub(super) fn rank_notes(what: &str, ranks: [(usize, usize); 2], out: &mut Measures) {
     for (side, (rank, width)) in ['A', 'B'].into_iter().zip(ranks) {
         if rank < width {
             out.notes.push(format!(
@@ -125,93 +32,117 @@ fn rank_notes(what: &str, ranks: [(usize, usize); 2], out: &mut Measures) {
     }
 }
 
-/// Fills `cca_r2_uncentred` (R²_CCA of the uncentred data).
-pub(super) fn fill_uncentred_r2(stats: &JointStats, out: &mut Measures) {
-    let (n1, n2) = (stats.n1, stats.n2);
-    let g = &stats.gram;
-    let block =
-        |r: usize, c: usize, nr: usize, nc: usize| Mat::from_fn(nr, nc, |i, j| g[(r + i, c + j)]);
-    let (gxx, gyy, gxy) = (
-        block(0, 0, n1, n1),
-        block(n1, n1, n2, n2),
-        block(0, n1, n1, n2),
-    );
-    let (Some(ex), Some(ey)) = (eigen(&gxx), eigen(&gyy)) else {
-        out.notes
-            .push(format!("cca_r2_uncentred: undefined, {SOLVER_FAILED}"));
-        return;
-    };
-    let (wx, wy) = (Whitening::new(&ex, None), Whitening::new(&ey, None));
-    match fit(&wx, &wy, &gxy, false) {
-        Ok(f) => {
-            out.cca_r2_uncentred = Some(mean_sq(&f.rho));
-            rank_notes("cca_r2_uncentred", [(ex.rank, n1), (ey.rank, n2)], out);
+/// SVCCA's number of kept leading directions: the smallest k whose eigenvalues reach
+/// [`SVCCA_KEEP_VARIANCE`] of the total, never beyond the numerical rank.
+fn svcca_keep(e: &Eigen) -> usize {
+    let total: f64 = e.values.iter().map(|v| v.max(0.0)).sum();
+    let mut cum = 0.0;
+    let mut k = 0;
+    for v in &e.values {
+        if cum >= SVCCA_KEEP_VARIANCE * total {
+            break;
         }
-        Err(why) => out
-            .notes
-            .push(format!("cca_r2_uncentred: undefined, {why}")),
+        cum += v.max(0.0);
+        k += 1;
     }
+    k.min(e.rank)
 }
 
-/// Fills the centred CCA fields (`cca`), `pwcca` and/or `svcca` (both sides known to have
-/// variance), sharing one eigendecomposition per side.
-pub(super) fn fill_cca_family(
+/// The CCA matrix `M = Λx_k^{-1/2} B_kl Λy_l^{-1/2}` (k x l, the numerical ranks).
+pub(super) fn cca_matrix(f: &Factors) -> Mat<f64> {
+    let (kx, ky) = (f.ex.rank, f.ey.rank);
+    let sx: Vec<f64> = f.ex.values[..kx].iter().map(|v| 1.0 / v.sqrt()).collect();
+    let sy: Vec<f64> = f.ey.values[..ky].iter().map(|v| 1.0 / v.sqrt()).collect();
+    Mat::from_fn(kx, ky, |i, j| f.b[(i, j)] * sx[i] * sy[j])
+}
+
+/// Notes the rank truncation of the CCA family (`cca`, `pwcca`, `svcca`: which are requested);
+/// false (with a note) when a side has numerical rank 0 and nothing can be computed.
+pub(super) fn check_ranks(
     parts: &Parts,
-    cca: bool,
-    pwcca: bool,
-    svcca: bool,
+    f: &Factors,
+    (cca, pwcca, svcca): (bool, bool, bool),
     out: &mut Measures,
-) {
-    let (Some(ex), Some(ey)) = (eigen(&parts.cxx), eigen(&parts.cyy)) else {
-        out.notes
-            .push(format!("cca/svcca/pwcca: undefined, {SOLVER_FAILED}"));
-        return;
-    };
+) -> bool {
+    let (kx, ky) = (f.ex.rank, f.ey.rank);
     let what: Vec<&str> = [(cca, "cca"), (pwcca, "pwcca"), (svcca, "svcca")]
         .into_iter()
         .filter_map(|(w, name)| w.then_some(name))
         .collect();
-    rank_notes(
-        &what.join("/"),
-        [(ex.rank, parts.n1), (ey.rank, parts.n2)],
-        out,
-    );
-    if cca || pwcca {
-        let (wx, wy) = (Whitening::new(&ex, None), Whitening::new(&ey, None));
-        match fit(&wx, &wy, &parts.cxy, pwcca) {
-            Ok(f) => {
-                if cca {
-                    out.cca_mean_rho = Some(mean(&f.rho));
-                    out.cca_r2 = Some(mean_sq(&f.rho));
-                    out.cca_rank = Some([ex.rank, ey.rank]);
-                }
-                if let Some((u, v)) = &f.uv {
-                    // ⟨h_i, x̃_j⟩ = (u_iᵀ wᵀ C)_j = (u_iᵀ root)_j for the canonical variate
-                    // h_i = X̃ w u_i; likewise on side B with v_i.
-                    let proj = if parts.n1 <= parts.n2 {
-                        u.transpose() * &wx.root
-                    } else {
-                        v.transpose() * &wy.root
-                    };
-                    fill_pwcca(&proj, &f.rho, out);
-                }
-                if cca {
-                    out.cca_rho = Some(f.rho);
-                }
-            }
-            Err(why) => out.notes.push(format!("cca/pwcca: undefined, {why}")),
-        }
+    rank_notes(&what.join("/"), [(kx, parts.n1), (ky, parts.n2)], out);
+    if kx == 0 || ky == 0 {
+        out.notes.push(format!(
+            "{}: undefined, a layer has numerical rank 0",
+            what.join("/")
+        ));
+        return false;
     }
-    if svcca {
-        let keep = Some(SVCCA_KEEP_VARIANCE);
-        let (wx, wy) = (Whitening::new(&ex, keep), Whitening::new(&ey, keep));
-        match fit(&wx, &wy, &parts.cxy, false) {
-            Ok(f) => {
-                out.svcca = Some(mean(&f.rho));
-                out.svcca_dims = Some([wx.kept(), wy.kept()]);
-            }
-            Err(why) => out.notes.push(format!("svcca: undefined, {why}")),
+    true
+}
+
+fn clamp(s: &mut [f64]) {
+    s.iter_mut().for_each(|v| *v = v.clamp(0.0, 1.0));
+}
+
+/// Fills the centred CCA fields (`cca`) and/or `pwcca` (both sides of positive rank). Returns
+/// the canonical correlations (for the uncentred R² and the shape metric at α = 0).
+pub(super) fn fill_cca_pwcca(
+    parts: &Parts,
+    f: &Factors,
+    m: &Mat<f64>,
+    (cca, pwcca): (bool, bool),
+    out: &mut Measures,
+) -> Option<Vec<f64>> {
+    // PWCCA weighs the canonical variates of the side with fewer neurons (A on a tie).
+    let side_a = parts.n1 <= parts.n2;
+    let fit = if pwcca {
+        let fitted = if side_a {
+            left_singular(m.as_ref())
+        } else {
+            left_singular(m.transpose())
+        };
+        fitted.map(|(rho, u)| (rho, Some(u)))
+    } else {
+        singular_values(m.as_ref()).map(|rho| (rho, None))
+    };
+    let Some((mut rho, u)) = fit else {
+        out.notes
+            .push(format!("cca/pwcca: undefined, {SOLVER_FAILED}"));
+        return None;
+    };
+    clamp(&mut rho);
+    if let Some(u) = u {
+        // ⟨h_i, z̃_j⟩ = (u_iᵀ Λ_k^{1/2} V_kᵀ)_j for the canonical variate h_i = Z̃ V_k Λ_k^{-1/2} u_i
+        // of side Z.
+        let e = if side_a { &f.ex } else { &f.ey };
+        let k = e.rank;
+        let scaled = Mat::from_fn(u.ncols(), k, |i, r| u[(r, i)] * e.values[r].sqrt());
+        let proj = scaled * e.vectors.get(.., ..k).transpose();
+        fill_pwcca(&proj, &rho, out);
+    }
+    if cca {
+        out.cca_mean_rho = Some(mean(&rho));
+        out.cca_r2 = Some(mean_sq(&rho));
+        out.cca_rank = Some([f.ex.rank, f.ey.rank]);
+        out.cca_rho = Some(rho.clone());
+    }
+    Some(rho)
+}
+
+/// Fills `svcca` and `svcca_dims` (both sides of positive rank): the canonical correlations of
+/// the leading principal directions, i.e. of the leading block of M.
+pub(super) fn fill_svcca(f: &Factors, m: &Mat<f64>, out: &mut Measures) {
+    let (k, l) = (svcca_keep(&f.ex), svcca_keep(&f.ey));
+    match singular_values(m.get(..k, ..l)) {
+        Some(mut rho) if !rho.is_empty() => {
+            clamp(&mut rho);
+            out.svcca = Some(mean(&rho));
+            out.svcca_dims = Some([k, l]);
         }
+        Some(_) => out
+            .notes
+            .push("svcca: undefined, no principal direction kept".to_string()),
+        None => out.notes.push(format!("svcca: undefined, {SOLVER_FAILED}")),
     }
 }
 
@@ -227,5 +158,124 @@ fn fill_pwcca(proj: &Mat<f64>, rho: &[f64], out: &mut Measures) {
     } else {
         out.notes
             .push("pwcca: undefined, all projection weights are zero".to_string());
+    }
+}
+
+/// One side of the uncentred analysis: the column space of the uncentred data X = X̃ + 1 μᵀ lies
+/// in span(Q̃, e) (Q̃ an orthonormal basis of the centred columns, e = 1/√d); in those
+/// coordinates X = [Q̃ e] T with T = [Λ^{1/2} V_kᵀ; √d μᵀ]. Its column space is all of the k + 1
+/// coordinates unless the mean lies in the centred column space (then it is the complement of
+/// the unit vector `null`).
+struct UncentredSide {
+    rank: usize,
+    /// Unit vector (length k + 1) orthogonal to the column space, when the rank is k.
+    null: Option<Vec<f64>>,
+}
+
+fn uncentred_side(e: Option<&Eigen>, sums: &[f64], rows: f64) -> UncentredSide {
+    let mu: Vec<f64> = sums.iter().map(|s| s / rows).collect();
+    let mu2: f64 = mu.iter().map(|m| m * m).sum();
+    let (k, lmax) = e.map_or((0, 0.0), |e| (e.rank, e.values[0].max(0.0)));
+    // c = V_kᵀ μ and μ_⊥ = μ − V_k c.
+    let c: Vec<f64> = (0..k)
+        .map(|j| {
+            let v = e.map(|e| e.vectors.col(j));
+            v.map_or(0.0, |v| v.iter().zip(&mu).map(|(a, b)| a * b).sum())
+        })
+        .collect();
+    let mut perp = mu.clone();
+    if let Some(e) = e {
+        for (j, cj) in c.iter().enumerate() {
+            for (p, v) in perp.iter_mut().zip(e.vectors.col(j).iter()) {
+                *p -= cj * v;
+            }
+        }
+    }
+    let perp2: f64 = perp.iter().map(|p| p * p).sum();
+    if rows * perp2 > CCA_RANK_TOL * (lmax + rows * mu2) {
+        return UncentredSide {
+            rank: k + 1,
+            null: None,
+        };
+    }
+    if k == 0 {
+        return UncentredSide {
+            rank: 0,
+            null: None,
+        };
+    }
+    let e = e.expect("k > 0 implies an eigendecomposition");
+    let mut z: Vec<f64> = (0..k)
+        .map(|j| -rows.sqrt() * c[j] / e.values[j].sqrt())
+        .collect();
+    z.push(1.0);
+    let norm = z.iter().map(|v| v * v).sum::<f64>().sqrt();
+    z.iter_mut().for_each(|v| *v /= norm);
+    UncentredSide {
+        rank: k,
+        null: Some(z),
+    }
+}
+
+/// Fills `cca_r2_uncentred`, `R²_CCA = tr(P_X P_Y) / min(rank X, rank Y)` of the uncentred data,
+/// from the centred eigendecompositions (`None` for a side without variance) and the CCA matrix
+/// `m` (k x l; empty when a side has no variance).
+///
+/// In the coordinates `[Q̃_X e]`, `[Q̃_Y e]` the cross-Gram is `D = diag(M, 1)` (the centred bases
+/// are orthogonal to e), and `P_X = I − p pᵀ`, `P_Y = I − q qᵀ` (p, q the unit null vectors of
+/// [`UncentredSide`], or zero), so `tr(P_X P_Y) = ‖M‖²_F + 1 − ‖Dᵀp‖² − ‖Dq‖² + (pᵀDq)²`.
+pub(super) fn fill_uncentred_r2(
+    stats: &JointStats,
+    ex: Option<&Eigen>,
+    ey: Option<&Eigen>,
+    m: &Mat<f64>,
+    out: &mut Measures,
+) {
+    let rows = stats.rows as f64;
+    let (n1, n2) = (stats.n1, stats.n2);
+    let sx = uncentred_side(ex, &stats.sums[..n1], rows);
+    let sy = uncentred_side(ey, &stats.sums[n1..n1 + n2], rows);
+    let r = sx.rank.min(sy.rank);
+    if r == 0 {
+        out.notes
+            .push("cca_r2_uncentred: undefined, a layer has numerical rank 0".to_string());
+        return;
+    }
+    let (k, l) = (m.nrows(), m.ncols());
+    let frob2: f64 = (0..l)
+        .map(|j| m.col(j).iter().map(|v| v * v).sum::<f64>())
+        .sum();
+    let mut tr = frob2 + 1.0;
+    // Dᵀp = [Mᵀp₁; p₀], Dq = [M q₁; q₀], pᵀDq = p₁ᵀ M q₁ + p₀ q₀.
+    let mt_p = sx
+        .null
+        .as_ref()
+        .map(|p| (0..l).map(|j| (0..k).map(|i| m[(i, j)] * p[i]).sum::<f64>()));
+    let m_q = sy
+        .null
+        .as_ref()
+        .map(|q| (0..k).map(|i| (0..l).map(|j| m[(i, j)] * q[j]).sum::<f64>()));
+    if let (Some(p), Some(mtp)) = (&sx.null, mt_p) {
+        let mtp: Vec<f64> = mtp.collect();
+        tr -= mtp.iter().map(|v| v * v).sum::<f64>() + p[k] * p[k];
+        if let Some(q) = &sy.null {
+            let pdq = mtp.iter().zip(q).map(|(a, b)| a * b).sum::<f64>() + p[k] * q[l];
+            tr += pdq * pdq;
+        }
+    }
+    if let (Some(q), Some(mq)) = (&sy.null, m_q) {
+        tr -= mq.map(|v| v * v).sum::<f64>() + q[l] * q[l];
+    }
+    let value = tr / r as f64;
+    if value.is_finite() {
+        out.cca_r2_uncentred = Some(value.clamp(0.0, 1.0));
+    }
+    let ranks = [(sx.rank, n1), (sy.rank, n2)];
+    for (side, (rank, width)) in ['A', 'B'].into_iter().zip(ranks) {
+        if rank < width {
+            out.notes.push(format!(
+                "cca_r2_uncentred: layer {side} has numerical rank {rank} of {width} (uncentred)"
+            ));
+        }
     }
 }

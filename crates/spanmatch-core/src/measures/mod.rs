@@ -1,6 +1,8 @@
-//! Basis-invariant similarity measures computed from the same statistics as the span match:
-//! linear CKA (biased and debiased), CCA (mean ρ, R²), SVCCA, PWCCA and the orthogonal Procrustes
-//! distance.
+//! Similarity measures computed from the same statistics as the span match: the basis-invariant
+//! linear CKA (biased and debiased), CCA (mean ρ, R²), SVCCA, PWCCA, orthogonal Procrustes and
+//! the generalized shape metric; linear predictivity (ridge R²); and the neuron-level matching
+//! measures: one-to-one and semi-matching of correlations, soft matching (optimal transport)
+//! and permutation Procrustes.
 //!
 //! Everything here is a function of [`JointStats`] (the uncentred joint Gram matrix of `[X | Y]`,
 //! the column sums, the row count and the row-norm moments), so it costs one streaming pass over
@@ -11,14 +13,25 @@
 //! The per-image "flattened" view used by CKA libraries for convolutional layers (features are
 //! all `C·H·W` values of an image, rows are images) is in [`flatten`].
 //!
-//! Every measure is a **similarity in [0, 1]** (1 = same representation up to the measure's
-//! invariances) except the Procrustes numbers, which are **distances** (0 = same). See
-//! `docs/measures.md` for the exact definitions.
+//! The similarities lie in [0, 1] (1 = same representation up to the measure's invariances;
+//! correlation means in [-1, 1]); the Procrustes, soft-matching and shape numbers are
+//! **distances** (0 = same). See `docs/measures.md` for the exact definitions and how each is
+//! derived from the statistics.
+//!
+//! The expensive factorisations are shared: one symmetric eigendecomposition per side and the
+//! rotated cross-covariance `B = Vxᵀ Cxy Vy` serve CCA, SVCCA, PWCCA, the uncentred R²,
+//! predictivity and the shape metric; singular values come from symmetric eigenproblems of the
+//! smaller Gram matrix (see [`linalg`]).
 
 mod cca;
 mod cka;
 pub mod flatten;
+pub mod linalg;
+mod neurons;
+mod predictivity;
 mod procrustes;
+mod shape;
+mod transport;
 
 pub use cka::{centred_row_norms, CentredRowNorms};
 pub use flatten::{FlattenedColumnAccumulator, FlattenedGramAccumulator, FlattenedKernels};
@@ -57,9 +70,62 @@ pub const CONSTANT_TOL: f64 = 1e-12;
 /// The debiased (unbiased-HSIC) CKA estimator needs at least this many rows.
 pub const DEBIASED_MIN_ROWS: u64 = 4;
 
+/// Default α of the shape metric ([`MeasureOptions::shape_alpha`]): halfway between CCA-like
+/// (0, full whitening) and Procrustes-like (1, rotations only).
+pub const DEFAULT_SHAPE_ALPHA: f64 = 0.5;
+
+/// Default ridge penalty of the predictivity regression ([`MeasureOptions::ridge_alpha`]): plain
+/// least squares.
+pub const DEFAULT_RIDGE_ALPHA: f64 = 0.0;
+
+/// Options of the measures that have parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MeasureOptions {
+    /// α of the shape metric, in [0, 1]: 0 = CCA-like (full whitening), 1 = Procrustes-like.
+    /// Applied to each side's data divided by its RMS singular value (see `docs/measures.md`).
+    pub shape_alpha: f64,
+    /// Ridge penalty of the predictivity regression, ≥ 0, in units of the mean eigenvalue of the
+    /// predicting side's centred Gram matrix (so it does not depend on the row count or scale).
+    pub ridge_alpha: f64,
+    /// Also return the soft-matching transport plan ([`NeuronMatching::soft_plan`]).
+    pub transport_plan: bool,
+}
+
+impl Default for MeasureOptions {
+    fn default() -> Self {
+        Self {
+            shape_alpha: DEFAULT_SHAPE_ALPHA,
+            ridge_alpha: DEFAULT_RIDGE_ALPHA,
+            transport_plan: false,
+        }
+    }
+}
+
+impl MeasureOptions {
+    /// Fails with [`CoreError::MeasureOption`] for α outside [0, 1] or a negative (or
+    /// non-finite) ridge penalty.
+    pub fn validate(&self) -> Result<(), CoreError> {
+        if !(0.0..=1.0).contains(&self.shape_alpha) {
+            return Err(CoreError::MeasureOption {
+                name: "shape_alpha",
+                value: self.shape_alpha,
+                range: "[0, 1] (0 = CCA-like, 1 = Procrustes-like)",
+            });
+        }
+        if !(self.ridge_alpha >= 0.0 && self.ridge_alpha.is_finite()) {
+            return Err(CoreError::MeasureOption {
+                name: "ridge_alpha",
+                value: self.ridge_alpha,
+                range: "[0, ∞) (0 = least squares)",
+            });
+        }
+        Ok(())
+    }
+}
+
 /// A similarity measure that can be requested in [`compute`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Measure {
     /// Linear CKA, biased and debiased ([`Measures::cka_linear`],
     /// [`Measures::cka_linear_debiased`]).
@@ -74,11 +140,37 @@ pub enum Measure {
     /// Orthogonal Procrustes distance, Euclidean and angular ([`Measures::procrustes`],
     /// [`Measures::procrustes_angular`]).
     Procrustes,
+    /// One-to-one (Hungarian) matching of neuron correlations and the semi-matching
+    /// ([`Measures::one_to_one`], [`Measures::semi_match`], [`NeuronMatching`]).
+    OneToOne,
+    /// Soft-matching distance, optimal transport over neurons ([`Measures::soft_match`]).
+    SoftMatch,
+    /// Permutation Procrustes distance ([`Measures::perm_procrustes`]).
+    PermProcrustes,
+    /// Ridge-regression R² in both directions ([`Measures::predictivity_ab`]).
+    Predictivity,
+    /// Generalized shape metric, angular ([`Measures::shape`]).
+    Shape,
 }
 
 impl Measure {
     /// All measures, in the order of their names in [`Measure::NAMES`].
-    pub const ALL: [Measure; 5] = [
+    pub const ALL: [Measure; 10] = [
+        Measure::Cka,
+        Measure::Cca,
+        Measure::Svcca,
+        Measure::Pwcca,
+        Measure::Procrustes,
+        Measure::OneToOne,
+        Measure::SoftMatch,
+        Measure::PermProcrustes,
+        Measure::Predictivity,
+        Measure::Shape,
+    ];
+
+    /// The basis-invariant measures (those unchanged by a rotation of either layer's neurons,
+    /// PWCCA aside; see `docs/measures.md`), which existed before the neuron-level ones.
+    pub const BASIS_INVARIANT: [Measure; 5] = [
         Measure::Cka,
         Measure::Cca,
         Measure::Svcca,
@@ -87,7 +179,18 @@ impl Measure {
     ];
 
     /// The names accepted by [`FromStr`], in the order of [`Measure::ALL`].
-    pub const NAMES: [&'static str; 5] = ["cka", "cca", "svcca", "pwcca", "procrustes"];
+    pub const NAMES: [&'static str; 10] = [
+        "cka",
+        "cca",
+        "svcca",
+        "pwcca",
+        "procrustes",
+        "one_to_one",
+        "soft_match",
+        "perm_procrustes",
+        "predictivity",
+        "shape",
+    ];
 
     /// The name of the measure (what [`FromStr`] accepts).
     pub fn name(self) -> &'static str {
@@ -97,6 +200,11 @@ impl Measure {
             Measure::Svcca => "svcca",
             Measure::Pwcca => "pwcca",
             Measure::Procrustes => "procrustes",
+            Measure::OneToOne => "one_to_one",
+            Measure::SoftMatch => "soft_match",
+            Measure::PermProcrustes => "perm_procrustes",
+            Measure::Predictivity => "predictivity",
+            Measure::Shape => "shape",
         }
     }
 }
@@ -109,7 +217,10 @@ impl fmt::Display for Measure {
 
 /// An unknown measure name given to [`Measure::from_str`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown measure '{name}'; valid measures are: cka, cca, svcca, pwcca, procrustes")]
+#[error(
+    "unknown measure '{name}'; valid measures are: cka, cca, svcca, pwcca, procrustes, \
+     one_to_one, soft_match, perm_procrustes, predictivity, shape"
+)]
 pub struct ParseMeasureError {
     /// The name that was not recognised.
     pub name: String,
@@ -118,9 +229,13 @@ pub struct ParseMeasureError {
 impl FromStr for Measure {
     type Err = ParseMeasureError;
 
-    /// Parses a measure name (case-insensitive, surrounding whitespace ignored).
+    /// Parses a measure name (case-insensitive, surrounding whitespace ignored; `match_1to1` is
+    /// accepted for `one_to_one`).
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let key = s.trim().to_ascii_lowercase();
+        if key == "match_1to1" {
+            return Ok(Measure::OneToOne);
+        }
         Measure::ALL
             .into_iter()
             .find(|m| m.name() == key)
@@ -184,23 +299,214 @@ pub struct Measures {
     /// [0, π/2].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub procrustes_angular: Option<f64>,
+    /// One-to-one matching (Li et al. 2016): the mean correlation of the `min(n1', n2')` neuron
+    /// pairs of the assignment that maximises the total correlation (n' the neurons with
+    /// variance). In [-1, 1]. Pairs in [`NeuronMatching::one_to_one`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub one_to_one: Option<f64>,
+    /// Semi-matching: the mean, over the neurons of each layer, of the correlation with their
+    /// best partner in the other layer, averaged over the two directions (ReSi's "soft
+    /// correlation match"). In [-1, 1]. Partners in [`NeuronMatching::best_in_b`] / `best_in_a`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub semi_match: Option<f64>,
+    /// Soft-matching distance (Khosla & Williams 2023): `sqrt(min_T Σ T_ij ‖x̂_i − ŷ_j‖²)` over
+    /// transport plans with uniform marginals between the standardised neurons (centred, unit
+    /// norm), `= sqrt(2 − 2 soft_match_correlation)`. Distance in [0, 2]; a metric.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soft_match: Option<f64>,
+    /// The transported correlation `max_T Σ T_ij ρ_ij` of the soft matching, in [-1, 1].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soft_match_correlation: Option<f64>,
+    /// Permutation Procrustes distance (Williams et al. 2021): `min_P ‖X̂ P − Ŷ‖_F` over
+    /// permutations (partial, the narrower layer zero-padded) of the centred,
+    /// Frobenius-normalised data, `= sqrt(2 − 2ν_P)`. Distance in [0, 2].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub perm_procrustes: Option<f64>,
+    /// Angular permutation Procrustes distance `arccos ν_P` in radians (netrep's
+    /// `PermutationMetric`), in [0, π].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub perm_procrustes_angular: Option<f64>,
+    /// Linear predictivity A → B: R² of the ridge regression of B's neurons on A's (centred,
+    /// pooled over B's neurons), on the rows of the statistics (training data). In [0, 1].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predictivity_ab: Option<f64>,
+    /// Linear predictivity B → A. In [0, 1].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predictivity_ba: Option<f64>,
+    /// The ridge penalty used by the predictivity ([`MeasureOptions::ridge_alpha`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub predictivity_alpha: Option<f64>,
+    /// Generalized shape metric (Williams et al. 2021; netrep's `LinearMetric(alpha)`, angular
+    /// score) in radians, in [0, π/2]. α = 1 equals `procrustes_angular`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shape: Option<f64>,
+    /// The α used by [`shape`](Self::shape).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shape_alpha: Option<f64>,
+    /// Neuron-level results of the matching measures (pairs, partners, permutation, plan).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub neurons: Option<NeuronMatching>,
     /// Human-readable remarks: truncations applied, undefined measures and why.
     pub notes: Vec<String>,
 }
 
-/// Computes the requested measures (duplicates ignored, order irrelevant) from finished statistics.
+/// Two neurons, one of each layer, and their correlation.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NeuronPair {
+    /// Neuron index in layer A.
+    pub a: usize,
+    /// Neuron index in layer B.
+    pub b: usize,
+    /// Correlation of their activations over the rows, in [-1, 1].
+    pub correlation: f64,
+}
+
+/// One entry of the soft-matching transport plan: `mass` moved between neuron `a` of A and
+/// neuron `b` of B (the masses sum to 1; each live neuron of A carries `1/n1'` in all, each of B
+/// `1/n2'`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TransportEntry {
+    /// Neuron index in layer A.
+    pub a: usize,
+    /// Neuron index in layer B.
+    pub b: usize,
+    /// Mass of the plan on this pair.
+    pub mass: f64,
+}
+
+/// The neuron-level output of the matching measures. Indices are neuron indices of the layers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NeuronMatching {
+    /// Neurons of A without variance (dead or constant), left out of the correlation-based
+    /// measures (one-to-one, semi-matching, soft matching).
+    pub constant_a: Vec<usize>,
+    /// Neurons of B without variance, left out likewise.
+    pub constant_b: Vec<usize>,
+    /// The one-to-one assignment, sorted by `a`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub one_to_one: Option<Vec<NeuronPair>>,
+    /// For each live neuron of A (in order), its most correlated neuron of B.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub best_in_b: Option<Vec<NeuronPair>>,
+    /// For each live neuron of B (in order), its most correlated neuron of A.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub best_in_a: Option<Vec<NeuronPair>>,
+    /// The permutation of permutation Procrustes: `[a, b]` pairs sorted by `a`
+    /// (`min(n1, n2)` of them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub permutation: Option<Vec<[usize; 2]>>,
+    /// The soft-matching transport plan (only with [`MeasureOptions::transport_plan`]): a basic
+    /// optimal plan, at most `n1' + n2' − 1` entries, sorted by (a, b).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soft_plan: Option<Vec<TransportEntry>>,
+}
+
+/// Computes the requested measures (duplicates ignored, order irrelevant) from finished statistics,
+/// with the default [`MeasureOptions`].
 ///
 /// Fails on an empty layer, no rows, non-finite statistics or statistics whose shapes disagree.
 /// Degenerate but valid data (dead neurons, constant layers, rank deficiency, fewer rows than
 /// features) never fail: the affected fields are finite values or `None`, with a note.
 pub fn compute(stats: &JointStats, which: &[Measure]) -> Result<Measures, CoreError> {
+    compute_with(stats, which, &MeasureOptions::default())
+}
+
+/// The factorisations shared by the CCA family, predictivity and the shape metric (both sides
+/// with variance): `Cxx = Vx Λx Vxᵀ`, `Cyy = Vy Λy Vyᵀ` and `B = Vxᵀ Cxy Vy`.
+pub(crate) struct Factors {
+    pub ex: linalg::Eigen,
+    pub ey: linalg::Eigen,
+    pub b: Mat<f64>,
+}
+
+/// [`compute`] with explicit options (validated first: α outside [0, 1] is an error).
+pub fn compute_with(
+    stats: &JointStats,
+    which: &[Measure],
+    options: &MeasureOptions,
+) -> Result<Measures, CoreError> {
+    compute_timed(stats, which, options).map(|(m, _)| m)
+}
+
+/// Wall-clock seconds of the stages of one [`compute_timed`] call, in order (for benchmarks).
+pub type StageTimes = Vec<(&'static str, f64)>;
+
+struct Stopwatch {
+    last: std::time::Instant,
+    laps: StageTimes,
+}
+
+impl Stopwatch {
+    fn lap(&mut self, stage: &'static str) {
+        let now = std::time::Instant::now();
+        self.laps.push((stage, (now - self.last).as_secs_f64()));
+        self.last = now;
+    }
+}
+
+/// [`compute_with`], also returning how long each stage took (for benchmarks): `centring`, `cka`,
+/// `eigh` (both sides), `rotate` (B = Vxᵀ Cxy Vy), `predictivity`, `cca/pwcca` (with the
+/// uncentred R²), `svcca`, `procrustes`, `shape`, `correlations`, `one_to_one`, `soft_match`,
+/// `perm_procrustes` (only the stages that ran), then `all (wall)`, the wall time from the end of
+/// `cka` on.
+pub fn compute_timed(
+    stats: &JointStats,
+    which: &[Measure],
+    options: &MeasureOptions,
+) -> Result<(Measures, StageTimes), CoreError> {
+    compute_impl(stats, which, options, BRANCHES_SIDE_BY_SIDE)
+}
+
+/// Whether the independent branches of the computation run side by side on the rayon pool (each
+/// factorisation is multi-threaded either way). See docs/decisions.md for the measurement.
+const BRANCHES_SIDE_BY_SIDE: bool = false;
+
+/// [`compute_timed`] with the branches explicitly side by side or one after the other: for the
+/// benchmark that chose [`BRANCHES_SIDE_BY_SIDE`] (the numbers are the same either way).
+#[doc(hidden)]
+pub fn compute_timed_branches(
+    stats: &JointStats,
+    which: &[Measure],
+    options: &MeasureOptions,
+    side_by_side: bool,
+) -> Result<(Measures, StageTimes), CoreError> {
+    compute_impl(stats, which, options, side_by_side)
+}
+
+/// `rayon::join` when `concurrent`, else `a` then `b`.
+fn join2<A: Send, B: Send>(
+    concurrent: bool,
+    a: impl FnOnce() -> A + Send,
+    b: impl FnOnce() -> B + Send,
+) -> (A, B) {
+    if concurrent {
+        rayon::join(a, b)
+    } else {
+        let ra = a();
+        (ra, b())
+    }
+}
+
+fn compute_impl(
+    stats: &JointStats,
+    which: &[Measure],
+    options: &MeasureOptions,
+    concurrent: bool,
+) -> Result<(Measures, StageTimes), CoreError> {
     validate(stats)?;
+    options.validate()?;
     let want = |m: Measure| which.contains(&m);
     let mut out = Measures::default();
+    let mut clock = Stopwatch {
+        last: std::time::Instant::now(),
+        laps: Vec::new(),
+    };
     if which.is_empty() {
-        return Ok(out);
+        return Ok((out, clock.laps));
     }
     let parts = Parts::new(stats);
+    clock.lap("centring");
     let const_a = parts.constant_a();
     let const_b = parts.constant_b();
     if const_a || const_b {
@@ -216,27 +522,291 @@ pub fn compute(stats: &JointStats, which: &[Measure]) -> Result<Measures, CoreEr
         ));
     }
     let defined = !(const_a || const_b);
-
-    if want(Measure::Cka) && defined {
-        cka::fill(stats, &parts, &mut out);
-    }
-    if want(Measure::Cca) {
-        // The uncentred R² is defined as long as neither side is all-zero.
-        cca::fill_uncentred_r2(stats, &mut out);
-    }
-    let (c, pw, sv) = (
+    let (cca, pwcca, svcca) = (
         want(Measure::Cca),
         want(Measure::Pwcca),
         want(Measure::Svcca),
     );
-    if defined && (c || pw || sv) {
-        cca::fill_cca_family(&parts, c, pw, sv, &mut out);
+    let (shape, pred) = (want(Measure::Shape), want(Measure::Predictivity));
+
+    if want(Measure::Cka) && defined {
+        cka::fill(stats, &parts, &mut out);
+        clock.lap("cka");
     }
-    if want(Measure::Procrustes) && defined {
-        procrustes::fill(&parts, &mut out);
+
+    // Three independent branches run side by side (rayon): the eigendecompositions and what
+    // is built on them; the orthogonal Procrustes nuclear norm; the neuron matchings. Each writes
+    // its own partial result, merged below in a fixed order (deterministic notes).
+    let need_eig = cca || pwcca || svcca || shape || pred;
+    let procrustes_wanted = want(Measure::Procrustes) && defined;
+    let (one, soft, perm) = (
+        want(Measure::OneToOne),
+        want(Measure::SoftMatch),
+        want(Measure::PermProcrustes),
+    );
+    let matching = defined && (one || soft || perm);
+    let c = concurrent;
+    let (eig_part, (proc_part, match_part)) = join2(
+        c,
+        || {
+            need_eig.then(|| {
+                eigen_branch(
+                    stats,
+                    &parts,
+                    (const_a, const_b),
+                    (cca, pwcca, svcca, pred),
+                    options,
+                    c,
+                )
+            })
+        },
+        || {
+            join2(
+                c,
+                || {
+                    procrustes_wanted.then(|| {
+                        let mut part = Partial::default();
+                        let nu = part.time("procrustes", |o| procrustes::nuclear_ratio(&parts, o));
+                        (part, nu)
+                    })
+                },
+                || matching.then(|| matching_branch(stats, &parts, (one, soft, perm), options, c)),
+            )
+        },
+    );
+    let mut rho = None;
+    let mut factors = None;
+    if let Some((part, r, f)) = eig_part {
+        clock.absorb(&mut out, part);
+        rho = r;
+        factors = f;
     }
+    let mut nu = None;
+    if let Some((part, n)) = proc_part {
+        clock.absorb(&mut out, part);
+        if let Some(n) = n {
+            procrustes::fill(n, &mut out);
+        }
+        nu = n;
+    }
+    if let (Some(f), true) = (&factors, shape) {
+        let t = std::time::Instant::now();
+        shape::fill(f, options.shape_alpha, rho.as_deref(), nu, &mut out);
+        clock.laps.push(("shape", t.elapsed().as_secs_f64()));
+    }
+    if let Some(part) = match_part {
+        clock.absorb(&mut out, part);
+    }
+    clock.lap("all (wall)");
     drop_non_finite(&mut out);
-    Ok(out)
+    Ok((out, clock.laps))
+}
+
+/// The result of one branch of [`compute_timed`]: the fields it filled, its notes and the
+/// seconds of its stages.
+#[derive(Default)]
+struct Partial {
+    out: Measures,
+    times: StageTimes,
+}
+
+impl Partial {
+    /// Runs `f`, recording its duration under `stage`.
+    fn time<T>(&mut self, stage: &'static str, f: impl FnOnce(&mut Measures) -> T) -> T {
+        let t = std::time::Instant::now();
+        let v = f(&mut self.out);
+        self.times.push((stage, t.elapsed().as_secs_f64()));
+        v
+    }
+}
+
+/// The eigendecompositions and everything built on them: CCA, PWCCA, SVCCA, the uncentred R²,
+/// predictivity, and the factors the shape metric needs. Returns the canonical correlations
+/// and the factors (when both sides have variance).
+fn eigen_branch(
+    stats: &JointStats,
+    parts: &Parts,
+    (const_a, const_b): (bool, bool),
+    (cca, pwcca, svcca, pred): (bool, bool, bool, bool),
+    options: &MeasureOptions,
+    concurrent: bool,
+) -> (Partial, Option<Vec<f64>>, Option<Factors>) {
+    let mut part = Partial::default();
+    let (ex, ey) = part.time("eigh", |_| {
+        join2(
+            concurrent,
+            || (!const_a).then(|| linalg::eigen(parts.cxx.as_ref())),
+            || (!const_b).then(|| linalg::eigen(parts.cyy.as_ref())),
+        )
+    });
+    let failed = matches!(ex, Some(None)) || matches!(ey, Some(None));
+    if failed {
+        part.out.notes.push(
+            "cca/svcca/pwcca/predictivity/shape: undefined, the eigenvalue solver did not converge"
+                .to_string(),
+        );
+        return (part, None, None);
+    }
+    let (ex, ey) = (ex.flatten(), ey.flatten());
+    let (ex, ey) = match (ex, ey) {
+        (Some(ex), Some(ey)) => (ex, ey),
+        (ex, ey) => {
+            if cca {
+                // A side without variance: only the uncentred R² is defined.
+                let m = Mat::zeros(
+                    ex.as_ref().map_or(0, |e| e.rank),
+                    ey.as_ref().map_or(0, |e| e.rank),
+                );
+                cca::fill_uncentred_r2(stats, ex.as_ref(), ey.as_ref(), &m, &mut part.out);
+            }
+            return (part, None, None);
+        }
+    };
+    // B = Vxᵀ Cxy Vy.
+    let b = part.time("rotate", |_| {
+        ex.vectors.transpose() * (&parts.cxy * &ey.vectors)
+    });
+    let f = Factors { ex, ey, b };
+    if pred {
+        part.time("predictivity", |o| {
+            predictivity::fill(parts, &f, options.ridge_alpha, o)
+        });
+    }
+    let mut rho = None;
+    if (cca || pwcca || svcca) && cca::check_ranks(parts, &f, (cca, pwcca, svcca), &mut part.out) {
+        let m = cca::cca_matrix(&f);
+        let mut sv = Partial::default();
+        let (r, ()) = join2(
+            concurrent,
+            || {
+                (cca || pwcca).then(|| {
+                    part.time("cca/pwcca", |o| {
+                        let r = cca::fill_cca_pwcca(parts, &f, &m, (cca, pwcca), o);
+                        if cca {
+                            cca::fill_uncentred_r2(stats, Some(&f.ex), Some(&f.ey), &m, o);
+                        }
+                        r
+                    })
+                })
+            },
+            || {
+                if svcca {
+                    sv.time("svcca", |o| cca::fill_svcca(&f, &m, o));
+                }
+            },
+        );
+        rho = r.flatten();
+        part.merge(sv);
+    }
+    (part, rho, Some(f))
+}
+
+/// One-to-one, semi-matching, soft matching and permutation Procrustes.
+fn matching_branch(
+    stats: &JointStats,
+    parts: &Parts,
+    (one, soft, perm): (bool, bool, bool),
+    options: &MeasureOptions,
+    concurrent: bool,
+) -> Partial {
+    let mut part = Partial::default();
+    let mut nm = NeuronMatching::default();
+    let mut perm_part = Partial::default();
+    let mut perm_nm = NeuronMatching::default();
+    join2(
+        concurrent,
+        || {
+            if !(one || soft) {
+                return;
+            }
+            let corr = part.time("correlations", |_| neurons::Correlations::new(stats, parts));
+            let dead = |l: &[usize], n: usize| -> Vec<usize> {
+                (0..n).filter(|i| l.binary_search(i).is_err()).collect()
+            };
+            nm.constant_a = dead(&corr.live_a, parts.n1);
+            nm.constant_b = dead(&corr.live_b, parts.n2);
+            let assigned = if one {
+                part.time("one_to_one", |o| {
+                    neurons::fill_one_to_one(&corr, parts, &mut nm, o)
+                })
+            } else {
+                None
+            };
+            if soft {
+                part.time("soft_match", |o| {
+                    neurons::fill_soft_match(
+                        &corr,
+                        parts,
+                        assigned.as_deref(),
+                        options.transport_plan,
+                        &mut nm,
+                        o,
+                    )
+                });
+            }
+        },
+        || {
+            if perm {
+                perm_part.time("perm_procrustes", |o| {
+                    neurons::fill_perm_procrustes(parts, &mut perm_nm, o)
+                });
+            }
+        },
+    );
+    nm.permutation = perm_nm.permutation;
+    part.merge(perm_part);
+    part.out.neurons = Some(nm);
+    part
+}
+
+impl Partial {
+    /// Moves `other`'s fields, notes and times into `self` (fields of `other` win).
+    fn merge(&mut self, other: Partial) {
+        absorb_fields(&mut self.out, other.out);
+        self.times.extend(other.times);
+    }
+}
+
+impl Stopwatch {
+    /// Merges a branch into the output, with its stage times.
+    fn absorb(&mut self, out: &mut Measures, part: Partial) {
+        absorb_fields(out, part.out);
+        self.laps.extend(part.times);
+    }
+}
+
+/// Copies the fields set in `part` into `out` and appends its notes.
+fn absorb_fields(out: &mut Measures, part: Measures) {
+    macro_rules! take {
+        ($($f:ident),*) => { $( if part.$f.is_some() { out.$f = part.$f; } )* };
+    }
+    take!(
+        cka_linear,
+        cka_linear_debiased,
+        cca_mean_rho,
+        cca_r2,
+        cca_r2_uncentred,
+        cca_rho,
+        cca_rank,
+        svcca,
+        svcca_dims,
+        pwcca,
+        procrustes,
+        procrustes_angular,
+        one_to_one,
+        semi_match,
+        soft_match,
+        soft_match_correlation,
+        perm_procrustes,
+        perm_procrustes_angular,
+        predictivity_ab,
+        predictivity_ba,
+        predictivity_alpha,
+        shape,
+        shape_alpha,
+        neurons
+    );
+    out.notes.extend(part.notes);
 }
 
 /// Replaces any non-finite number (only possible through overflow of extreme activations) by
@@ -258,6 +828,15 @@ fn drop_non_finite(out: &mut Measures) {
     check("pwcca", &mut out.pwcca);
     check("procrustes", &mut out.procrustes);
     check("procrustes_angular", &mut out.procrustes_angular);
+    check("one_to_one", &mut out.one_to_one);
+    check("semi_match", &mut out.semi_match);
+    check("soft_match", &mut out.soft_match);
+    check("soft_match_correlation", &mut out.soft_match_correlation);
+    check("perm_procrustes", &mut out.perm_procrustes);
+    check("perm_procrustes_angular", &mut out.perm_procrustes_angular);
+    check("predictivity_ab", &mut out.predictivity_ab);
+    check("predictivity_ba", &mut out.predictivity_ba);
+    check("shape", &mut out.shape);
     if out
         .cca_rho
         .as_ref()
@@ -346,11 +925,11 @@ impl Parts {
         trace(&self.cyy)
     }
 
-    fn constant_a(&self) -> bool {
+    pub(crate) fn constant_a(&self) -> bool {
         is_constant(self.trace_a(), self.gram_trace_a)
     }
 
-    fn constant_b(&self) -> bool {
+    pub(crate) fn constant_b(&self) -> bool {
         is_constant(self.trace_b(), self.gram_trace_b)
     }
 }

@@ -3,21 +3,15 @@
 use crate::progress::Bars;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use spanmatch_core::simple::SimpleOptions;
-use spanmatch_core::{DeadPolicy, MatchOptions, Tolerances};
-use spanmatch_engine::compare::{
-    self as engine, check_eps, parse_measures, BootstrapOptions, NullOptions,
-};
-use spanmatch_engine::report::{self, Report};
-use spanmatch_engine::results::{
-    Comparison, ComparisonKind, LayerResult, LayerSummary, ReproduceResults, SimpleMatchIndices,
-    SimpleSummary,
-};
+use spanmatch_core::{DeadPolicy, Tolerances};
+use spanmatch_engine::compare as engine;
+use spanmatch_engine::options::{self, parse_measures, Dead, NullKind, Options};
+use spanmatch_engine::results::write_results;
 use spanmatch_engine::stream::Sampling;
-use spanmatch_engine::{AnalyseOptions, CompareOptions};
+use spanmatch_engine::tables;
+use spanmatch_engine::CompareOptions;
 use spanmatch_io::Layout;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Which axis of a rank ≥ 3 array holds the channels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -89,7 +83,8 @@ pub struct CompareArgs {
         default_value = "0.15,0.2,0.25,0.3,0.5"
     )]
     pub eps: Vec<f64>,
-    /// Also write the full results (matched neurons, thresholds) as JSON to this file.
+    /// Also write the full results (matched neurons, thresholds, controls) as JSON to this file,
+    /// in the one results schema of spanmatch (docs/results-schema.md).
     #[arg(long, value_name = "OUT")]
     pub json: Option<PathBuf>,
     /// Dead neurons (activation identically zero): `drop` leaves them out of the matches but
@@ -170,14 +165,18 @@ pub struct CompareArgs {
     /// result depends on the order except at ε = 0 with independent neurons).
     #[arg(long, value_name = "K", default_value_t = 0, requires = "simple")]
     pub orders: usize,
-    /// Also the match of the mean-centred activations (each neuron's mean over the rows
-    /// removed), beside the paper's uncentred one: exact from the same statistics.
-    ///
-    /// Uncentred (the paper's definition, the default) asks whether a neuron's whole activation
-    /// vector, its mean included, lies in the other net's span; centred asks the question CKA and
-    /// CCA ask, ignoring a shared constant offset (common after ReLU). JSON: "centered" per layer.
-    #[arg(long)]
+    /// The match of the mean-centred activations beside the paper's uncentred one is computed
+    /// by default (exact from the same statistics); this flag is accepted and changes nothing.
+    #[arg(long, hide = true)]
     pub center: bool,
+    /// Leave out the match of the mean-centred activations (computed by default beside the
+    /// paper's uncentred one, exact from the same statistics).
+    ///
+    /// Uncentred (the paper's definition) asks whether a neuron's whole activation vector, its
+    /// mean included, lies in the other net's span; centred asks the question CKA and CCA ask,
+    /// ignoring a shared constant offset (common after ReLU). JSON: "centered" per layer.
+    #[arg(long, conflicts_with = "center")]
+    pub no_center: bool,
     /// A control: `rotate` = the neuron-basis null, net B's layer rotated by --null-draws
     /// Haar-random orthogonal matrices (seeded by --seed), computed on the statistics alone.
     ///
@@ -187,7 +186,7 @@ pub struct CompareArgs {
     #[arg(long, value_name = "KIND", value_parser = ["rotate"])]
     pub null: Option<String>,
     /// Rotations of `--null rotate`.
-    #[arg(long, value_name = "N", default_value_t = spanmatch_engine::compare::DEFAULT_NULL_DRAWS, requires = "null")]
+    #[arg(long, value_name = "N", default_value_t = options::DEFAULT_NULL_DRAWS, requires = "null")]
     pub null_draws: usize,
     /// Bootstrap intervals over inputs: resample the --chunks chunks of consecutive inputs R
     /// times (with replacement, seeded by --seed) and report the 95% percentile interval of mms
@@ -199,8 +198,21 @@ pub struct CompareArgs {
     #[arg(long, value_name = "R")]
     pub bootstrap: Option<usize>,
     /// Chunks of consecutive inputs for --bootstrap (the rows of one input stay in one chunk).
-    #[arg(long, value_name = "K", default_value_t = spanmatch_engine::compare::DEFAULT_CHUNKS, requires = "bootstrap")]
+    #[arg(long, value_name = "K", default_value_t = options::DEFAULT_CHUNKS, requires = "bootstrap")]
     pub chunks: usize,
+    /// Activations of the untrained nets (A0 and B0: the same architectures before training, on
+    /// the same inputs): the untrained baseline of every layer, compared like A and B.
+    ///
+    /// Each layer then gets the untrained pair's mms at every ε, its CKA and centred mms (and
+    /// intervals with --bootstrap), trained minus untrained, and, with --null rotate, a verdict
+    /// (learned / given / subspace-only / none; docs/controls.md). The files must hold the same
+    /// layers with the same neurons and rows as A and B. JSON: "untrained" per layer.
+    #[arg(long, num_args = 2, value_names = ["A0", "B0"])]
+    pub baseline: Option<Vec<PathBuf>>,
+    /// The ε of the controls table (intervals, centred, untrained, null, verdict); one of
+    /// --eps. Default: 0.5 when it is among them, else the largest.
+    #[arg(long, value_name = "EPS")]
+    pub main_eps: Option<f64>,
     /// Write results.json and an HTML report into this directory.
     ///
     /// report.html has the figures mms per layer, ε-profiles and, with --simple, simple-match
@@ -220,22 +232,34 @@ impl From<LayoutArg> for Layout {
 
 impl From<DeadArg> for DeadPolicy {
     fn from(d: DeadArg) -> Self {
+        Dead::from(d).into()
+    }
+}
+
+impl From<DeadArg> for Dead {
+    fn from(d: DeadArg) -> Self {
         match d {
-            DeadArg::Drop => DeadPolicy::Drop,
-            DeadArg::Match => DeadPolicy::Match,
+            DeadArg::Drop => Dead::Drop,
+            DeadArg::Match => Dead::Match,
         }
+    }
+}
+
+/// The flag of an option field in messages (`null_draws` -> `--null-draws`).
+pub fn flag(field: &str) -> String {
+    match field {
+        "curve" => "--report".to_string(),
+        f => format!("--{}", f.replace('_', "-")),
     }
 }
 
 /// The tolerances of a run: the defaults, with `--tol` as the sine tolerance when given.
 pub fn tolerances(tol: Option<f64>) -> Result<Tolerances> {
-    engine::tolerances(tol, "--tol")
+    options::tolerances(tol, "--tol")
 }
 
 /// The engine's options for these arguments (every check that names a flag happens here).
 fn options(args: &CompareArgs) -> Result<CompareOptions> {
-    check_eps(&args.eps, "--eps")?;
-    let tol = tolerances(args.tol)?;
     if args.sample_columns == Some(0) || (args.sample_columns.is_some() && args.repeats == 0) {
         anyhow::bail!("--sample-columns and --repeats must be at least 1");
     }
@@ -245,46 +269,26 @@ fn options(args: &CompareArgs) -> Result<CompareOptions> {
     if args.flatten_images == Some(0) {
         anyhow::bail!("--flatten-images must be at least 1");
     }
-    let measures = parse_measures(&args.measures, "--measures")?;
-    if let Some(e) = args.simple {
-        if !(0.0..=1.0).contains(&e) {
-            anyhow::bail!("--simple: ε = {e} is outside [0, 1] (ε is the sine of an angle)");
-        }
-    }
-    if args.null.is_some() && args.null_draws == 0 {
-        anyhow::bail!("--null-draws must be at least 1");
-    }
-    if args.bootstrap == Some(0) {
-        anyhow::bail!("--bootstrap must be at least 1 resample");
-    }
-    if args.bootstrap.is_some() && args.chunks == 0 {
-        anyhow::bail!("--chunks must be at least 1");
-    }
+    let options = Options {
+        eps: args.eps.clone(),
+        main_eps: args.main_eps,
+        dead: args.dead.into(),
+        tol: args.tol,
+        measures: parse_measures(&args.measures, "--measures")?,
+        center: !args.no_center,
+        null: args.null.as_ref().map(|_| NullKind::Rotate),
+        null_draws: args.null_draws,
+        bootstrap: args.bootstrap,
+        chunks: args.chunks,
+        simple: args.simple,
+        orders: args.orders,
+        seed: args.seed,
+        curve: args.report.is_some(),
+        ..Options::default()
+    };
+    options.validate_named(&flag)?;
     Ok(CompareOptions {
-        analyse: AnalyseOptions {
-            eps: args.eps.clone(),
-            matching: MatchOptions {
-                tol,
-                dead: args.dead.into(),
-            },
-            measures,
-            simple: args.simple.map(|eps| SimpleOptions {
-                eps,
-                orders: args.orders,
-                seed: args.seed,
-            }),
-            curve: args.report.is_some(),
-            center: args.center,
-            null: args.null.as_ref().map(|_| NullOptions {
-                draws: args.null_draws,
-                seed: args.seed,
-            }),
-            bootstrap: args.bootstrap.map(|resamples| BootstrapOptions {
-                chunks: args.chunks,
-                resamples,
-                seed: args.seed,
-            }),
-        },
+        options,
         layers: args.layers.clone(),
         layout: args.layout.into(),
         block_rows: args.block_rows,
@@ -295,6 +299,10 @@ fn options(args: &CompareArgs) -> Result<CompareOptions> {
         }),
         flatten: args.view == ViewArg::Flatten,
         flatten_images: args.flatten_images,
+        baseline: args
+            .baseline
+            .as_ref()
+            .and_then(|v| Some((v.first()?.clone(), v.get(1)?.clone()))),
     })
 }
 
@@ -302,117 +310,24 @@ fn options(args: &CompareArgs) -> Result<CompareOptions> {
 pub fn run(args: &CompareArgs) -> Result<()> {
     let options = options(args)?;
     let started = std::time::Instant::now();
-    let comparison = engine::compare_files(&args.a, &args.b, &options, &mut Bars::new())?;
-    let seconds = started.elapsed().as_secs_f64();
-    let report = comparison.report;
-    print!("{}", report::tables(&report));
+    let mut results = engine::compare_files(&args.a, &args.b, &options, &mut Bars::new())?;
+    results.timings = Some(serde_json::json!({
+        "compare_seconds": started.elapsed().as_secs_f64()
+    }));
+    print!("{}", tables::tables(&results));
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report).context("encoding the JSON report")?;
-        std::fs::write(path, text + "\n").with_context(|| format!("writing {}", path.display()))?;
+        write_results(&results, path)?;
     }
     if let Some(dir) = &args.report {
-        let html = write_report(&report, &comparison.curves, dir, seconds)?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--report: cannot create directory {}", dir.display()))?;
+        write_results(&results, &dir.join("results.json"))?;
+        let written = spanmatch_report::render(&results, dir).context("--report: rendering")?;
+        let html = written
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| dir.join(spanmatch_report::REPORT_HTML));
         println!("report: {}", html.display());
     }
     Ok(())
-}
-
-/// Writes `DIR/results.json` and the HTML report for one pair of activation files; returns the
-/// path of report.html.
-fn write_report(
-    report: &Report,
-    curves: &[Vec<[f64; 2]>],
-    dir: &Path,
-    seconds: f64,
-) -> Result<PathBuf> {
-    let mut layers = Vec::new();
-    let mut summaries = Vec::new();
-    for (index, (l, curve)) in report.layers.iter().zip(curves).enumerate() {
-        let measures = match &l.measures {
-            Some(m) => Some(serde_json::to_value(m).context("encoding the measures")?),
-            None => None,
-        };
-        let simple = l.simple.as_ref().map(|s| {
-            let mut hist: BTreeMap<usize, usize> = BTreeMap::new();
-            for m in &s.simple_matches {
-                *hist.entry(m.a.len() + m.b.len()).or_default() += 1;
-            }
-            SimpleSummary {
-                eps: s.eps,
-                count: s.simple_matches.len(),
-                size_histogram: hist.into_iter().collect(),
-                largest: s.largest(),
-                matches: s
-                    .simple_matches
-                    .iter()
-                    .map(|m| SimpleMatchIndices {
-                        a: m.a.clone(),
-                        b: m.b.clone(),
-                        sine: None,
-                    })
-                    .collect(),
-            }
-        });
-        layers.push(LayerResult {
-            layer: l.name.clone(),
-            neurons_a: l.neurons_a,
-            neurons_b: l.neurons_b,
-            rows: l.rows,
-            dead_a: l.dead_a.clone(),
-            dead_b: l.dead_b.clone(),
-            max_epsilon: l.max_epsilon,
-            thresholds_a: l.thresholds_a.clone(),
-            thresholds_b: l.thresholds_b.clone(),
-            mms: l.matches.iter().map(|m| m.mms).collect(),
-            profile: curve.clone(),
-            measures,
-            simple,
-            controls: Default::default(),
-        });
-        summaries.push(LayerSummary {
-            name: l.name.clone(),
-            index,
-            kind: if l.shape_a.len() > 2 { "conv" } else { "fc" }.to_string(),
-            neurons: l.neurons_a,
-            rows: l.rows,
-        });
-    }
-    let results = ReproduceResults {
-        spanmatch_version: report.spanmatch_version.clone(),
-        created: format!(
-            "{} s after the UNIX epoch",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0)
-        ),
-        config: serde_json::json!({
-            "file_a": report.file_a,
-            "file_b": report.file_b,
-            "dead_policy": report.dead_policy,
-            "layout": report.layout,
-            "view": report.view,
-            "sine_tolerance": report.tolerances.sine,
-        }),
-        eps: report.eps.clone(),
-        nets: vec![],
-        layers: summaries,
-        comparisons: vec![Comparison {
-            kind: ComparisonKind::Pair,
-            seed_a: 0,
-            seed_b: 1,
-            layers,
-        }],
-        timings: serde_json::json!({ "compare_seconds": seconds }),
-        peak_memory_mb: None,
-        neuron_views: None,
-    };
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("--report: cannot create directory {}", dir.display()))?;
-    spanmatch_report::write_results(&results, &dir.join("results.json"))?;
-    let written = spanmatch_report::render(&results, dir).context("--report: rendering")?;
-    Ok(written
-        .into_iter()
-        .next()
-        .unwrap_or_else(|| dir.join(spanmatch_report::REPORT_HTML)))
 }

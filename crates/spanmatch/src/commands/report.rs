@@ -1,4 +1,4 @@
-//! `spanmatch report results.json`: re-render the HTML report and PNG figures.
+//! `spanmatch report RESULTS.json`: render the HTML report and PNG figures of any results file.
 
 use anyhow::Result;
 use clap::Args;
@@ -7,7 +7,8 @@ use std::path::PathBuf;
 /// Command-line arguments of `spanmatch report`: re-render the report from a `results.json`.
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
-    /// The results.json written by `spanmatch reproduce` or `spanmatch compare --report`.
+    /// A results file of any front: reproduce's results.json, `compare --json` / `--report`,
+    /// Python's `Result.to_json`, and the files of earlier spanmatch versions (converted).
     pub results: PathBuf,
     /// Output directory for report.html and the PNG figures [default: the directory of
     /// results.json].

@@ -12,15 +12,16 @@ use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use spanmatch_core::controls::{chunk_memory_bytes, MAX_CHUNK_BYTES};
 use spanmatch_core::measures::Measure;
-use spanmatch_core::{DeadPolicy, MatchOptions, Side, Tolerances};
-use spanmatch_engine::analysis::{
-    analyse, analyse_controls, analyse_with_progress, AnalysisOptions, ControlOptions,
-};
+use spanmatch_core::Side;
+use spanmatch_engine::analysis::{analyse_pair, link_untrained, LayerLabel, PairInput};
 use spanmatch_engine::multi::{PairAccumulators, PairSpec};
+use spanmatch_engine::options::{Dead, NullKind, Options};
 use spanmatch_engine::results::{
-    Comparison, ComparisonKind, LayerSummary, NetSummary, NeuronViews, ReproduceResults,
+    write_results, Comparison, ComparisonKind, Front, LayerSummary, NetSummary, NeuronViews,
+    Results,
 };
 use spanmatch_engine::views::{self, InputInfo, ViewOptions};
+use spanmatch_engine::Progress;
 use spanmatch_report::neurons::encode_png_base64;
 use spanmatch_train::data::{self, DataOptions, Dataset, DatasetKind, Split};
 use spanmatch_train::extract::{extract, ActivationSink, TeeSink};
@@ -105,10 +106,11 @@ pub struct ReproduceArgs {
     /// trained pairs in the same pass).
     #[arg(long)]
     pub no_untrained: bool,
-    /// Confidence intervals over test images: the statistics of each trained seed pair are kept
-    /// per chunk of test images (contiguous chunks, all rows of an image in one chunk) and
-    /// bootstrapped over chunks. Memory per pair and layer: chunks x (n1 + n2)² x 8 bytes
-    /// (20 chunks of a 512-channel layer pair: 160 MiB), capped at 2 GiB per layer.
+    /// Confidence intervals over test images: the statistics of each trained seed pair (and of
+    /// its untrained pair) are kept per chunk of test images (contiguous chunks, all rows of an
+    /// image in one chunk) and bootstrapped over chunks. Memory per pair and layer: chunks x
+    /// (n1 + n2)² x 8 bytes (20 chunks of a 512-channel layer pair: 160 MiB), capped at 2 GiB
+    /// per layer.
     #[arg(long, default_value_t = 20)]
     pub chunks: usize,
     /// Bootstrap resamples for the 95 % percentile intervals of mms (every ε) and linear CKA.
@@ -121,10 +123,14 @@ pub struct ReproduceArgs {
     /// (0: no null).
     #[arg(long, default_value_t = 5)]
     pub null_draws: usize,
-    /// Also report the mms of the mean-centred activations (the default match is the paper's,
-    /// uncentred).
-    #[arg(long)]
+    /// The mms of the mean-centred activations is reported by default beside the paper's
+    /// uncentred match; this flag is accepted and changes nothing.
+    #[arg(long, hide = true)]
     pub center: bool,
+    /// Leave out the match of the mean-centred activations (reported by default beside the
+    /// paper's uncentred one).
+    #[arg(long, conflicts_with = "center")]
+    pub no_center: bool,
 }
 
 fn parse_measures(names: &[String]) -> Result<Vec<Measure>> {
@@ -150,19 +156,6 @@ fn bar(len: u64, what: &str) -> ProgressBar {
     }
     b.set_prefix(what.to_string());
     b
-}
-
-/// The current time as `YYYY-MM-DD HH:MM UTC`.
-fn utc_now() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute()
-    )
 }
 
 /// Peak resident memory of this process in MiB (Linux), if known.
@@ -381,7 +374,7 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
         .with_chunks(
             specs
                 .iter()
-                .map(|(kind, _)| *kind == ComparisonKind::Pair)
+                .map(|(kind, _)| matches!(kind, ComparisonKind::Pair | ComparisonKind::Untrained))
                 .collect(),
             args.chunks,
             test.len() as u64,
@@ -435,40 +428,49 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     }
     let mut accs = sink.pairs.into_accumulators();
 
-    // 3. Analysis of every (comparison, layer).
-    let opts = AnalysisOptions {
-        matching: MatchOptions {
-            tol: Tolerances::default(),
-            dead: if args.dead == "match" {
-                DeadPolicy::Match
-            } else {
-                DeadPolicy::Drop
-            },
+    // 3. Analysis of every (comparison, layer), with the engine's one analysis.
+    // The trained pairs: every control, the simple matches and the profile curves.
+    let pair_opts = Options {
+        eps: args.eps.clone(),
+        dead: if args.dead == "match" {
+            Dead::Match
+        } else {
+            Dead::Drop
         },
         measures,
-        simple_eps: None,
+        center: !args.no_center,
+        null: (args.null_draws > 0).then_some(NullKind::Rotate),
+        null_draws: args.null_draws,
+        bootstrap: Some(args.bootstrap),
+        chunks: args.chunks,
+        seed: args.bootstrap_seed,
+        simple: simple_eps,
+        top_inputs: if tops.is_some() { args.top_inputs } else { 0 },
+        curve: true,
+        ..Options::default()
     };
-    // Simple matches for the trained seed pairs only.
-    let pair_opts = AnalysisOptions {
-        simple_eps,
-        ..opts.clone()
+    pair_opts.validate_named(&|f| match f {
+        "seed" => "--bootstrap-seed".to_string(),
+        f => format!("--{}", f.replace('_', "-")),
+    })?;
+    // The untrained pairs: the same, without simple matches and null (their profile curves kept).
+    let untrained_opts = Options {
+        curve: true,
+        ..pair_opts.for_baseline()
     };
     // The self-check counts dead neurons as matched (the literal definition): a net against
     // itself must then give mms = 1 at every ε in every layer, dead neurons or not.
-    let self_opts = AnalysisOptions {
-        matching: MatchOptions {
-            dead: DeadPolicy::Match,
-            ..opts.matching
-        },
-        ..opts.clone()
+    let plain = Options {
+        center: false,
+        null: None,
+        bootstrap: None,
+        simple: None,
+        ..pair_opts.clone()
     };
-    let control_opts = ControlOptions {
-        bootstrap: Some((args.bootstrap, args.bootstrap_seed)),
-        null_draws: args.null_draws,
-        null_seed: args.bootstrap_seed,
-        center: args.center,
+    let self_opts = Options {
+        dead: Dead::Match,
+        ..plain.clone()
     };
-    let mut t_controls = 0.0;
     let t0 = Instant::now();
     let pb = bar((specs.len() * layers.len()) as u64, "matching");
     let mut comparisons = Vec::new();
@@ -483,35 +485,6 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
             };
             let (stats, chunked) = acc.finish();
             pb.set_message(layer.name.clone());
-            let mut result = if *kind == ComparisonKind::Pair && simple_eps.is_some() {
-                analyse_with_progress(
-                    &layer.name,
-                    &stats,
-                    &args.eps,
-                    &pair_opts,
-                    &mut |done, total| {
-                        pb.set_message(format!(
-                            "{}: simple matches, neuron {done}/{total}",
-                            layer.name
-                        ));
-                    },
-                )?
-            } else {
-                analyse(&layer.name, &stats, &args.eps, &opts)?
-            };
-            if *kind == ComparisonKind::Pair {
-                let tc = Instant::now();
-                result.controls = analyse_controls(
-                    &layer.name,
-                    &stats,
-                    chunked.as_ref(),
-                    &args.eps,
-                    &opts,
-                    &control_opts,
-                )?;
-                t_controls += tc.elapsed().as_secs_f64();
-            }
-            results.push(result);
             if pi == 0 {
                 layer_summaries.push(LayerSummary {
                     name: layer.name.clone(),
@@ -524,11 +497,18 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
                     rows: stats.rows,
                 });
             }
+            let mut progress = BarProgress {
+                bar: &pb,
+                layer: &layer.name,
+            };
             if *kind == ComparisonKind::Pair {
                 for (net, side) in [(spec.a, Side::A), (spec.b, Side::B)] {
                     if !self_done[net] {
-                        let r =
-                            analyse(&layer.name, &stats.self_pair(side), &args.eps, &self_opts)?;
+                        let r = analyse_pair(
+                            PairInput::new(LayerLabel::named(&layer.name), stats.self_pair(side)),
+                            &self_opts,
+                            &mut progress,
+                        )?;
                         match self_results.iter_mut().find(|(n, _)| *n == net) {
                             Some((_, v)) => v.push(r),
                             None => self_results.push((net, vec![r])),
@@ -536,24 +516,36 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
                     }
                 }
             }
+            let opts = match kind {
+                ComparisonKind::Pair => &pair_opts,
+                ComparisonKind::Untrained => &untrained_opts,
+                _ => &plain,
+            };
+            let input = PairInput {
+                label: LayerLabel::named(&layer.name),
+                stats,
+                chunks: chunked.filter(|_| opts.bootstrap.is_some()),
+                baseline: None,
+            };
+            results.push(analyse_pair(input, opts, &mut progress)?);
             pb.inc(1);
         }
         for (net, res) in self_results {
             self_done[net] = true;
             comparisons.push(Comparison {
-                kind: ComparisonKind::SelfCheck,
-                seed_a: args.seeds[net],
-                seed_b: args.seeds[net],
-                layers: res,
+                seed_a: Some(args.seeds[net]),
+                seed_b: Some(args.seeds[net]),
+                ..Comparison::new(ComparisonKind::SelfCheck, res)
             });
         }
         comparisons.push(Comparison {
-            kind: *kind,
-            seed_a: args.seeds[spec.a % k],
-            seed_b: args.seeds[spec.b % k],
-            layers: results,
+            seed_a: Some(args.seeds[spec.a % k]),
+            seed_b: Some(args.seeds[spec.b % k]),
+            ..Comparison::new(*kind, results)
         });
     }
+    // Each trained pair's layers get their untrained pair's summary and a verdict.
+    link_untrained(&mut comparisons, &pair_opts);
     pb.finish_and_clear();
     let t_match = t0.elapsed().as_secs_f64();
 
@@ -576,65 +568,59 @@ pub fn run(args: &ReproduceArgs) -> Result<()> {
     };
 
     // 4. Results and report.
-    let results = ReproduceResults {
-        spanmatch_version: env!("CARGO_PKG_VERSION").to_string(),
-        created: utc_now(),
-        config: serde_json::json!({
-            "dataset": args.dataset.to_string(),
-            "arch": args.arch,
-            "width": args.width,
-            "hidden": args.hidden,
-            "epochs": args.epochs,
-            "seeds": args.seeds,
-            "train_limit": (args.train_limit > 0).then_some(args.train_limit),
-            "test_images": test.len(),
-            "batch_size": args.batch_size,
-            "dead_policy": args.dead,
-            "sine_tolerance": spanmatch_core::tolerance::SINE_TOL,
-            "null": "net of the first seed against the second seed's net with the images rotated by one within each batch",
-            "untrained": if untrained.is_empty() {
-                serde_json::Value::from("skipped (--no-untrained)")
-            } else {
-                serde_json::Value::from(format!(
-                    "the same seeds' nets at initialisation, compared pair by pair in the same pass; \
-                     {untrained_verified} of {k} re-created initial nets verified bitwise against \
-                     the digest recorded when their training started"
-                ))
-            },
-            "untrained_test_accuracy": untrained_accuracy,
-            "chunks": args.chunks,
-            "bootstrap_resamples": args.bootstrap,
-            "bootstrap_seed": args.bootstrap_seed,
-            "null_draws": args.null_draws,
-            "center": args.center,
-            "simple_eps": simple_eps,
-            "top_inputs": if neuron_views.is_some() { args.top_inputs } else { 0 },
-        }),
-        eps: args.eps.clone(),
-        nets: summaries,
-        layers: layer_summaries,
-        comparisons,
-        timings: serde_json::json!({
-            "train_seconds": t_train,
-            "extract_and_accumulate_seconds": t_extract,
-            "match_seconds": t_match,
-            "controls_seconds": t_controls,
-            "total_seconds": started.elapsed().as_secs_f64(),
-        }),
-        peak_memory_mb: peak_memory_mb(),
-        neuron_views,
-    };
+    let mut results = Results::new(Front::Reproduce, "net A", "net B", &pair_opts);
+    results.provenance.seeds.nets = args.seeds.clone();
+    results.config = Some(serde_json::json!({
+        "dataset": args.dataset.to_string(),
+        "arch": args.arch,
+        "width": args.width,
+        "hidden": args.hidden,
+        "epochs": args.epochs,
+        "seeds": args.seeds,
+        "train_limit": (args.train_limit > 0).then_some(args.train_limit),
+        "test_images": test.len(),
+        "batch_size": args.batch_size,
+        "dead_policy": args.dead,
+        "sine_tolerance": spanmatch_core::tolerance::SINE_TOL,
+        "null": "net of the first seed against the second seed's net with the images rotated by one within each batch",
+        "untrained": if untrained.is_empty() {
+            serde_json::Value::from("skipped (--no-untrained)")
+        } else {
+            serde_json::Value::from(format!(
+                "the same seeds' nets at initialisation, compared pair by pair in the same pass; \
+                 {untrained_verified} of {k} re-created initial nets verified bitwise against \
+                 the digest recorded when their training started"
+            ))
+        },
+        "untrained_test_accuracy": untrained_accuracy,
+        "chunks": args.chunks,
+        "bootstrap_resamples": args.bootstrap,
+        "bootstrap_seed": args.bootstrap_seed,
+        "null_draws": args.null_draws,
+        "center": !args.no_center,
+        "simple_eps": simple_eps,
+        "top_inputs": if neuron_views.is_some() { args.top_inputs } else { 0 },
+    }));
+    results.nets = summaries;
+    results.layers = layer_summaries;
+    results.comparisons = comparisons;
+    results.timings = Some(serde_json::json!({
+        "train_seconds": t_train,
+        "extract_and_accumulate_seconds": t_extract,
+        "match_seconds": t_match,
+        "total_seconds": started.elapsed().as_secs_f64(),
+    }));
+    results.peak_memory_mb = peak_memory_mb();
+    results.neuron_views = neuron_views;
     let path = args.out.join("results.json");
-    let json = serde_json::to_string_pretty(&results)?;
-    std::fs::write(&path, json).with_context(|| format!("writing {}", path.display()))?;
+    write_results(&results, &path)?;
     let files = spanmatch_report::render(&results, &args.out).context("rendering the report")?;
     eprintln!(
-        "done in {:.0} s (train {:.0} s, extract+accumulate {:.0} s, match {:.0} s of which controls {:.1} s); peak memory {:.0} MiB",
+        "done in {:.0} s (train {:.0} s, extract+accumulate {:.0} s, match and controls {:.0} s); peak memory {:.0} MiB",
         started.elapsed().as_secs_f64(),
         t_train,
         t_extract,
         t_match,
-        t_controls,
         peak_memory_mb().unwrap_or(f64::NAN)
     );
     println!("results: {}", path.display());
@@ -694,6 +680,26 @@ fn neuron_views(
     )
 }
 
+/// The engine's progress during the analysis: the simple-match search on the bar's message.
+struct BarProgress<'a> {
+    bar: &'a ProgressBar,
+    layer: &'a str,
+}
+
+impl Progress for BarProgress<'_> {
+    fn simple(&mut self, done: usize, total: usize) -> bool {
+        self.bar.set_message(format!(
+            "{}: simple matches, neuron {done}/{total}",
+            self.layer
+        ));
+        true
+    }
+
+    fn warn(&mut self, message: &str) {
+        self.bar.println(format!("warning: {message}"));
+    }
+}
+
 /// Forwards the extraction's batches to the engine's pair accumulators, with a progress bar in
 /// images.
 struct Sink {
@@ -713,50 +719,5 @@ impl ActivationSink for Sink {
         self.pairs.batch(net, &layer.name, shape, data)?;
         self.bar.inc(self.pairs.inputs_done() - before);
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn utc_now_is_the_system_clock_in_the_report_format() {
-        let s = super::utc_now();
-        let b = s.as_bytes();
-        assert_eq!(s.len(), "2026-11-29 15:04 UTC".len(), "{s}");
-        for (i, c) in b.iter().enumerate() {
-            match i {
-                4 | 7 => assert_eq!(*c, b'-', "{s}"),
-                10 | 16 => assert_eq!(*c, b' ', "{s}"),
-                13 => assert_eq!(*c, b':', "{s}"),
-                17..=19 => {}
-                _ => assert!(c.is_ascii_digit(), "{s}"),
-            }
-        }
-        assert!(s.ends_with("UTC"));
-        // The same day as the system clock (seconds since the epoch, divided by 86,400).
-        let days = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs()
-            / 86_400;
-        let date = time::Date::from_julian_day(2_440_588 + days as i32).unwrap();
-        let want = format!(
-            "{:04}-{:02}-{:02}",
-            date.year(),
-            u8::from(date.month()),
-            date.day()
-        );
-        // (A run at midnight may see the next day.)
-        let next = date.next_day().unwrap();
-        let want2 = format!(
-            "{:04}-{:02}-{:02}",
-            next.year(),
-            u8::from(next.month()),
-            next.day()
-        );
-        assert!(
-            s.starts_with(&want) || s.starts_with(&want2),
-            "{s} vs {want}"
-        );
     }
 }
