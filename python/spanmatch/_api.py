@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import warnings as _warnings
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -354,6 +354,7 @@ def analyse(
     baseline_chunks: Optional[Mapping[str, Sequence[Stats]]] = None,
     extras: Optional[Mapping[str, Mapping[str, Any]]] = None,
     front: str = "python",
+    progress: Optional[Callable[[str, int, int], Any]] = None,
     **kwargs: Any,
 ) -> Result:
     """Analyses finished statistics, one per layer pair, into a :class:`Result`: the one analysis
@@ -379,6 +380,12 @@ def analyse(
         extras: layer name -> fields added to its record as they are (e.g. ``{"top_inputs":
             {...}}``, docs/results-schema.md); checked against the schema.
         front: which front the result is written as (``"python"``, ``"torch"``, ``"dask"``).
+        progress: called as ``progress(layer, done, total)`` while the simple matches run
+            (``done`` of ``total`` neurons, at most every 50 ms and at a layer's end; Python's
+            signals are checked at each call). On Ctrl-C (a ``KeyboardInterrupt`` from the
+            check or from ``progress``) the simple matches of that layer and of every later
+            one stop and keep what was found (``complete: false``, with a warning), and the
+            result is returned; any other exception ``progress`` raises is raised.
         **kwargs: fields of :class:`spanmatch.Options`.
 
     Raises:
@@ -402,6 +409,7 @@ def analyse(
             "baseline_chunks",
             "extras",
             "front",
+            "progress",
         ),
     )
     names = list(stats)
@@ -439,6 +447,7 @@ def analyse(
         [b._native for b in per_layer("baseline", baseline)],
         [[c._native for c in cs] for cs in per_layer("baseline_chunks", baseline_chunks)],
         None if not extras else json.dumps(extras, default=_json_default),
+        progress,
     )
     return Result(json.loads(report), tables, _emit(warns))
 

@@ -40,6 +40,11 @@ class CrossResult:
         view: ``[nA, nB]`` how each pair was compared: ``"full"`` (every row: inputs times
             positions, or tokens), ``"mean"`` / ``"max"`` (one row per input, pooled over
             positions and tokens), None where not compared; None when not recorded.
+        measures: every scalar measure computed per pair, name -> ``[nA, nB]`` (NaN where not
+            compared or undefined): ``cka_linear`` and ``cka_linear_debiased`` (the same
+            matrices as :attr:`cka` and :attr:`cka_debiased`) and the fields of the other
+            requested measures (``one_to_one``, ``soft_match``, ``predictivity_ab``, ``shape``,
+            ``cca_mean_rho``, ... as in a layer record's ``measures``).
     """
 
     layers_a: List[str]
@@ -54,6 +59,13 @@ class CrossResult:
     label_b: str = "b"
     extra: Dict[str, Any] = field(default_factory=dict, repr=False)
     view: Optional[np.ndarray] = field(default=None, repr=False)
+    measures: Dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        m = dict(self.measures)
+        m.setdefault("cka_linear", self.cka)
+        m.setdefault("cka_linear_debiased", self.cka_debiased)
+        self.measures = m
 
     @property
     def comparable(self) -> np.ndarray:
@@ -68,7 +80,9 @@ class CrossResult:
         raise KeyError(f"ε = {eps} is not one of this result's ε values {list(self.eps)}")
 
     def best_match(self, measure: str = "cka") -> Dict[str, Optional[str]]:
-        """For each layer of A, the layer of B with the largest ``cka`` (or ``mms@<ε>``)."""
+        """For each layer of A, the layer of B with the largest ``cka`` (or ``cka_debiased``,
+        ``mms@<ε>``, or any name in :attr:`measures`; for a distance such as ``soft_match``
+        the largest is the least similar)."""
         m = self._matrix(measure)
         out: Dict[str, Optional[str]] = {}
         for i, name in enumerate(self.layers_a):
@@ -83,10 +97,16 @@ class CrossResult:
             return self.cka_debiased
         if measure.startswith("mms@"):
             return self.mms_at(float(measure[4:]))
-        raise ValueError(f"measure '{measure}': use 'cka', 'cka_debiased' or 'mms@<ε>'")
+        if measure in self.measures:
+            return self.measures[measure]
+        raise ValueError(
+            f"measure '{measure}': use 'cka', 'cka_debiased', 'mms@<ε>' or one of {', '.join(self.measures)}"
+        )
 
     def to_dict(self) -> Dict[str, Any]:
-        """Plain Python data (NaN written as None), stored under ``"cross"`` by ``Result.to_dict``."""
+        """Plain Python data (NaN written as None), stored under ``"cross"`` by ``Result.to_dict``
+        (docs/results-schema.md); the measures other than linear CKA go under ``"measures"``."""
+        others = {k: v for k, v in self.measures.items() if k not in ("cka_linear", "cka_linear_debiased")}
         return {
             "label_a": self.label_a,
             "label_b": self.label_b,
@@ -99,6 +119,11 @@ class CrossResult:
             "max_epsilon": _nan_to_none(self.max_epsilon),
             "rows": self.rows.astype(int).tolist(),
             **({} if self.view is None else {"view": [[None if v is None else str(v) for v in row] for row in self.view]}),
+            **(
+                {}
+                if not others
+                else {"measures": {k: _nan_to_none(np.asarray(v, dtype=np.float64)) for k, v in others.items()}}
+            ),
         }
 
     @classmethod
@@ -119,6 +144,8 @@ class CrossResult:
             rows=np.asarray(d["rows"], dtype=np.int64),
             label_a=str(d.get("label_a", "a")),
             label_b=str(d.get("label_b", "b")),
+            view=None if d.get("view") is None else np.array(d["view"], dtype=object),
+            measures={str(k): arr(v) for k, v in (d.get("measures") or {}).items()},
         )
 
     def __repr__(self) -> str:

@@ -297,9 +297,9 @@ def test_baseline_equals_the_untrained_pair_compared_alone():
         np.testing.assert_array_equal(l.mms, p.mms)
         ut = l.record["untrained"]
         np.testing.assert_array_equal(ut["mms"], u.mms)
-        assert math.isclose(ut["cka_linear"], u.cka, rel_tol=1e-12)
+        assert math.isclose(ut["measures"]["cka_linear"], u.cka, rel_tol=1e-12)
         np.testing.assert_array_equal(ut["centered_mms"], [m.mms for m in u.centered])
-        np.testing.assert_allclose(l.record["trained_minus_untrained"], l.mms - u.mms, atol=1e-15)
+        np.testing.assert_allclose(ut["trained_minus_untrained"], l.mms - u.mms, atol=1e-15)
     # "reinit" with seed 10: A's copy is fresh(10), B's fresh(11): the same numbers.
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -362,7 +362,7 @@ def test_controls_equal_the_numpy_front():
         assert [(s.a.tolist(), s.b.tolist()) for s in l.simple] == [(s.a.tolist(), s.b.tolist()) for s in e.simple]
         u = l.record["untrained"]
         np.testing.assert_array_equal(u["mms"], e0.mms)
-        assert math.isclose(u["cka_linear"], e0.cka, rel_tol=1e-10)
+        assert math.isclose(u["measures"]["cka_linear"], e0.cka, rel_tol=1e-10)
         assert u["intervals"]["mms"] == e0.intervals["mms"]
     # Not vacuous: the controls moved something.
     assert any(l.null[-1]["mean"] != l.mms[-1] for l in r.layers)
@@ -382,8 +382,16 @@ def test_bootstrap_and_simple_bad_input_leave_models_unchanged():
         smt.compare(a, b, loader(), simple=1.5, progress=False)
     with pytest.raises(ValueError, match="null: 'shuffle'"):
         smt.compare(a, b, loader(), null="shuffle", progress=False)
-    with pytest.raises(ValueError, match="top_inputs: 0"):
-        smt.compare(a, b, loader(), top_inputs=0, progress=False)
+    with pytest.raises(ValueError, match="top_inputs: -1"):
+        smt.compare(a, b, loader(), top_inputs=-1, progress=False)
+    with pytest.raises(ValueError, match="eps"):
+        smt.compare(a, b, loader(), eps=(0.2, 1.5), progress=False)
+    with pytest.raises(ValueError, match="measures|measure"):
+        smt.compare(a, b, loader(), measures=("cka", "nope"), progress=False)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nul'"):
+        smt.compare(a, b, loader(), nul="rotate", progress=False)
+    with pytest.raises(TypeError, match="layers are a keyword argument"):
+        smt.compare(a, b, loader(), ["features.1"], progress=False)
     with pytest.raises(ValueError, match="pool: 'median'"):
         smt.compare(a, b, loader(), pool="median", progress=False)
     assert calls == []  # nothing ran

@@ -19,6 +19,8 @@ from torch import nn  # noqa: E402
 
 import spanmatch.torch as smt  # noqa: E402
 
+from records import assert_records_equal  # noqa: E402
+
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 
 SIZES = [8, 8, 5, 8, 3, 8, 6]  # batch sizes of the whole data set (7 batches, 46 inputs)
@@ -52,10 +54,10 @@ def run(data, cross: bool, **kw):
         return smt.compare(make(0), make(1), data, cross=cross, progress=False, **kw)
 
 
-CONTROLS = dict(baseline_pair=True, null="rotate", null_draws=4, bootstrap=30, top_inputs=3, seed=1)
+CONTROLS = dict(baseline_pair=True, null="rotate", null_draws=4, bootstrap=30, simple=0.5, top_inputs=3, seed=1)
 SCENARIOS = {
     "uneven": ([[0, 1, 2, 3, 4], [5, 6]], False, {}),
-    "cross": ([[0, 2, 4, 6], [1, 3, 5]], True, {}),  # interleaved shards, layer x layer
+    "cross": ([[0, 2, 4, 6], [1, 3, 5]], True, dict(measures=("cka", "one_to_one"))),  # interleaved shards
     "empty-rank": ([[], list(range(7))], False, {}),  # rank 0 sees no batch at all
     "empty-everywhere": ([[], []], False, {}),
     # Contiguous uneven shards; one chunk per batch: the chunks hold the same inputs.
@@ -155,6 +157,12 @@ def test_ddp_equals_single_process(scenario, ranks):
         np.testing.assert_allclose(
             np.array(c0["cka_linear"], dtype=float), np.array(cs["cka_linear"], dtype=float), rtol=1e-9
         )
+        for k in (cs.get("measures") or {}):
+            np.testing.assert_allclose(
+                np.array(c0["measures"][k], dtype=float), np.array(cs["measures"][k], dtype=float), rtol=1e-9, atol=1e-12
+            )
+        if "measures" in kw:
+            assert "one_to_one" in c0["measures"]
 
 
 def test_ddp_no_batch_anywhere(ranks):
@@ -165,8 +173,9 @@ def test_ddp_no_batch_anywhere(ranks):
 @pytest.mark.parametrize("scenario", ["controls", "controls-straddle", "top-empty-rank"])
 def test_ddp_controls_and_top_inputs_equal_single_process(scenario, ranks):
     """Untrained pair, rotation null, centred, bootstrap intervals (chunks gathered over the
-    ranks) and top inputs (global indices, lists merged): equal to one process over the same
-    batches in rank order."""
+    ranks), simple matches, verdict and top inputs (global indices, lists merged): every field
+    of every layer record equals one process over the same batches in rank order (numbers to
+    1e-10, mms, interval ends, null draws, indices and verdicts identical)."""
     shards, cross, kw = SCENARIOS[scenario]
     d0, d1 = ranks[scenario]
     assert "error" not in d0, d0
@@ -175,19 +184,11 @@ def test_ddp_controls_and_top_inputs_equal_single_process(scenario, ranks):
     ordered = [data[i] for s in shards for i in s]
     single = run(ordered, cross, **kw).to_dict()
     assert_close(d0, single)
-    for l0, ls in zip(d0["layers"], single["layers"]):
-        assert l0.get("top_inputs") == ls.get("top_inputs")
-        if "top_inputs" in l0:
-            assert min(min(row) for row in l0["top_inputs"]["a"]["indices"]) >= 0
-            assert max(max(row) for row in l0["top_inputs"]["b"]["indices"]) >= SIZES[0]  # from rank 1 too
-        if "null" not in ls:
-            continue
-        assert [e["values"] for e in l0["null"]["per_eps"]] == [e["values"] for e in ls["null"]["per_eps"]]
-        assert l0["centered"]["matches"] == ls["centered"]["matches"]
-        i0, i1 = l0["intervals"], ls["intervals"]
-        assert i0["chunks"] == kw["chunks"] and i0["mms"] == i1["mms"]
-        for end in ("lo", "hi"):
-            assert math.isclose(i0["cka_linear"][end], i1["cka_linear"][end], rel_tol=1e-9)
-        u0, u1 = l0["untrained"], ls["untrained"]
-        assert u0["mms"] == u1["mms"] and u0["intervals"]["mms"] == u1["intervals"]["mms"]
-        assert math.isclose(u0["cka_linear"], u1["cka_linear"], rel_tol=1e-9)
+    assert_records_equal(d0["comparisons"][0]["layers"], single["comparisons"][0]["layers"], tol=1e-10)
+    for l0 in d0["comparisons"][0]["layers"]:
+        top = l0["top_inputs"]
+        assert min(min(row) for row in top["a"]["indices"]) >= 0
+        assert max(max(row) for row in top["b"]["indices"]) >= SIZES[0]  # from rank 1 too
+        if "null" in kw:
+            assert l0["verdict"] and "simple" in l0 and l0["untrained"]["intervals"]
+            assert l0["intervals"]["chunks"] == kw["chunks"]

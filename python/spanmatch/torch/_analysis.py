@@ -1,44 +1,30 @@
 """Step 7, the analysis: the finished statistics go to the engine, once.
 
-:func:`analyse` is the only call from the torch front into ``spanmatch._api.analyse``: the
-per-layer pairs with every control (centred, rotation null, bootstrap intervals from the
-chunks' statistics, simple matches, the untrained baseline) and the layer x layer entries
-(mms and CKA only) both go through it.
+:func:`analyse` is the only call from the torch front into ``spanmatch._api.analyse`` (the one
+analysis of every front, ``spanmatch_engine::analysis::analyse_pair``): the per-layer pairs with
+every control (centred, rotation null, bootstrap intervals from the chunks' statistics, simple
+matches, the untrained baseline and the verdict) and the layer x layer entries (every requested
+measure, no controls) both go through it.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .. import _api
 from .._api import Stats
+from .._options import Options
 from .._result import Result
 
-
-@dataclass(frozen=True)
-class Settings:
-    """The analysis options of one comparison (the fields of ``spanmatch.Options`` the torch
-    front passes on)."""
-
-    eps: Tuple[float, ...]
-    measures: Tuple[str, ...] = ("cka",)
-    dead: str = "drop"
-    tol: Optional[float] = None
-    simple: Optional[float] = None
-    center: bool = True
-    null: Optional[str] = None
-    null_draws: int = 10
-    seed: int = 0
-    bootstrap: Optional[int] = None
-    extra: Dict[str, Any] = field(default_factory=dict)
+#: Measure fields that are settings of a measure, not values (left out of the cross matrices).
+_SETTINGS = ("predictivity_alpha", "shape_alpha")
 
 
 def analyse(
     stats: Mapping[str, Stats],
-    settings: Settings,
+    options: Options,
     *,
     names_b: Optional[Mapping[str, str]] = None,
     shapes: Optional[Mapping[str, Tuple[Sequence[int], Sequence[int]]]] = None,
@@ -48,93 +34,61 @@ def analyse(
     baseline: Optional[Mapping[str, Stats]] = None,
     baseline_chunks: Optional[Mapping[str, Sequence[Stats]]] = None,
     extras: Optional[Mapping[str, Mapping[str, Any]]] = None,
+    progress: Optional[Callable[[str, int, int], Any]] = None,
 ) -> Result:
     """The :class:`Result` of finished statistics: one layer per entry of ``stats``.
 
     ``chunks``: per layer, the statistics of consecutive chunks of the inputs (the bootstrap);
     ``baseline`` (and ``baseline_chunks``): the untrained pair's statistics per layer;
-    ``extras``: per layer, blocks added to the layer's record (``top_inputs``, ``pool``).
+    ``extras``: per layer, blocks added to the layer's record (``top_inputs``, ``pool``);
+    ``progress``: the simple matches' progress callback (``_api.analyse``).
     """
-    result = _api.analyse(
+    return _api.analyse(
         stats,
-        eps=settings.eps,
-        measures=settings.measures,
-        dead=settings.dead,
-        tol=settings.tol,
-        simple=settings.simple,
+        options,
         names_b=names_b,
         shapes=shapes,
         label_a=label_a,
         label_b=label_b,
-        center=settings.center,
-        null=settings.null,
-        null_draws=settings.null_draws,
-        seed=settings.seed,
-        bootstrap=settings.bootstrap,
-        chunks=chunks,
+        chunks=chunks or None,
+        baseline=baseline or None,
+        baseline_chunks=baseline_chunks or None,
+        extras=extras or None,
+        front="torch",
+        progress=progress,
     )
-    if baseline is None and not extras:
-        return result
-    # Until the engine takes the baseline statistics itself: the untrained pair analysed on its
-    # own (mms at every ε, CKA, centred, intervals), attached to each layer's record.
-    report = result.to_dict()
-    if baseline is not None:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            untrained = _api.analyse(
-                baseline,
-                eps=settings.eps,
-                measures=("cka",),
-                dead=settings.dead,
-                tol=settings.tol,
-                names_b=names_b,
-                shapes=shapes,
-                center=settings.center,
-                seed=settings.seed,
-                bootstrap=settings.bootstrap,
-                chunks=baseline_chunks,
-            )
-        for rec, u in zip(report["layers"], untrained.layers):
-            block: Dict[str, Any] = {
-                "mms": [float(m) for m in u.mms],
-                "max_epsilon": _num(u.max_epsilon),
-                "cka_linear": _num(u.measures.get("cka_linear")),
-                "cka_linear_debiased": _num(u.measures.get("cka_linear_debiased")),
-            }
-            if u.centered is not None:
-                block["centered_mms"] = [float(m.mms) for m in u.centered]
-            if u.intervals is not None:
-                block["intervals"] = u.intervals
-            rec["untrained"] = block
-            rec["trained_minus_untrained"] = [float(m["mms"]) - v for m, v in zip(rec["matches"], block["mms"])]
-    for rec in report["layers"]:
-        rec.update(dict((extras or {}).get(rec["name"], {})))
-    return Result(report, result.table(), result.warnings)
 
 
-def _num(v: Any) -> Optional[float]:
-    if v is None:
-        return None
-    f = float(v)
-    return None if math.isnan(f) else f
+def cross_options(options: Options) -> Options:
+    """The options of the layer x layer entries: the maximum match at every ε and every
+    requested measure (linear CKA always), no controls (centred, null, bootstrap, simple
+    matches, curve)."""
+    measures = tuple(dict.fromkeys(("cka",) + tuple(options.measures)))
+    return options.replace(
+        measures=measures, center=False, null=None, bootstrap=None, simple=None, curve=False, witnesses=None
+    )
 
 
 def analyse_cross(
-    stats: Mapping[str, Stats], settings: Settings
-) -> Dict[str, Tuple[List[float], float, float, float]]:
-    """Layer x layer entries: per name, (mms at each ε, max ε, linear CKA, debiased CKA)."""
-    plain = Settings(eps=settings.eps, dead=settings.dead, tol=settings.tol, center=False)
+    stats: Mapping[str, Stats], options: Options
+) -> Dict[str, Tuple[List[float], float, Dict[str, float]]]:
+    """Layer x layer entries: per name, (mms at each ε, max ε, every scalar measure field, e.g.
+    ``cka_linear``, ``cka_linear_debiased``, ``one_to_one``; NaN where undefined)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = analyse(stats, plain)
-    out: Dict[str, Tuple[List[float], float, float, float]] = {}
+        res = analyse(stats, cross_options(options))
+    out: Dict[str, Tuple[List[float], float, Dict[str, float]]] = {}
     for layer in res.layers:
-        cka = layer.measures.get("cka_linear")
-        cka_d = layer.measures.get("cka_linear_debiased")
-        out[layer.name] = (
-            [float(m) for m in layer.mms],
-            float(layer.max_epsilon),
-            math.nan if cka is None else float(cka),
-            math.nan if cka_d is None else float(cka_d),
-        )
+        values = {
+            k: _num(v)
+            for k, v in layer.measures.items()
+            if k not in _SETTINGS and (v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)))
+        }
+        for k in ("cka_linear", "cka_linear_debiased"):
+            values.setdefault(k, math.nan)
+        out[layer.name] = ([float(m) for m in layer.mms], float(layer.max_epsilon), values)
     return out
+
+
+def _num(v: Any) -> float:
+    return math.nan if v is None else float(v)

@@ -11,8 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._api import DEFAULT_EPS, Stats
+from .. import _api
+from .._api import Stats
 from .._cross import CrossResult
+from .._options import Options, options_from
 from .._result import Result
 from . import _accumulate, _analysis, _distributed, _top_inputs
 from ._accumulate import Blocks, NativePair
@@ -42,14 +44,7 @@ def _labels(model_a: nn.Module, model_b: nn.Module, labels: Optional[Tuple[str, 
     return la, lb
 
 
-def _eps(eps: Union[float, Sequence[float]]) -> Tuple[float, ...]:
-    eps_t = (float(eps),) if isinstance(eps, (int, float)) else tuple(float(e) for e in eps)
-    if not eps_t or any(not (0.0 <= e <= 1.0) or math.isnan(e) for e in eps_t):
-        raise ValueError(f"eps: {list(eps_t)}; every ε must be in [0, 1]")
-    return eps_t
-
-
-def _positive(name: str, v: Any, lo: int = 1) -> int:
+def _whole(name: str, v: Any, lo: int = 1) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or int(v) < lo:
         raise ValueError(f"{name}: {v!r}; give a whole number ≥ {lo}")
     return int(v)
@@ -59,35 +54,44 @@ def _check_args(
     data: Any,
     layout: str,
     precision: str,
-    simple: Optional[float],
-    null: Optional[str],
-    null_draws: int,
-    bootstrap: Optional[int],
-    chunks: int,
-    top_inputs: Optional[int],
-    pool: Optional[str],
+    opts: Options,
     max_memory: Optional[int],
 ) -> None:
+    """The torch front's own arguments and the options it reads itself (the engine checks the
+    rest, naming the option, before anything runs: see :func:`_check_options`)."""
     if layout not in LAYOUTS:
         raise ValueError(f"layout: '{layout}' is not a layout; use one of {', '.join(LAYOUTS)}")
     if precision not in _PRECISIONS:
         raise ValueError(f"precision: '{precision}'; use 'float64' or 'float32'")
     if isinstance(data, torch.Tensor):
         raise TypeError("data: a single tensor; pass an iterable of batches (a DataLoader, or a list of tensors)")
-    if simple is not None and (not isinstance(simple, (int, float)) or math.isnan(simple) or not 0 <= simple <= 1):
+    simple = opts.simple
+    if simple is not None and (
+        isinstance(simple, bool) or not isinstance(simple, (int, float)) or math.isnan(simple) or not 0 <= simple <= 1
+    ):
         raise ValueError(f"simple: {simple!r}; the ε of the simple matches must be in [0, 1]")
-    if null not in (None, "rotate"):
-        raise ValueError(f"null: '{null}'; use 'rotate' (the neuron-basis null) or None")
-    _positive("null_draws", null_draws)
-    if bootstrap is not None:
-        _positive("bootstrap", bootstrap)
-        _positive("chunks", chunks)
-    if top_inputs is not None:
-        _positive("top_inputs", top_inputs)
-    if pool not in _POOLS:
-        raise ValueError(f"pool: '{pool}'; use 'mean', 'max' or None")
+    if opts.null not in (None, "rotate"):
+        raise ValueError(f"null: '{opts.null}'; use 'rotate' (the neuron-basis null) or None")
+    _whole("null_draws", opts.null_draws)
+    if opts.bootstrap is not None:
+        _whole("bootstrap", opts.bootstrap)
+        _whole("chunks", opts.chunks)
+    _whole("top_inputs", opts.top_inputs, 0)
+    if opts.pool not in _POOLS:
+        raise ValueError(f"pool: '{opts.pool}'; use 'mean', 'max' or None")
     if max_memory is not None:
-        _positive("max_memory", max_memory)
+        _whole("max_memory", max_memory)
+    _check_options(opts)
+
+
+def _check_options(opts: Options) -> None:
+    """Every option as the engine checks it (ε in [0, 1], known measures, seeds, ...), before
+    the pass: a typo costs no forward pass. One tiny analysis of a 1 + 1 neuron layer."""
+    probe = Stats.from_parts(1, 1, 1, np.eye(2), np.ones(2), np.ones(2), np.ones(2), 1.0, 1.0, 1.0)
+    checked = opts.replace(null=None, bootstrap=None, simple=None, curve=False, witnesses=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _api.analyse({"probe": probe}, checked)
 
 
 def _batch_geometry(data: Any, chunks: int, use_dist: bool) -> Tuple[int, int]:
@@ -151,13 +155,13 @@ class _Run:
         self.plan: Optional[Plan] = None
         self.pair_stats: Dict[Tuple[str, int], Stats] = {}  # ("trained"/"baseline", index) -> stats
         self.pair_chunks: Dict[Tuple[str, int], List[Stats]] = {}
-        self.cross_stats: Dict[Tuple[int, int], Tuple[List[float], float, float, float, int]] = {}
+        self.cross_stats: Dict[Tuple[int, int], Tuple[List[float], float, Dict[str, float], int]] = {}
         self.inputs_total = 0
         self.tails: Dict[Key, Optional[Tuple[int, ...]]] = {}
         self.top: Dict[Key, Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]] = {}
         self.units: List[Any] = []
         self.batches_seen = 0
-        self.settings: Optional[_analysis.Settings] = None
+        self.options: Optional[Options] = None
 
     # -- units -----------------------------------------------------------------------------
 
@@ -349,7 +353,7 @@ class _Run:
 
     def _analyse_cross(self, todo: Dict[Tuple[int, int], Tuple[int, int, int, int]]) -> None:
         """The layer x layer entries of one pass, a few pairs at a time."""
-        assert self.settings is not None
+        assert self.options is not None
         batch: Dict[str, Stats] = {}
         width = self.plan.analysis_width if self.plan else 1
 
@@ -357,11 +361,11 @@ class _Run:
             nonlocal batch
             if not batch:
                 return
-            found = _analysis.analyse_cross(batch, self.settings)  # type: ignore[arg-type]
+            found = _analysis.analyse_cross(batch, self.options)  # type: ignore[arg-type]
             for name, s in batch.items():
                 i, j = (int(v) for v in name.split(","))
-                mms, max_eps, cka, cka_d = found[name]
-                self.cross_stats[(i, j)] = (mms, max_eps, cka, cka_d, s.rows)
+                mms, max_eps, values = found[name]
+                self.cross_stats[(i, j)] = (mms, max_eps, values, s.rows)
             batch = {}
 
         for (i, j), (_, ui, si, sj) in todo.items():
@@ -381,31 +385,20 @@ def compare(
     model_a: nn.Module,
     model_b: nn.Module,
     data: Iterable[Any],
+    options: Optional[Union[Options, Mapping[str, Any]]] = None,
+    *,
     layers: LayerSpec = None,
-    eps: Sequence[float] = DEFAULT_EPS,
-    measures: Sequence[str] = ("cka",),
     cross: bool = False,
+    baseline: BaselineSpec = None,
     device: Union[None, str, torch.device] = None,
-    progress: bool = True,
-    select: Optional[Callable[[Any], torch.Tensor]] = None,
-    layout: str = "tokens",
-    dead: str = "drop",
-    tol: Optional[float] = None,
     precision: str = "float64",
+    layout: str = "tokens",
+    select: Optional[Callable[[Any], torch.Tensor]] = None,
     labels: Optional[Tuple[str, str]] = None,
     distributed: Optional[bool] = None,
-    *,
-    baseline: BaselineSpec = None,
-    seed: int = 0,
-    center: bool = True,
-    null: Optional[str] = None,
-    null_draws: int = 10,
-    bootstrap: Optional[int] = None,
-    chunks: int = 20,
-    simple: Optional[float] = None,
-    top_inputs: Optional[int] = None,
-    pool: Optional[str] = None,
     max_memory: Optional[int] = None,
+    progress: bool = True,
+    **kwargs: Any,
 ) -> Result:
     """Which layers, and which neurons, of two models learned the same thing? One streamed pass.
 
@@ -413,8 +406,16 @@ def compare(
     ``torch.inference_mode()``; their modes are restored afterwards), hooks the chosen modules
     and accumulates, per layer pair, the exact float64 statistics of the joint activations on
     the models' device. Then finds the maximum span matches at every ε, the measures and the
-    controls. Every error, also one raised in the middle of the pass (a NaN, Ctrl-C, a failing
-    batch), leaves the models as they were: parameters, buffers, train/eval modes, hooks.
+    controls, through the same engine analysis as every other front. Every error, also one
+    raised in the middle of the pass (a NaN, Ctrl-C, a failing batch), leaves the models as
+    they were: parameters, buffers, train/eval modes, hooks.
+
+    What to compute is a :class:`spanmatch.Options` (``options``) and/or its fields as keyword
+    arguments (``eps=(0.25, 0.5)``, ``null="rotate"``, ``bootstrap=200``, ...); the other
+    keyword arguments say how to capture (layers, device, precision, ...). For example::
+
+        spanmatch.torch.compare(model_a, model_b, loader, baseline="reinit", null="rotate",
+                                bootstrap=200, chunks=20, simple=0.25, top_inputs=8)
 
     Args:
         model_a, model_b: the two models (any ``nn.Module``; DDP/DataParallel wrappers are
@@ -423,117 +424,122 @@ def compare(
             list whose first element is the input (``model(batch[0])``; labels are ignored), or
             a dict (``model(**batch)``; its ``attention_mask`` leaves padding tokens out). Both
             models see the same batch. Under ``torch.distributed``, this rank's shard.
+        options: what to compute: a :class:`spanmatch.Options`, a dict of its fields, or None
+            (the defaults: ε = 0.15, 0.2, 0.25, 0.3, 0.5, linear CKA, the centred match beside
+            the uncentred one). Keyword arguments named after its fields override it. The
+            fields the torch front reads itself:
+
+            * ``bootstrap`` / ``chunks``: a bootstrap over ``chunks`` chunks of consecutive
+              *batches* (``LayerResult.intervals``). Batch ``g`` of ``N`` is in chunk
+              ``⌊g·chunks/N⌋``, so ``len(data)`` must be known and ``chunks`` at most the
+              number of batches; with batches of one input this is the numpy front's rule
+              (input ``i`` of ``N`` in chunk ``⌊i·chunks/N⌋``). Under ``torch.distributed``,
+              ``g`` counts rank 0's batches first, then rank 1's, ..., and a chunk that
+              straddles two ranks is summed over them: with contiguous shards (rank 0 the
+              first part of the data, ...) the chunks, and so the intervals, are those of one
+              process over all the data. Memory: one more set of statistics per layer pair
+              and chunk.
+            * ``simple``: the simple matches of every layer at this ε, after the pass, with a
+              progress bar (rank 0, ``progress=True``); Ctrl-C stops them and keeps what was
+              found (``complete: false`` in the layer's ``simple`` block, with a warning; the
+              later layers' simple matches stop too), and the result is returned.
+            * ``top_inputs``: ``k`` (0: none): for every neuron of every hooked layer of both
+              models, the ``k`` inputs with the largest response (an input's maximum over
+              positions or tokens, padding left out), kept on the models' device in the same
+              pass (O(k × neurons)): the record's ``top_inputs`` block (``LayerResult.top_inputs``),
+              ``result["layer"].top_inputs_a`` / ``.top_inputs_b`` (:class:`TopInputs`, arrays
+              ``[neurons, k]`` of input indices in data order, values and positions; ties go to
+              the lower index), every hooked layer in ``result.top_inputs``. Under
+              ``torch.distributed`` the index counts rank 0's inputs first, then rank 1's, ....
+            * ``pool``: ``"mean"`` or ``"max"``: one row per input, the mean or maximum over
+              positions and (unmasked) tokens. A per-layer pair whose rows differ is compared
+              pooled (its record says ``"pool"``); pairs whose rows agree keep every row. With
+              ``cross=True`` every layer x layer entry is pooled, so that the matrices compare
+              like with like (a layer with one row per input is its own pooled view);
+              ``result.cross.view`` gives each entry's view. Without ``pool``, entries whose
+              rows differ are left out, with a warning.
+            * ``seed``: also the seed of ``baseline="reinit"`` (A's copy ``seed``, B's
+              ``seed + 1``).
         layers: None (every activation module, ReLU, GELU, SiLU, ..., present under the same
             name in both models), module names as in ``named_modules()``, glob patterns
             (``"features.*"``), module types (``torch.nn.ReLU``), a list of these, or a dict
             ``{name_in_a: name_in_b}`` for two different architectures. A module called several
             times per forward pass (ResNet's ``relu``) gives one layer per call, named
             ``name#1``, ``name#2``, ....
-        eps: the ε values, each in [0, 1].
-        measures: basis-invariant measures from the same statistics (``cka``, ``cca``,
-            ``svcca``, ``pwcca``, ``procrustes``).
         cross: also compare every selected layer of A with every selected layer of B
-            (``result.cross``, a :class:`CrossResult`: mms at each ε, linear CKA), in the same
-            pass. Pairs whose rows differ (conv layers at different resolutions, a conv layer
-            and a dense one) need ``pool``; without it they are left out, with a warning
-            naming them.
+            (``result.cross``, a :class:`CrossResult`: mms at each ε, max ε, linear CKA and
+            every other requested measure per entry; no controls), in the same pass. Pairs
+            whose rows differ (conv layers at different resolutions, a conv layer and a dense
+            one) need ``pool``; without it they are left out, with a warning naming them.
+        baseline: the untrained baseline, run on the same batches in the same pass:
+            ``"reinit"`` (deep copies of both models re-initialised: A's with ``seed``, B's
+            with ``seed + 1``; see :func:`reinit` for how, and when the copy equals a freshly
+            constructed model) or a pair of models ``(model_a0, model_b0)`` with the trained
+            models' architecture, e.g. the two nets' initial checkpoints: the exact baseline.
+            Every layer then carries ``untrained`` (its mms at every ε, CKA, centred mms,
+            intervals with ``bootstrap``, trained − untrained) and, with ``null="rotate"``, a
+            ``verdict`` (docs/controls.md). Memory: the two extra models (for ``"reinit"``)
+            plus one more set of statistics per layer pair (and per chunk).
         device: where the statistics are accumulated (default: model A's device).
-        progress: a tqdm progress bar over the batches (rank 0 only).
-        select: a function from a module's output to the tensor to compare (default: the
-            output if it is a tensor, else its first tensor: tuples, dicts, ``ModelOutput``).
-        layout: how rank-3 outputs are read: ``"tokens"`` (``[B, T, C]``, every token a row),
-            ``"channels_first"`` (``[B, C, L]``, Conv1d), or ``"channels_last"`` (every output of
-            rank ≥ 3 as ``[B, ..., C]``). Rank ≥ 4 outputs are channels first otherwise.
-        dead: ``"drop"`` (dead neurons stay out of matches, counted in mms) or ``"match"``.
-        tol: sine tolerance (default 1e-6).
         precision: ``"float64"`` (default: products and sums in float64, exact to rounding) or
             ``"float32"`` (per-batch Gram products in float32, summed across batches in
             float64: for GPUs without fast float64, and 10-30% faster in total on a 2-core CPU;
             thresholds moved by up to 1.5e-4 in our measurements, see docs/benchmarks.md). On
             the CPU in float64 the layer pairs go to the engine's own accumulator (OpenBLAS
             ``dsyrk``, arrays read in place, small batches gathered into blocks of 512 rows).
+        layout: how rank-3 outputs are read: ``"tokens"`` (``[B, T, C]``, every token a row),
+            ``"channels_first"`` (``[B, C, L]``, Conv1d), or ``"channels_last"`` (every output of
+            rank ≥ 3 as ``[B, ..., C]``). Rank ≥ 4 outputs are channels first otherwise.
+        select: a function from a module's output to the tensor to compare (default: the
+            output if it is a tensor, else its first tensor: tuples, dicts, ``ModelOutput``).
         labels: names of the two models for tables and figures (default: their class names).
         distributed: sum the statistics over ``torch.distributed`` ranks (default: when it is
             initialised).
-        baseline: the untrained baseline, run on the same batches in the same pass:
-            ``"reinit"`` (deep copies of both models re-initialised: A's with ``seed``, B's
-            with ``seed + 1``; see :func:`reinit` for how, and when the copy equals a freshly
-            constructed model) or a pair of models ``(model_a0, model_b0)`` with the trained
-            models' architecture, e.g. the two nets' initial checkpoints: the exact baseline.
-            Per layer the result then holds the untrained pair's mms at every ε and its CKA
-            (``record["untrained"]``) and trained − untrained. Memory: the two extra models
-            (for ``"reinit"``) plus one more set of statistics per layer pair.
-        seed: seed of the rotation null, of the bootstrap resamples and of ``"reinit"``.
-        center: also the match of the mean-centred activations (``LayerResult.centered``),
-            from the same statistics.
-        null: ``"rotate"``: the neuron-basis null, mms against model B's layer rotated by
-            ``null_draws`` random orthogonal matrices (``LayerResult.null``).
-        null_draws: rotations of the null.
-        bootstrap: resamples of a bootstrap over ``chunks`` chunks of consecutive batches
-            (``LayerResult.intervals``: 95% intervals of mms at each ε and of linear CKA). Batch
-            ``g`` of ``N`` is in chunk ``⌊g·chunks/N⌋``, so ``len(data)`` must be known;
-            under ``torch.distributed``, ``g`` counts rank 0's batches first, then rank 1's,
-            ..., and a chunk that straddles two ranks is summed over them: with contiguous
-            shards (rank 0 the first part of the data, ...) the chunks, and so the intervals,
-            are those of one process over all the data. Memory: one more set of statistics
-            per layer pair and chunk.
-        chunks: chunks of the bootstrap (at most the number of batches).
-        simple: also the simple matches of every layer at this ε (in [0, 1]).
-        top_inputs: ``k``: for every neuron of every hooked layer of both models, the ``k``
-            inputs with the largest response (an input's maximum over positions or tokens,
-            padding left out), kept on the models' device in the same pass (O(k × neurons)):
-            ``result["layer"].top_inputs_a`` / ``.top_inputs_b`` (:class:`TopInputs`, arrays
-            ``[neurons, k]`` of input indices in data order, values and positions; ties go to
-            the lower index), all layers in ``result.top_inputs``. Under
-            ``torch.distributed`` the index counts rank 0's inputs first, then rank 1's, ....
-        pool: ``"mean"`` or ``"max"``: one row per input, the mean or maximum over positions
-            and (unmasked) tokens. A per-layer pair whose rows differ is compared pooled (its
-            record says ``"pool"``); pairs whose rows agree keep every row. With
-            ``cross=True`` every layer x layer entry is pooled, so that the matrices compare
-            like with like (a layer with one row per input is its own pooled view);
-            ``result.cross.view`` gives each entry's view (``"full"``, ``"mean"``, ``"max"``,
-            or None where left out). Without ``pool``, entries whose rows differ are left
-            out, with a warning.
         max_memory: bytes the statistics may take at once (default: half the machine's RAM,
             or of the GPU's memory when accumulating on a GPU). The per-layer pairs (with their
             baseline and bootstrap chunks) must fit; ``cross=True`` splits its layer pairs into
             groups that fit, one pass over the data per group (the data must then be iterable
             more than once). See :func:`estimate_memory`.
+        progress: tqdm progress bars over the batches and the simple matches (rank 0 only).
+        **kwargs: fields of :class:`spanmatch.Options`, overriding ``options``: ``eps``,
+            ``measures``, ``dead``, ``tol``, ``center``, ``null`` / ``null_draws``,
+            ``bootstrap`` / ``chunks``, ``simple`` / ``orders``, ``top_inputs``, ``pool``,
+            ``seed``, ``main_eps``, ``curve``, ... An unknown name raises ``TypeError`` listing
+            the valid ones.
 
     Returns:
-        A :class:`spanmatch.Result`, one layer per pair (named after model A's module, with
-        ``name_b`` for a dict), with ``result.cross`` set when ``cross=True`` and
-        ``result.memory`` (a :class:`MemoryEstimate`).
+        A :class:`spanmatch.Result` (schema version 3, ``"front": "torch"``), one layer per
+        pair (named after model A's module, with ``name_b`` for a dict), with ``result.cross``
+        set when ``cross=True`` and ``result.memory`` (a :class:`MemoryEstimate`, also written
+        under ``settings.memory`` of ``result.to_dict()``; docs/results-schema.md).
 
     Raises:
         ValueError: unknown layer names (the message lists the closest), layers whose rows
             differ, empty data, a NaN or infinity in an activation (naming the model, layer,
             batch and input), a baseline of another architecture, chunks above the number of
-            batches, statistics above ``max_memory``, bad arguments.
-        TypeError: a module output without any tensor, a bad batch.
+            batches, statistics above ``max_memory``, bad options (naming the option).
+        TypeError: a module output without any tensor, a bad batch, an unknown keyword
+            argument, ``options`` of another type (e.g. the layers passed positionally).
     """
-    _check_args(data, layout, precision, simple, null, null_draws, bootstrap, chunks, top_inputs, pool, max_memory)
-    eps_t = _eps(eps)
-    settings = _analysis.Settings(
-        eps=eps_t,
-        measures=tuple([measures] if isinstance(measures, str) else measures),
-        dead=dead,
-        tol=tol,
-        simple=None if simple is None else float(simple),
-        center=bool(center),
-        null=null,
-        null_draws=int(null_draws),
-        seed=int(seed),
-        bootstrap=None if bootstrap is None else int(bootstrap),
-    )
+    if options is not None and not isinstance(options, (Options, Mapping)):
+        raise TypeError(
+            f"compare: options must be a spanmatch.Options, a dict of its fields or None, got "
+            f"{type(options).__name__}; the layers are a keyword argument: compare(model_a, model_b, "
+            "data, layers=...)"
+        )
+    opts = options_from(options, kwargs, "compare", extra=_OWN_KEYWORDS)
+    _check_args(data, layout, precision, opts, max_memory)
+    top_k = int(opts.top_inputs) or None
+    pool = opts.pool
+    seed = int(opts.seed)
     label_a, label_b = _labels(model_a, model_b, labels)
     model_a, model_b = _unwrap(model_a), _unwrap(model_b)
     pairs, sel_a, sel_b = resolve_layers(model_a, model_b, layers, cross)
     stats_device = torch.device(device) if device is not None else device_of(model_a)
     use_dist = _distributed.active() if distributed is None else bool(distributed)
-    n_chunks = int(chunks) if bootstrap is not None else 0
+    n_chunks = int(opts.chunks) if opts.bootstrap is not None else 0
     batches_total, batch_offset = _batch_geometry(data, n_chunks, use_dist) if n_chunks else (0, 0)
-    base = baseline_models(baseline, model_a, model_b, int(seed))
+    base = baseline_models(baseline, model_a, model_b, seed)
 
     explicit = _explicit(layers)
     hooked = {
@@ -551,7 +557,7 @@ def compare(
         if given:
             user_models += [a0, b0]
     rank = _distributed.rank() if use_dist else None
-    cap = Capture(hooked, layout, select, explicit, pool, top_inputs, rank)
+    cap = Capture(hooked, layout, select, explicit, pool, top_k, rank)
     native = (
         stats_device.type == "cpu"
         and _accumulate.NATIVE_CPU
@@ -570,7 +576,7 @@ def compare(
         rows_error=lambda keys, counts: _rows_error(cap, keys, counts),
     )
     run = _Run(cap, models, data, stats_device, precision, native, use_dist, progress, plan_args, n_chunks, batches_total, batch_offset)
-    run.settings = settings
+    run.options = opts
 
     handles: List[Any] = []
     modes = [(m, m.training) for model in user_models for m in model.modules()]
@@ -593,7 +599,32 @@ def compare(
             h.remove()
         for m, training in modes + extra_modes:
             m.training = training
-    return _result(run, cap, settings, label_a, label_b, cross, pool)
+    settings = {
+        "layout": layout,
+        "precision": precision,
+        "device": stats_device.type,
+        "ranks": _distributed.world_size() if use_dist else 1,
+        "baseline": None if base is None else ("models" if base[2] else "reinit"),
+        "cross": bool(cross),
+        "passes": run.plan.memory.passes if run.plan is not None else 1,
+    }
+    return _result(run, cap, opts, label_a, label_b, cross, settings)
+
+
+#: compare's own keyword arguments (beside the fields of ``spanmatch.Options``).
+_OWN_KEYWORDS = (
+    "layers",
+    "cross",
+    "baseline",
+    "device",
+    "precision",
+    "layout",
+    "select",
+    "labels",
+    "distributed",
+    "max_memory",
+    "progress",
+)
 
 
 def _explicit(layers: LayerSpec) -> Dict[str, set]:
@@ -631,7 +662,13 @@ def _shape(run: _Run, key: Key, view: str, stats: Stats, side: int) -> List[int]
 
 
 def _result(
-    run: _Run, cap: Capture, settings: _analysis.Settings, label_a: str, label_b: str, cross: bool, pool: Optional[str]
+    run: _Run,
+    cap: Capture,
+    opts: Options,
+    label_a: str,
+    label_b: str,
+    cross: bool,
+    settings: Dict[str, Any],
 ) -> Result:
     plan = run.plan
     assert plan is not None
@@ -673,32 +710,33 @@ def _result(
             ta = top_all["a"].get(cap.display(p.ka))
             tb = top_all["b"].get(nb)
             tops[name] = (ta, tb)
-            extra["top_inputs"] = _top_inputs.to_payload(ta, tb, k)
+            if ta is not None and tb is not None:
+                extra["top_inputs"] = _top_inputs.to_payload(ta, tb, k)
         if extra:
             extras[name] = extra
-    if stats:
+    bar = _SimpleProgress(run.progress)
+    try:
         result = _analysis.analyse(
             stats,
-            settings,
+            opts,
             names_b=names_b,
             shapes=shapes,
             label_a=label_a,
             label_b=label_b,
-            chunks=chunks or None,
-            baseline=base or None,
-            baseline_chunks=base_chunks or None,
+            chunks=chunks,
+            baseline=base,
+            baseline_chunks=base_chunks,
             extras=extras,
+            progress=bar if opts.simple is not None else None,
         )
-    else:
-        result = Result({"eps": list(settings.eps), "layers": [], "file_a": label_a, "file_b": label_b})
-    for layer in result.layers:
-        ta, tb = tops.get(layer.name, (None, None))
-        layer.top_inputs_a = ta  # type: ignore[attr-defined]
-        layer.top_inputs_b = tb  # type: ignore[attr-defined]
-    result.top_inputs = top_all if k is not None else None  # type: ignore[attr-defined]
-    result.memory = plan.memory  # type: ignore[attr-defined]
+    finally:
+        bar.close()
+    report = result.to_dict()
+    settings = dict(settings, memory=plan.memory.to_dict())
+    report["settings"] = dict(report.get("settings") or {}, **settings)
+    cross_result = None
     if cross and plan.cross is not None:
-        result.cross = _cross_result(run, cap, plan, settings, label_a, label_b, pool)
+        cross_result = _cross_result(run, cap, plan, opts, label_a, label_b)
         if plan.cross.left_out:
             c = plan.cross
             shown = ", ".join(
@@ -709,41 +747,84 @@ def _result(
                 f"and are left out ({shown}); pass pool='mean' or pool='max' to compare them on one row per input"
             )
             warnings.warn(msg, stacklevel=3)
-            result.warnings.append(msg)
-    return result
+            report["warnings"] = list(report.get("warnings") or []) + [msg]
+    out = Result(report, None, report.get("warnings") or [], cross=cross_result)
+    for layer in out.layers:
+        ta, tb = tops.get(layer.name, (None, None))
+        layer.top_inputs_a = ta  # type: ignore[attr-defined]
+        layer.top_inputs_b = tb  # type: ignore[attr-defined]
+    out.top_inputs = top_all if k is not None else None  # type: ignore[attr-defined]
+    out.memory = plan.memory  # type: ignore[attr-defined]
+    return out
+
+
+class _SimpleProgress:
+    """The simple matches' progress bar (tqdm, one per layer; shown on rank 0 with
+    ``progress=True``), called by the engine as ``(layer, done, total)``. Whether shown or not,
+    it is what lets the engine see Ctrl-C while the simple matches run: the engine checks
+    Python's signals at each call and stops, keeping what was found."""
+
+    def __init__(self, show: bool) -> None:
+        self.show = show
+        self.layer: Optional[str] = None
+        self.bar: Any = None
+
+    def __call__(self, layer: str, done: int, total: int) -> None:
+        if not self.show:
+            return
+        if layer != self.layer:
+            self.close()
+            from tqdm.auto import tqdm
+
+            self.layer = layer
+            self.bar = tqdm(total=total, desc=f"simple matches {layer}", unit="neuron", dynamic_ncols=True)
+            self.bar.set_postfix_str("Ctrl-C stops and keeps what was found", refresh=False)
+        self.bar.n = done
+        self.bar.refresh()
+        if done >= total:
+            self.close()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        self.bar = None
+        self.layer = None
 
 
 def _cross_result(
-    run: _Run, cap: Capture, plan: Plan, settings: _analysis.Settings, label_a: str, label_b: str, pool: Optional[str]
+    run: _Run, cap: Capture, plan: Plan, opts: Options, label_a: str, label_b: str
 ) -> CrossResult:
     c = plan.cross
     assert c is not None
-    na, nb, ne = len(c.keys_a), len(c.keys_b), len(settings.eps)
+    na, nb, ne = len(c.keys_a), len(c.keys_b), len(opts.eps)
     mms = np.full((ne, na, nb), np.nan)
-    cka = np.full((na, nb), np.nan)
-    cka_d = np.full((na, nb), np.nan)
     max_eps = np.full((na, nb), np.nan)
     rows = np.zeros((na, nb), dtype=np.int64)
     view = np.full((na, nb), None, dtype=object)
-    for (i, j), (m, me, ck, ckd, r) in run.cross_stats.items():
+    names: List[str] = []
+    for _, _, values, _ in run.cross_stats.values():
+        names += [n for n in values if n not in names]
+    measures = {n: np.full((na, nb), np.nan) for n in names}
+    for (i, j), (m, me, values, r) in run.cross_stats.items():
         mms[:, i, j] = m
         max_eps[i, j] = me
-        cka[i, j] = ck
-        cka_d[i, j] = ckd
+        for n, v in values.items():
+            measures[n][i, j] = v
         rows[i, j] = r
         view[i, j] = c.view[(i, j)]
     return CrossResult(
         layers_a=[cap.display(k) for k in c.keys_a],
         layers_b=[cap.display(k) for k in c.keys_b],
-        eps=tuple(settings.eps),
+        eps=tuple(opts.eps),
         mms=mms,
-        cka=cka,
-        cka_debiased=cka_d,
+        cka=measures.get("cka_linear", np.full((na, nb), np.nan)),
+        cka_debiased=measures.get("cka_linear_debiased", np.full((na, nb), np.nan)),
         max_epsilon=max_eps,
         rows=rows,
         label_a=label_a,
         label_b=label_b,
         view=view,
+        measures=measures,
     )
 
 
@@ -779,7 +860,7 @@ def estimate_memory(
     (``"reinit"`` or given models: the same memory). Returns a :class:`MemoryEstimate` (its
     ``repr`` is a table); raises what ``compare`` would raise about the memory.
     """
-    _check_args([], layout, precision, None, None, 1, bootstrap, chunks, None, pool, max_memory)
+    _check_args([], layout, precision, Options(pool=pool, bootstrap=bootstrap, chunks=chunks), max_memory)
     model_a, model_b = _unwrap(model_a), _unwrap(model_b)
     pairs, sel_a, sel_b = resolve_layers(model_a, model_b, layers, cross)
     stats_device = torch.device(device) if device is not None else device_of(model_a)

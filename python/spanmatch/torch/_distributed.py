@@ -68,3 +68,9 @@ def all_reduce(tensors: Sequence[torch.Tensor]) -> None:
             t.copy_(on)
         else:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
+
+
+def world_size() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size()

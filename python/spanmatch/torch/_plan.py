@@ -23,9 +23,10 @@ times the statistics of each pair analysed at the same time, one per core).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .._api import flat_length
 from ._accumulate import Blocks, NativePair
@@ -118,6 +119,21 @@ class MemoryEstimate:
         accumulators, cross blocks); with one pass (and the analysis' working memory), what
         ``max_memory`` must hold."""
         return self.per_layer + self.baseline + self.chunks + self.accumulators + self.cross
+
+    def to_dict(self) -> Dict[str, Any]:
+        """Plain data (bytes), with ``total``: the ``settings.memory`` block of a torch result
+        (docs/results-schema.md)."""
+        d: Dict[str, Any] = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        d["pairs"] = dict(self.pairs)
+        d["total"] = self.total
+        return d
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "MemoryEstimate":
+        """The inverse of :meth:`to_dict` (e.g. ``MemoryEstimate.from_dict(result.to_dict()
+        ["settings"]["memory"])`` of a result read back from JSON)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: (dict(v) if k == "pairs" else int(v)) for k, v in d.items() if k in names})
 
     def __repr__(self) -> str:
         lines = ["statistics of the comparison:"]

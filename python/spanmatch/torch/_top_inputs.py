@@ -15,7 +15,7 @@ processes' lists sorts by (value descending, index ascending) explicitly.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -56,6 +56,27 @@ class TopInputs:
         if self.positions_shape is not None:
             out["positions_shape"] = list(self.positions_shape)
         return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], k: Optional[int] = None) -> "TopInputs":
+        """The inverse of :meth:`to_dict`: one side (``"a"`` or ``"b"``) of a record's
+        ``top_inputs`` block, e.g. ``TopInputs.from_dict(layer.top_inputs["a"],
+        layer.top_inputs["k"])`` for a result read back with ``Result.from_json``."""
+        indices = np.asarray(d["indices"], dtype=np.int64).reshape(len(d["indices"]), -1)
+        values = np.array(
+            [[np.nan if v is None else float(v) for v in row] for row in d["values"]], dtype=np.float64
+        ).reshape(indices.shape)
+        positions = None if d.get("positions") is None else np.asarray(d["positions"], dtype=np.int64).reshape(indices.shape)
+        shape = None if d.get("positions_shape") is None else tuple(int(v) for v in d["positions_shape"])
+        return cls(indices, values, positions, shape, int(indices.shape[1] if k is None else k))
+
+    def response(self) -> str:
+        """How a response is measured for this layer (the record's ``response``)."""
+        if self.positions is None:
+            return "activation (one row per input)"
+        if self.positions_shape is None:
+            return "max over tokens (padding left out)"
+        return "max over positions"
 
     def __repr__(self) -> str:
         n, k = self.indices.shape
@@ -228,14 +249,11 @@ def finish(
     return TopInputs(indices=idx, values=vals, positions=pos, positions_shape=positions_shape, k=int(k))
 
 
-def to_payload(a: Optional[TopInputs], b: Optional[TopInputs], k: int) -> Dict[str, Any]:
+def to_payload(a: TopInputs, b: TopInputs, k: int) -> Dict[str, Any]:
     """The ``top_inputs`` block of one layer record."""
-    out: Dict[str, Any] = {"k": int(k), "response": "max over positions"}
-    if a is not None:
-        out["a"] = a.to_dict()
-    if b is not None:
-        out["b"] = b.to_dict()
-    return out
+    ra, rb = a.response(), b.response()
+    response = ra if ra == rb else f"a: {ra}; b: {rb}"
+    return {"k": int(k), "a": a.to_dict(), "b": b.to_dict(), "response": response}
 
 
 def gather_keys(
