@@ -5,7 +5,7 @@
 
 Two CNNs of the same architecture, started from two seeds, are trained for a few hundred steps
 on a synthetic 4-class image task (oriented gratings in colour, in noise: no download); the
-whole example takes well under a minute on 2 cores. Then one streamed pass compares them on held-out images,
+whole example takes under a minute on 2 cores. Then one streamed pass compares them on held-out images,
 every ReLU output, with:
 
 * the exact untrained baseline: the two nets' initial weights, kept before training, run on
@@ -118,8 +118,8 @@ print(result)  # mms at each ε, CKA, one-to-one; then the controls at ε = 0.5 
 #   neuron by neuron (Wang et al. 2018 found the same); the one-to-one correlations in the
 #   table (well below 1) say so too.
 # * Read the null with the dead neurons in mind: a rotation mixes B's dead units into live ones,
-#   so with many dead units (the dense layer: 37 of 128) the null can reach matches the
-#   pair itself cannot, whose dead units never match (dead="drop").
+#   so with many dead units (the dense layer: 15 and 22 of 64) the null can reach matches
+#   the pair itself cannot, whose dead units never match (dead="drop").
 # * With identical spans (a net against a lightly perturbed copy of itself) every basis matches
 #   at ε = 0.5, so the null cannot tell neurons from subspace there either; look at smaller ε,
 #   the simple matches (simple=ε) or one-to-one matching.
