@@ -1284,7 +1284,11 @@ impl spanmatch_engine::Progress for PyProgress {
             return true;
         };
         let now = std::time::Instant::now();
-        if done < total && self.last.is_some_and(|t| now.duration_since(t) < PROGRESS_INTERVAL) {
+        if done < total
+            && self
+                .last
+                .is_some_and(|t| now.duration_since(t) < PROGRESS_INTERVAL)
+        {
             return true;
         }
         self.last = Some(now);
