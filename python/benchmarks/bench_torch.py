@@ -20,6 +20,7 @@ Defaults are small (a few minutes on 2 cores); ``--full`` uses the sizes of the 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -191,6 +192,9 @@ def main() -> None:
         args.resnet_n = args.vgg_n = 10_000
     all_recs = []
     for net in args.nets.split(","):
+        if net == "resnet18" and importlib.util.find_spec("torchvision") is None:
+            print("resnet18: skipped, torchvision is not installed (pip install torchvision)", flush=True)
+            continue
         n = args.resnet_n if net == "resnet18" else args.vgg_n
         variants = ["bare", "spanmatch"]
         if args.f32:
