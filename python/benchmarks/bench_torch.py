@@ -20,6 +20,7 @@ Defaults are small (a few minutes on 2 cores); ``--full`` uses the sizes of the 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -111,11 +112,12 @@ def one(variant: str, net: str, n: int, batch: int, out: str) -> None:
                 b(x)
     elif variant in ("spanmatch", "spanmatch_f32", "spanmatch_torchgram", "spanmatch_engine32"):
         import spanmatch.torch as smt
+        from spanmatch.torch import _accumulate
 
         if variant == "spanmatch_torchgram":  # the float64 torch products a GPU runs, on the CPU
-            smt._NATIVE_CPU = False
+            _accumulate.NATIVE_CPU = False
         if variant == "spanmatch_engine32":  # float32 products in the engine (ssyrk), not torch
-            smt._NATIVE_CPU_F32 = True
+            _accumulate.NATIVE_CPU_F32 = True
 
         r = smt.compare(
             a, b, data, layers=nn.ReLU, progress=False,
@@ -190,6 +192,9 @@ def main() -> None:
         args.resnet_n = args.vgg_n = 10_000
     all_recs = []
     for net in args.nets.split(","):
+        if net == "resnet18" and importlib.util.find_spec("torchvision") is None:
+            print("resnet18: skipped, torchvision is not installed (pip install torchvision)", flush=True)
+            continue
         n = args.resnet_n if net == "resnet18" else args.vgg_n
         variants = ["bare", "spanmatch"]
         if args.f32:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import warnings as _warnings
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -390,6 +390,7 @@ def analyse(
     extras: Optional[Mapping[str, Mapping[str, Any]]] = None,
     front: str = "python",
     provenance: Optional[Mapping[str, Any]] = None,
+    progress: Optional[Callable[[str, int, int], Any]] = None,
     **kwargs: Any,
 ) -> Result:
     """Analyses finished statistics, one per layer pair, into a :class:`Result`: the one analysis
@@ -419,6 +420,12 @@ def analyse(
             ``provenance`` (which records the version, seeds and CPU itself): ``inputs`` (how
             many inputs were seen), ``datasets`` (``[{"name", "sha256"}]``), anything else as
             JSON values.
+        progress: called as ``progress(layer, done, total)`` while the simple matches run
+            (``done`` of ``total`` neurons, at most every 50 ms and at a layer's end; Python's
+            signals are checked at each call). On Ctrl-C (a ``KeyboardInterrupt`` from the
+            check or from ``progress``) the simple matches of that layer and of every later
+            one stop and keep what was found (``complete: false``, with a warning), and the
+            result is returned; any other exception ``progress`` raises is raised.
         **kwargs: fields of :class:`spanmatch.Options`.
 
     Raises:
@@ -443,6 +450,7 @@ def analyse(
             "extras",
             "front",
             "provenance",
+            "progress",
         ),
     )
     names = list(stats)
@@ -480,6 +488,7 @@ def analyse(
         [b._native for b in per_layer("baseline", baseline)],
         [[c._native for c in cs] for cs in per_layer("baseline_chunks", baseline_chunks)],
         None if not extras else json.dumps(extras, default=_json_default),
+        progress,
     )
     out = json.loads(report)
     _provenance.merge(out, provenance)

@@ -23,8 +23,9 @@ class CrossResult:
     """Layer x layer comparison of two nets (``spanmatch.torch.compare(..., cross=True)``).
 
     Entry ``[i, j]`` compares layer ``layers_a[i]`` of net A with layer ``layers_b[j]`` of net
-    B on the same rows. Pairs whose rows differ (e.g. convolutional layers of different spatial
-    sizes) cannot be compared: their entries are NaN and ``comparable[i, j]`` is False.
+    B on the same rows. With ``pool="mean"``/``"max"`` every entry is compared on one row per
+    input (``view[i, j]`` says which view); without it, pairs whose rows differ (e.g.
+    convolutional layers of different spatial sizes) are NaN and ``comparable[i, j]`` is False.
 
     Attributes:
         layers_a: net A's layer names (rows of the matrices).
@@ -36,6 +37,14 @@ class CrossResult:
         max_epsilon: the smallest ε at which every live neuron of the pair matches, ``[nA, nB]``.
         rows: rows of each pair (0 where not comparable), ``[nA, nB]``.
         label_a, label_b: the two models' names (axis labels of the figures).
+        view: ``[nA, nB]`` how each pair was compared: ``"full"`` (every row: inputs times
+            positions, or tokens), ``"mean"`` / ``"max"`` (one row per input, pooled over
+            positions and tokens), None where not compared; None when not recorded.
+        measures: every scalar measure computed per pair, name -> ``[nA, nB]`` (NaN where not
+            compared or undefined): ``cka_linear`` and ``cka_linear_debiased`` (the same
+            matrices as :attr:`cka` and :attr:`cka_debiased`) and the fields of the other
+            requested measures (``one_to_one``, ``soft_match``, ``predictivity_ab``, ``shape``,
+            ``cca_mean_rho``, ... as in a layer record's ``measures``).
     """
 
     layers_a: List[str]
@@ -49,6 +58,14 @@ class CrossResult:
     label_a: str = "a"
     label_b: str = "b"
     extra: Dict[str, Any] = field(default_factory=dict, repr=False)
+    view: Optional[np.ndarray] = field(default=None, repr=False)
+    measures: Dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        m = dict(self.measures)
+        m.setdefault("cka_linear", self.cka)
+        m.setdefault("cka_linear_debiased", self.cka_debiased)
+        self.measures = m
 
     @property
     def comparable(self) -> np.ndarray:
@@ -63,7 +80,9 @@ class CrossResult:
         raise KeyError(f"ε = {eps} is not one of this result's ε values {list(self.eps)}")
 
     def best_match(self, measure: str = "cka") -> Dict[str, Optional[str]]:
-        """For each layer of A, the layer of B with the largest ``cka`` (or ``mms@<ε>``)."""
+        """For each layer of A, the layer of B with the largest ``cka`` (or ``cka_debiased``,
+        ``mms@<ε>``, or any name in :attr:`measures`; for a distance such as ``soft_match``
+        the largest is the least similar)."""
         m = self._matrix(measure)
         out: Dict[str, Optional[str]] = {}
         for i, name in enumerate(self.layers_a):
@@ -78,10 +97,16 @@ class CrossResult:
             return self.cka_debiased
         if measure.startswith("mms@"):
             return self.mms_at(float(measure[4:]))
-        raise ValueError(f"measure '{measure}': use 'cka', 'cka_debiased' or 'mms@<ε>'")
+        if measure in self.measures:
+            return self.measures[measure]
+        raise ValueError(
+            f"measure '{measure}': use 'cka', 'cka_debiased', 'mms@<ε>' or one of {', '.join(self.measures)}"
+        )
 
     def to_dict(self) -> Dict[str, Any]:
-        """Plain Python data (NaN written as None), stored under ``"cross"`` by ``Result.to_dict``."""
+        """Plain Python data (NaN written as None), stored under ``"cross"`` by ``Result.to_dict``
+        (docs/results-schema.md); the measures other than linear CKA go under ``"measures"``."""
+        others = {k: v for k, v in self.measures.items() if k not in ("cka_linear", "cka_linear_debiased")}
         return {
             "label_a": self.label_a,
             "label_b": self.label_b,
@@ -93,6 +118,12 @@ class CrossResult:
             "cka_linear_debiased": _nan_to_none(self.cka_debiased),
             "max_epsilon": _nan_to_none(self.max_epsilon),
             "rows": self.rows.astype(int).tolist(),
+            **({} if self.view is None else {"view": [[None if v is None else str(v) for v in row] for row in self.view]}),
+            **(
+                {}
+                if not others
+                else {"measures": {k: _nan_to_none(np.asarray(v, dtype=np.float64)) for k, v in others.items()}}
+            ),
         }
 
     @classmethod
@@ -113,6 +144,8 @@ class CrossResult:
             rows=np.asarray(d["rows"], dtype=np.int64),
             label_a=str(d.get("label_a", "a")),
             label_b=str(d.get("label_b", "b")),
+            view=None if d.get("view") is None else np.array(d["view"], dtype=object),
+            measures={str(k): arr(v) for k, v in (d.get("measures") or {}).items()},
         )
 
     def __repr__(self) -> str:

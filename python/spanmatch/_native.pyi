@@ -1,7 +1,7 @@
 """Type stubs of the compiled module (crates/spanmatch-py). Use the documented wrappers in
 :mod:`spanmatch` instead of these."""
 
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -80,10 +80,15 @@ def analyse(
     shapes_a: List[List[int]],
     shapes_b: List[List[int]],
     options: str,
+    front: str = "python",
     file_a: str = "a",
     file_b: str = "b",
     layout: str = "nchw",
     chunks: List[List[Stats]] = ...,
+    baseline: List[Stats] = ...,
+    baseline_chunks: List[List[Stats]] = ...,
+    extras: Optional[str] = None,
+    progress: Optional[Callable[[str, int, int], Any]] = None,
 ) -> Outcome: ...
 def compare_files(
     path_a: str,

@@ -19,6 +19,8 @@ from torch import nn  # noqa: E402
 
 import spanmatch.torch as smt  # noqa: E402
 
+from records import assert_records_equal  # noqa: E402
+
 pytestmark = pytest.mark.skipif(not dist.is_available(), reason="torch.distributed is not available")
 
 SIZES = [8, 8, 5, 8, 3, 8, 6]  # batch sizes of the whole data set (7 batches, 46 inputs)
@@ -42,15 +44,29 @@ def batches():
     return [(torch.randn(n, 3, 8, 8, generator=g), torch.zeros(n)) for n in SIZES]
 
 
-def run(data, cross: bool):
-    return smt.compare(make(0), make(1), data, cross=cross, progress=False)
+def run(data, cross: bool, **kw):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if kw.pop("baseline_pair", False):
+            kw["baseline"] = (make(2), make(3))
+        return smt.compare(make(0), make(1), data, cross=cross, progress=False, **kw)
 
 
+CONTROLS = dict(baseline_pair=True, null="rotate", null_draws=4, bootstrap=30, simple=0.5, top_inputs=3, seed=1)
 SCENARIOS = {
-    "uneven": ([[0, 1, 2, 3, 4], [5, 6]], False),
-    "cross": ([[0, 2, 4, 6], [1, 3, 5]], True),  # interleaved shards, layer x layer
-    "empty-rank": ([[], list(range(7))], False),  # rank 0 sees no batch at all
-    "empty-everywhere": ([[], []], False),
+    "uneven": ([[0, 1, 2, 3, 4], [5, 6]], False, {}),
+    "cross": ([[0, 2, 4, 6], [1, 3, 5]], True, dict(measures=("cka", "one_to_one"))),  # interleaved shards
+    "empty-rank": ([[], list(range(7))], False, {}),  # rank 0 sees no batch at all
+    "empty-everywhere": ([[], []], False, {}),
+    # Contiguous uneven shards; one chunk per batch: the chunks hold the same inputs.
+    "controls": ([[0, 1, 2, 3], [4, 5, 6]], False, dict(CONTROLS, chunks=7)),
+    # Chunk 1 (batches 3 and 4) straddles the two ranks: summed over them.
+    "controls-straddle": ([[0, 1, 2, 3], [4, 5, 6]], False, dict(CONTROLS, chunks=3)),
+    "top-empty-rank": ([[], list(range(7))], False, dict(top_inputs=4)),
+    # Every pair compared (pool), in several passes within max_memory.
+    "cross-pool-budget": ([[0, 2, 4, 6], [1, 3, 5]], True, dict(pool="mean", max_memory=188_000)),
 }
 
 
@@ -60,10 +76,12 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         data = batches()
-        for name, (shards, cross) in SCENARIOS.items():
+        for name, (shards, cross, kw) in SCENARIOS.items():
             mine = [data[i] for i in shards[rank]]
             try:
-                out = run(mine, cross).to_dict()
+                r = run(mine, cross, **kw)
+                out = r.to_dict()
+                out["passes"] = r.memory.passes
             except ValueError as e:
                 out = {"error": str(e)}
             with open(os.path.join(out_dir, f"{name}.rank{rank}.json"), "w") as f:
@@ -116,25 +134,61 @@ def assert_close(d1, d2, tol=1e-9):
             assert math.isclose(l1["measures"][k], l2["measures"][k], rel_tol=tol)
 
 
-@pytest.mark.parametrize("scenario", ["uneven", "cross", "empty-rank"])
+@pytest.mark.parametrize("scenario", ["uneven", "cross", "empty-rank", "cross-pool-budget"])
 def test_ddp_equals_single_process(scenario, ranks):
-    shards, cross = SCENARIOS[scenario]
+    shards, cross, kw = SCENARIOS[scenario]
     d0, d1 = ranks[scenario]
     assert "error" not in d0, d0
-    single = run(batches(), cross).to_dict()
+    r = run(batches(), cross, **kw)
+    single = r.to_dict()
+    single["passes"] = r.memory.passes
     assert d0 == d1  # every rank returns the same result
     assert d0["comparisons"][0]["layers"][0]["rows"] == sum(SIZES) * 64
     assert d0["comparisons"][0]["layers"][0]["shape_a"] == [sum(SIZES), 6, 8, 8]
     assert_close(d0, single)
+    assert d0["passes"] == single["passes"]
+    if "max_memory" in kw:
+        assert d0["passes"] > 1
     if cross:
         c0, cs = d0["cross"], single["cross"]
         assert c0["layers_a"] == cs["layers_a"]
         assert c0["mms"] == cs["mms"]
+        assert c0.get("view") == cs.get("view")
         np.testing.assert_allclose(
             np.array(c0["cka_linear"], dtype=float), np.array(cs["cka_linear"], dtype=float), rtol=1e-9
         )
+        for k in (cs.get("measures") or {}):
+            np.testing.assert_allclose(
+                np.array(c0["measures"][k], dtype=float), np.array(cs["measures"][k], dtype=float), rtol=1e-9, atol=1e-12
+            )
+        if "measures" in kw:
+            assert "one_to_one" in c0["measures"]
 
 
 def test_ddp_no_batch_anywhere(ranks):
     for d in ranks["empty-everywhere"]:
         assert "no batch on any rank" in d.get("error", "")
+
+
+@pytest.mark.parametrize("scenario", ["controls", "controls-straddle", "top-empty-rank"])
+def test_ddp_controls_and_top_inputs_equal_single_process(scenario, ranks):
+    """Untrained pair, rotation null, centred, bootstrap intervals (chunks gathered over the
+    ranks), simple matches, verdict and top inputs (global indices, lists merged): every field
+    of every layer record equals one process over the same batches in rank order (numbers to
+    1e-10, mms, interval ends, null draws, indices and verdicts identical)."""
+    shards, cross, kw = SCENARIOS[scenario]
+    d0, d1 = ranks[scenario]
+    assert "error" not in d0, d0
+    assert d0 == d1
+    data = batches()
+    ordered = [data[i] for s in shards for i in s]
+    single = run(ordered, cross, **kw).to_dict()
+    assert_close(d0, single)
+    assert_records_equal(d0["comparisons"][0]["layers"], single["comparisons"][0]["layers"], tol=1e-10)
+    for l0 in d0["comparisons"][0]["layers"]:
+        top = l0["top_inputs"]
+        assert min(min(row) for row in top["a"]["indices"]) >= 0
+        assert max(max(row) for row in top["b"]["indices"]) >= SIZES[0]  # from rank 1 too
+        if "null" in kw:
+            assert l0["verdict"] and "simple" in l0 and l0["untrained"]["intervals"]
+            assert l0["intervals"]["chunks"] == kw["chunks"]

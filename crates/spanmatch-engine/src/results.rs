@@ -783,6 +783,10 @@ pub struct TopInputsSide {
     /// Position (token) of the response within its input, same shape, when tracked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub positions: Option<Vec<Vec<i64>>>,
+    /// The per-input shape that `positions` index row-major (`[H, W]` for a 2-D convolution),
+    /// when it is fixed; absent for tokens (their count varies) and one row per input.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub positions_shape: Option<Vec<usize>>,
 }
 
 /// What every neuron of a layer pair responds to most (fronts that see the inputs).

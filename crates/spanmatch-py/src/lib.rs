@@ -1199,7 +1199,7 @@ fn pair_stats(
 /// chunk. `extras` is a JSON object `{layer: {field: value}}` of fields added to the records
 /// (e.g. `top_inputs`), checked against the schema.
 #[pyfunction]
-#[pyo3(signature = (stats, names, names_b, shapes_a, shapes_b, options, front = "python", file_a = "a", file_b = "b", layout = "nchw", chunks = Vec::new(), baseline = Vec::new(), baseline_chunks = Vec::new(), extras = None))]
+#[pyo3(signature = (stats, names, names_b, shapes_a, shapes_b, options, front = "python", file_a = "a", file_b = "b", layout = "nchw", chunks = Vec::new(), baseline = Vec::new(), baseline_chunks = Vec::new(), extras = None, progress = None))]
 #[allow(clippy::too_many_arguments)]
 fn analyse(
     py: Python<'_>,
@@ -1217,6 +1217,7 @@ fn analyse(
     baseline: Vec<PyRef<'_, PyStats>>,
     baseline_chunks: Vec<Vec<PyRef<'_, PyStats>>>,
     extras: Option<&str>,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<Outcome> {
     let options = parse_options(options)?;
     let front = Front::parse(front).map_err(to_py)?;
@@ -1290,15 +1291,25 @@ fn analyse(
     drop(stats);
     let mut results = Results::new(front, file_a, file_b, &options);
     results.settings = serde_json::json!({ "layout": engine::layout_name(layout) });
-    let mut progress = Collect::default();
+    let mut progress = PyProgress::new(progress);
     let records = py
         .detach(|| -> anyhow::Result<Vec<LayerRecord>> {
             inputs
                 .into_iter()
-                .map(|input| analyse_pair(input, &options, &mut progress))
+                .map(|input| {
+                    progress.start_layer(&input.label.name);
+                    analyse_pair(input, &options, &mut progress)
+                })
                 .collect()
         })
         .map_err(to_py)?;
+    if let Some(err) = progress.error.take() {
+        // Ctrl-C keeps what was found (the records say `complete: false`); any other error of
+        // the callback is raised.
+        if !err.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) {
+            return Err(err);
+        }
+    }
     let mut layers = Vec::with_capacity(records.len());
     for record in records {
         let record = match extras.get(&record.name) {
@@ -1311,6 +1322,76 @@ fn analyse(
     results.fill_layer_summaries();
     results.warnings = progress.warnings.clone();
     outcome(&results, progress.warnings)
+}
+
+/// The simple matches' progress, forwarded to a Python callable `progress(layer, done, total)`
+/// (at most every [`PROGRESS_INTERVAL`], and when a layer's last neuron is done), with Python's
+/// pending signals checked at each call. When the callable raises (`KeyboardInterrupt` on
+/// Ctrl-C), the simple matches of this layer and of every later one stop, keeping what was found
+/// (`complete: false`, with a warning); the other analyses go on. Without a callable nothing is
+/// called and nothing stops (as [`Collect`]).
+struct PyProgress {
+    callback: Option<Py<PyAny>>,
+    layer: String,
+    last: Option<std::time::Instant>,
+    error: Option<PyErr>,
+    warnings: Vec<String>,
+}
+
+/// Least time between two calls of the Python progress callable.
+const PROGRESS_INTERVAL: std::time::Duration = std::time::Duration::from_millis(50);
+
+impl PyProgress {
+    fn new(callback: Option<Py<PyAny>>) -> Self {
+        Self {
+            callback,
+            layer: String::new(),
+            last: None,
+            error: None,
+            warnings: Vec::new(),
+        }
+    }
+
+    fn start_layer(&mut self, name: &str) {
+        self.layer = name.to_string();
+        self.last = None;
+    }
+}
+
+impl spanmatch_engine::Progress for PyProgress {
+    fn simple(&mut self, done: usize, total: usize) -> bool {
+        if self.error.is_some() {
+            return false;
+        }
+        let Some(callback) = &self.callback else {
+            return true;
+        };
+        let now = std::time::Instant::now();
+        if done < total
+            && self
+                .last
+                .is_some_and(|t| now.duration_since(t) < PROGRESS_INTERVAL)
+        {
+            return true;
+        }
+        self.last = Some(now);
+        let called = Python::attach(|py| -> PyResult<()> {
+            py.check_signals()?;
+            callback.call1(py, (self.layer.as_str(), done, total))?;
+            Ok(())
+        });
+        match called {
+            Ok(()) => true,
+            Err(e) => {
+                self.error = Some(e);
+                false
+            }
+        }
+    }
+
+    fn warn(&mut self, message: &str) {
+        self.warnings.push(message.to_string());
+    }
 }
 
 /// A record with the fields of `more` (a JSON object) added, read back through the schema.
