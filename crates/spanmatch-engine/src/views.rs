@@ -496,6 +496,7 @@ mod tests {
                 .collect(),
             indices: rows,
             positions: pos,
+            positions_shape: None,
         };
         // A's neuron 0 saw inputs 4, 7; B's neuron 1 saw 7, 5 and one slot empty (-1).
         r.top_inputs = Some(TopInputsRecord {

@@ -5,7 +5,7 @@
 use spanmatch_core::GramAccumulator;
 use spanmatch_engine::analysis::{analyse_pair, LayerLabel, PairInput};
 use spanmatch_engine::results::{Comparison, ComparisonKind, ViewKind};
-use spanmatch_engine::views::{neuron_views, InputInfo, ViewOptions};
+use spanmatch_engine::views::{neuron_views, InputInfo, TopItem, ViewOptions};
 use spanmatch_engine::Options;
 use spanmatch_report::neurons::{decode_png_base64, encode_png_base64};
 use spanmatch_train::data::{Dataset, DatasetKind};
@@ -131,7 +131,11 @@ fn a_planted_class_neuron_shows_only_its_class_in_both_nets() {
             tops.top(usize::from(!net_a), l, n)
                 .unwrap()
                 .iter()
-                .map(|t| (f64::from(t.value), t.image))
+                .map(|t| TopItem {
+                    value: f64::from(t.value),
+                    input: t.image,
+                    position: None,
+                })
                 .collect()
         },
         |i| {
@@ -168,7 +172,7 @@ fn a_planted_class_neuron_shows_only_its_class_in_both_nets() {
         // Each thumbnail is exactly that test image.
         for &i in &n.inputs {
             let input = views.inputs.iter().find(|x| x.index == i).unwrap();
-            assert_eq!(input.label, usize::from(PLANTED_CLASS));
+            assert_eq!(input.label, Some(usize::from(PLANTED_CLASS)));
             let (pixels, shape) = decode_png_base64(&input.png).unwrap();
             assert_eq!(shape, [1, 28, 28]);
             assert_eq!(pixels, data.images[i * 784..(i + 1) * 784]);
