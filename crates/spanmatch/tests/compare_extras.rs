@@ -372,7 +372,7 @@ fn bad_options_are_clear_errors_and_help_explains() {
     let e = fail(&["compare", &a, &b, "--measures", "cka,foo"]);
     assert!(
         e.contains("unknown measure 'foo'")
-            && e.contains("match, cka, cca, svcca, pwcca, procrustes"),
+            && e.contains("match, all, cka, cca, svcca, pwcca, procrustes, one_to_one"),
         "{e}"
     );
     let e = fail(&["compare", &a, &b, "--simple", "1.5"]);
@@ -382,7 +382,7 @@ fn bad_options_are_clear_errors_and_help_explains() {
     let h = ok(&["compare", "--help"]);
     for word in [
         "--measures",
-        "basis-invariant",
+        "Basis-invariant",
         "kernel alignment",
         "Procrustes",
         "--view",
