@@ -2,10 +2,15 @@
 # Installs the Debian packages spanmatch uses when they are missing (needs root or sudo):
 #   libopenblas0           fast Gram products (loaded at run time; spanmatch falls back to faer)
 #   dataset-fashion-mnist  the default data of `spanmatch reproduce` (/usr/share/datasets/fashion-mnist)
+# With --test (what .ci/run passes) also:
+#   chromium               the browser test of the HTML report (python/tests/test_report_browser.py;
+#                          skipped with a reason where no Chromium is installed)
 # Nothing else is downloaded: Rust crates come from crates.io through cargo.
 set -euo pipefail
+packages=(libopenblas0 dataset-fashion-mnist)
+[ "${1:-}" = "--test" ] && packages+=(chromium)
 missing=()
-for pkg in libopenblas0 dataset-fashion-mnist; do
+for pkg in "${packages[@]}"; do
   dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
