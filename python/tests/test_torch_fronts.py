@@ -143,6 +143,7 @@ def test_torch_result_round_trips_through_json(case, tmp_path):
     d = back.to_dict()
     assert d["front"] == "torch" and d["schema_version"] == 3
     assert d["settings"]["layout"] == "tokens" and d["settings"]["baseline"] == "reinit"
+    assert d["provenance"]["inputs"] == 30  # every input of the loader, recorded for repeating the run
     assert smt.MemoryEstimate.from_dict(d["settings"]["memory"]) == r.memory
     c = back.cross
     assert c is not None and c.view is not None and c.view.tolist() == r.cross.view.tolist()

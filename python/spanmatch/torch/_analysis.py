@@ -35,13 +35,15 @@ def analyse(
     baseline_chunks: Optional[Mapping[str, Sequence[Stats]]] = None,
     extras: Optional[Mapping[str, Mapping[str, Any]]] = None,
     progress: Optional[Callable[[str, int, int], Any]] = None,
+    provenance: Optional[Mapping[str, Any]] = None,
 ) -> Result:
     """The :class:`Result` of finished statistics: one layer per entry of ``stats``.
 
     ``chunks``: per layer, the statistics of consecutive chunks of the inputs (the bootstrap);
     ``baseline`` (and ``baseline_chunks``): the untrained pair's statistics per layer;
     ``extras``: per layer, blocks added to the layer's record (``top_inputs``, ``pool``);
-    ``progress``: the simple matches' progress callback (``_api.analyse``).
+    ``progress``: the simple matches' progress callback (``_api.analyse``);
+    ``provenance``: added to the result's provenance (``inputs``: inputs seen over every rank).
     """
     return _api.analyse(
         stats,
@@ -56,6 +58,7 @@ def analyse(
         extras=extras or None,
         front="torch",
         progress=progress,
+        provenance=provenance,
     )
 
 

@@ -728,6 +728,7 @@ def _result(
             baseline_chunks=base_chunks,
             extras=extras,
             progress=bar if opts.simple is not None else None,
+            provenance={"inputs": int(run.inputs_total)},
         )
     finally:
         bar.close()
