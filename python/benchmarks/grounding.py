@@ -569,10 +569,17 @@ def train_missing(cache: Cache, nets: Sequence[NetSpec], data: Mapping[str, np.n
 #: classified by :func:`is_distance`'s name rule; results.json records the orientation used.
 KNOWN_DISTANCES = frozenset({"procrustes", "procrustes_angular", "soft_match", "perm_procrustes", "shape"})
 DISTANCE_HINTS = ("procrustes", "distance", "soft_match", "shape", "angular")
+#: Similarities whose names contain a distance hint: ``soft_match_correlation`` is
+#: 1 - soft_match²/2, the correlation the optimal plan carries (larger = more similar).
+KNOWN_SIMILARITIES = frozenset({"soft_match_correlation"})
+#: Fields of ``measures`` that are settings of a measure, not values: never scored.
+SETTING_KEYS = frozenset({"predictivity_alpha", "shape_alpha"})
 
 
 def is_distance(key: str) -> bool:
     """Whether a measure key is a distance (orientation for ReSi's sign handling)."""
+    if key in KNOWN_SIMILARITIES:
+        return False
     return key in KNOWN_DISTANCES or any(h in key for h in DISTANCE_HINTS)
 
 
@@ -611,7 +618,7 @@ class SpanmatchAdapter:
         for m in match.matches:
             out[f"mms_dead_match@{_fmt(m.eps)}"] = float(m.mms)
         for k, v in res.measures.items():
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
+            if k in SETTING_KEYS or isinstance(v, bool) or not isinstance(v, (int, float)):
                 continue
             out[k] = float(v)
         return out

@@ -321,6 +321,8 @@ def test_is_distance_rule():
     assert grounding.is_distance("soft_match") and grounding.is_distance("perm_procrustes") and grounding.is_distance("shape")
     assert not grounding.is_distance("cka_linear") and not grounding.is_distance("mms@0.5")
     assert not grounding.is_distance("one_to_one") and not grounding.is_distance("predictivity")
+    # Its name holds a distance hint, but it is 1 - soft_match²/2: larger = more similar.
+    assert not grounding.is_distance("soft_match_correlation")
 
 
 def test_adapter_values_on_planted_pair():
@@ -348,6 +350,9 @@ def test_adapter_values_on_planted_pair():
     assert v["mms_dead_match@0.15"] > v["mms@0.15"]
     assert v["cka_linear"] == pytest.approx(st.measures(["cka"])["cka_linear"])
     assert set(spanmatch._native.measure_names()) >= {"cka", "cca", "svcca", "pwcca", "procrustes"}
+    # Settings of a measure (its alpha) are not scored; the neuron-matching measures are.
+    assert not set(v) & grounding.SETTING_KEYS
+    assert {"one_to_one", "soft_match", "soft_match_correlation", "perm_procrustes"} <= set(v)
 
 
 # ------------------------------------------------------------------------------ end to end
