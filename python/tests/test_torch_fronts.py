@@ -244,8 +244,14 @@ def test_ctrl_c_during_simple_matches_keeps_what_was_found(monkeypatch):
         shown(self, layer, done, total)
 
     monkeypatch.setattr(_compare._SimpleProgress, "__call__", interrupt)
-    with pytest.warns(UserWarning, match="simple matches interrupted, partial result"):
-        r = smt.compare(a, b, data, layers=layers, simple=0.5, null="rotate", null_draws=3, progress=False)
+    # Python's own Ctrl-C handler (KeyboardInterrupt): an earlier test in the same process (Dask,
+    # torch.distributed) may have left another handler installed.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.warns(UserWarning, match="simple matches interrupted, partial result"):
+            r = smt.compare(a, b, data, layers=layers, simple=0.5, null="rotate", null_draws=3, progress=False)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert calls and calls[0][0] == "features.1"
     for l, f in zip(r.layers, full.layers):
         s, fs = l.record["simple"], f.record["simple"]
