@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 from collections.abc import Mapping
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -22,6 +23,30 @@ from ._baseline import BaselineSpec, baseline_models
 from ._capture import LAYOUTS, Capture, Key, LayerInfo, Slotting, device_of, run_model
 from ._layers import LayerSpec, _unwrap, resolve_layers
 from ._plan import MemoryEstimate, Plan, UnitPlan, default_max_memory, fmt_bytes, make_plan
+
+
+@contextlib.contextmanager
+def _hooked(models: Mapping[str, nn.Module], hooked: Mapping[str, Sequence[str]], cap: Capture) -> Iterator[None]:
+    """``cap``'s forward hooks on the modules ``hooked[tag]`` of ``models[tag]``, every model in
+    ``eval()`` under ``torch.inference_mode()``; on exit, also after an error, the hooks are
+    removed and every module's training flag is restored (the user's models and the baseline
+    copies alike)."""
+    handles: List[Any] = []
+    modes = [(m, m.training) for model in models.values() for m in model.modules()]
+    try:
+        for tag, model in models.items():
+            mods = dict(model.named_modules())
+            for name in hooked[tag]:
+                handles.append(mods[name].register_forward_hook(cap.hook(tag, name)))
+        for model in models.values():
+            model.eval()
+        with torch.inference_mode():
+            yield
+    finally:
+        for h in handles:
+            h.remove()
+        for m, training in modes:
+            m.training = training
 
 _PRECISIONS = ("float64", "float32")
 _POOLS = (None, "mean", "max")
@@ -547,15 +572,12 @@ def compare(
         "b": list(dict.fromkeys(sel_b if cross else [b for _, b in pairs])),
     }
     models: Dict[str, nn.Module] = {"a": model_a, "b": model_b}
-    user_models = [model_a, model_b]
     if base is not None:
-        a0, b0, given = base
+        a0, b0, _given = base
         models["a0"], models["b0"] = a0, b0
         hooked["a0"] = [a for a, _ in pairs]
         hooked["b0"] = [b for _, b in pairs]
         explicit["a0"], explicit["b0"] = explicit["a"], explicit["b"]
-        if given:
-            user_models += [a0, b0]
     rank = _distributed.rank() if use_dist else None
     cap = Capture(hooked, layout, select, explicit, pool, top_k, rank)
     native = (
@@ -578,27 +600,14 @@ def compare(
     run = _Run(cap, models, data, stats_device, precision, native, use_dist, progress, plan_args, n_chunks, batches_total, batch_offset)
     run.options = opts
 
-    handles: List[Any] = []
-    modes = [(m, m.training) for model in user_models for m in model.modules()]
-    extra_modes = [(m, m.training) for name, model in models.items() if model not in user_models for m in model.modules()]
     try:
-        for tag, model in models.items():
-            mods = dict(model.named_modules())
-            for name in hooked[tag]:
-                handles.append(mods[name].register_forward_hook(cap.hook(tag, name)))
-        for model in models.values():
-            model.eval()
-        with torch.inference_mode():
+        with _hooked(models, hooked, cap):
             run.run()
     finally:
         cap.active = None
         cap.held = []
         cap.slots = Slotting()
         run.units = []
-        for h in handles:
-            h.remove()
-        for m, training in modes + extra_modes:
-            m.training = training
     settings = {
         "layout": layout,
         "precision": precision,
@@ -871,16 +880,8 @@ def estimate_memory(
     }
     cap = Capture(hooked, layout, select, _explicit(layers), pool, None, None)
     models = {"a": model_a, "b": model_b}
-    handles: List[Any] = []
-    modes = [(m, m.training) for model in models.values() for m in model.modules()]
     try:
-        for tag, model in models.items():
-            mods = dict(model.named_modules())
-            for name in hooked[tag]:
-                handles.append(mods[name].register_forward_hook(cap.hook(tag, name)))
-        for model in models.values():
-            model.eval()
-        with torch.inference_mode():
+        with _hooked(models, hooked, cap):
             cap.begin_batch(batch)
             for tag, model in models.items():
                 cap.active = tag
@@ -889,10 +890,6 @@ def estimate_memory(
             cap.end_batch()
     finally:
         cap.held = []
-        for h in handles:
-            h.remove()
-        for m, training in modes:
-            m.training = training
     info: Dict[Key, LayerInfo] = dict(cap.info)
     order = {m: list(v) for m, v in cap.order.items()}
     first_calls = dict(cap.first_calls or {})
