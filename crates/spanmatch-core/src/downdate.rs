@@ -51,6 +51,10 @@ const FLUSH_AT: usize = 96;
 /// `COMPACT_AT.0 / COMPACT_AT.1` of the allocated members or probes are still present.
 const COMPACT_AT: (usize, usize) = (7, 8);
 
+/// Live neurons (both sides together) from which the two sides flush at the same time, one
+/// thread each.
+const JOINT_FLUSH_MIN: usize = 1024;
+
 /// Absent slot.
 const NONE: usize = usize::MAX;
 
@@ -151,11 +155,14 @@ fn compact_in_place(a: &mut Mat<f64>, rows: &[usize], cols: &[usize], lower: boo
     a.truncate(rows.len(), cols.len());
 }
 
-/// The transpose of `a` as a new column-major matrix (in tiles of columns, for the caches).
-fn transpose(a: &Mat<f64>) -> Mat<f64> {
+/// The transpose of `a`, written into `out` (resized; its allocation is reused when large
+/// enough, which saves the page faults of a fresh layer-sized buffer), in tiles of columns for
+/// the caches.
+fn transpose_into(a: &Mat<f64>, mut out: Mat<f64>) -> Mat<f64> {
     const TILE: usize = 32;
     let (m, n) = a.shape();
-    let mut out = Mat::<f64>::zeros(n, m);
+    out.truncate(n.min(out.nrows()), m.min(out.ncols()));
+    out.resize_with(n, m, |_, _| 0.0);
     for j0 in (0..n).step_by(TILE) {
         let j1 = (j0 + TILE).min(n);
         let src: Vec<&[f64]> = (j0..j1)
@@ -266,8 +273,8 @@ impl SideState {
             })
             .collect();
         solve_upper_triangular_in_place(l.transpose(), p.as_mut(), par);
-        drop(l);
-        let ct = transpose(&p);
+        // (Into the factor's buffer, no longer needed.)
+        let ct = transpose_into(&p, l);
         drop(p);
         Some(Self {
             h,
@@ -359,8 +366,8 @@ impl SideState {
             self.sin2.iter_mut().for_each(|s| *s = 1.0);
             return Ok(());
         }
-        if !self.pend.is_empty() && self.pend.len() + rb.len() > FLUSH_AT {
-            self.flush()?;
+        if self.must_flush(rb.len()) {
+            self.flush(false)?;
             // (The flush may have moved the slots.)
             rb = slots(self);
         }
@@ -453,15 +460,20 @@ impl SideState {
             self.pend.push(s);
         }
         self.alive_members -= b;
-        if self.pend.len() >= FLUSH_AT {
-            self.flush()?;
-        }
         Ok(())
+    }
+
+    /// Whether removing `b` more members would take the pending set past [`FLUSH_AT`].
+    fn must_flush(&self, b: usize) -> bool {
+        !self.pend.is_empty() && self.pend.len() + b > FLUSH_AT
     }
 
     /// Applies the pending removals to H and C (two matrix products), dropping removed rows
     /// and columns when few enough are left.
-    fn flush(&mut self) -> Result<(), Failed> {
+    /// With `seq`, on the calling thread only (the caller runs the other side's flush on the
+    /// other thread).
+    fn flush(&mut self, seq: bool) -> Result<(), Failed> {
+        let par_for = |work: usize| if seq { Par::Seq } else { par_for(work) };
         let k = self.pend.len();
         if k == 0 {
             return Ok(());
@@ -604,6 +616,19 @@ pub(crate) fn peel_rounds(problem: &MatchProblem) -> Option<Vec<(Side, usize, f6
         for &l in &rb {
             steps.push((Side::B, lb[l], sine_b(l)));
             alive_b[l] = false;
+        }
+        // Both sides flush together, one per thread, when either must: a flush is two matrix
+        // products, and one side's products alone on both threads run at a lower rate (at
+        // 4096 + 4096 the pass took 2.3 s with separate flushes, 2.0 s with joint ones).
+        if sa.must_flush(ra.len()) || sb.must_flush(rb.len()) {
+            let (ea, eb) = if na + nb >= JOINT_FLUSH_MIN {
+                rayon::join(|| sa.flush(true), || sb.flush(true))
+            } else {
+                (sa.flush(false), sb.flush(false))
+            };
+            if ea.is_err() || eb.is_err() {
+                return None;
+            }
         }
         let big = (ra.len() + rb.len()) * (na + nb) >= 1 << 14;
         let (ea, eb) = if big {

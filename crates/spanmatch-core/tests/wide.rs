@@ -103,7 +103,10 @@ fn downdated_profile_equals_the_span_trackers_on_relu_and_planted_layers() {
     let relu = problem_of(&x, &y);
     let (x, y) = blocks(&mut rng, 110, 900, 0, 0.01);
     let planted = problem_of(&x, &y);
-    for (name, p) in [("relu", &relu), ("planted", &planted)] {
+    // 520 + 520: from 1024 live neurons the two sides flush together, one thread each.
+    let (x, y) = structured_relu(&mut rng, 520, 2080, 65, 0.3);
+    let wide = problem_of(&x, &y);
+    for (name, p) in [("relu", &relu), ("planted", &planted), ("relu 520", &wide)] {
         let (new, prev, reference) = (p.profile(), p.profile_previous(), p.profile_reference());
         let (d_prev, d_ref) = (max_diff(&new, &prev), max_diff(&new, &reference));
         assert!(
