@@ -857,14 +857,31 @@ fn quantile(sorted: &[f64], p: f64) -> f64 {
     }
 }
 
+/// Column `j` of a column-major matrix as a slice.
+fn col_slice(m: &Mat<f64>, j: usize) -> &[f64] {
+    m.col(j)
+        .try_as_col_major()
+        .expect("column-major")
+        .as_slice()
+}
+
+/// Column `j` of a column-major matrix as a mutable slice.
+fn col_slice_mut(m: &mut Mat<f64>, j: usize) -> &mut [f64] {
+    m.col_mut(j)
+        .try_as_col_major_mut()
+        .expect("column-major")
+        .as_slice_mut()
+}
+
 /// `dst += c · src` on every statistic (shapes already checked).
 fn add_scaled(dst: &mut JointStats, src: &JointStats, c: u64) {
     let w = c as f64;
-    let n = dst.n1 + dst.n2;
-    for j in 0..n {
-        for i in 0..n {
-            dst.gram[(i, j)] += w * src.gram[(i, j)];
-        }
+    for j in 0..dst.n1 + dst.n2 {
+        let s = col_slice(&src.gram, j);
+        col_slice_mut(&mut dst.gram, j)
+            .iter_mut()
+            .zip(s)
+            .for_each(|(d, s)| *d += w * s);
     }
     let add = |d: &mut [f64], s: &[f64]| d.iter_mut().zip(s).for_each(|(d, s)| *d += w * s);
     add(&mut dst.sums, &src.sums);
@@ -879,6 +896,49 @@ fn add_scaled(dst: &mut JointStats, src: &JointStats, c: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn weighted_sums_equal_the_elementwise_sum_bit_for_bit() {
+        let mut rng = crate::rng::SplitMix64::new(5);
+        let (n1, n2, k) = (3, 4, 5);
+        let chunks: Vec<JointStats> = (0..k)
+            .map(|_| {
+                let x: Vec<f64> = (0..6 * n1).map(|_| rng.normal()).collect();
+                let y: Vec<f64> = (0..6 * n2).map(|_| rng.normal()).collect();
+                JointStats::from_matrices(&x, &y, n1, n2).unwrap()
+            })
+            .collect();
+        let cs = ChunkedStats::new(chunks.clone()).unwrap();
+        let counts = vec![
+            vec![0, 2, 1, 0, 2],
+            vec![5, 0, 0, 0, 0],
+            vec![1, 1, 1, 1, 1],
+        ];
+        for c in &counts {
+            let s = cs.weighted_sum(c);
+            let n = n1 + n2;
+            for j in 0..n {
+                for i in 0..n {
+                    // In chunk order, from zero, skipping absent chunks: the reference order.
+                    let mut want = 0.0;
+                    for (chunk, &w) in chunks.iter().zip(c) {
+                        if w > 0 {
+                            want += w as f64 * chunk.gram[(i, j)];
+                        }
+                    }
+                    assert_eq!(s.gram[(i, j)].to_bits(), want.to_bits(), "({i}, {j})");
+                }
+            }
+            let rows: u64 = chunks.iter().zip(c).map(|(ch, &w)| w * ch.rows).sum();
+            assert_eq!(s.rows, rows);
+            let sum0: f64 = chunks
+                .iter()
+                .zip(c)
+                .filter(|(_, &w)| w > 0)
+                .fold(0.0, |a, (ch, &w)| a + w as f64 * ch.sums[0]);
+            assert_eq!(s.sums[0].to_bits(), sum0.to_bits());
+        }
+    }
 
     #[test]
     fn chunk_rule_is_contiguous_and_balanced() {

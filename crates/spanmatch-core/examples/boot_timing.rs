@@ -1,0 +1,70 @@
+//! What one bootstrap resample costs at VGG widths (issue 18 item 7): the weighted sum of the
+//! chunks' statistics, the mms at five ε (one profile) and CKA, then 100 resamples.
+//!
+//! `cargo run --release -p spanmatch-core --example boot_timing -- [N]` (N neurons per net,
+//! default 256; 16 chunks of 4N rows of ReLU data sharing an N/2-dimensional latent).
+use spanmatch_core::controls::ChunkedStats;
+use spanmatch_core::measures::{compute_with, Measure, MeasureOptions};
+use spanmatch_core::rng::SplitMix64;
+use spanmatch_core::{controls, JointStats, MatchOptions};
+use std::time::Instant;
+
+fn main() {
+    let n: usize = std::env::args().nth(1).map_or(256, |s| s.parse().unwrap());
+    let k = 16;
+    let mut rng = SplitMix64::new(1);
+    let rows = 4 * n;
+    let chunks: Vec<JointStats> = (0..k)
+        .map(|_| {
+            let lat: Vec<f64> = (0..rows * (n / 2)).map(|_| rng.normal()).collect();
+            let mut x = vec![0.0; rows * n];
+            let mut y = vec![0.0; rows * n];
+            for r in 0..rows {
+                for j in 0..n {
+                    let l = lat[r * (n / 2) + j % (n / 2)];
+                    x[r * n + j] = (l + 0.5 * rng.normal()).max(0.0);
+                    y[r * n + j] = (l + 0.5 * rng.normal()).max(0.0);
+                }
+            }
+            JointStats::from_matrices(&x, &y, n, n).unwrap()
+        })
+        .collect();
+    let cs = ChunkedStats::new(chunks).unwrap();
+    let eps = [0.1, 0.2, 0.3, 0.4, 0.5];
+    let mo = MeasureOptions::default();
+    let merged = cs.merged();
+    let reps = 50;
+    let t = Instant::now();
+    for _ in 0..reps {
+        std::hint::black_box(cs.merged());
+    }
+    let sum = t.elapsed().as_secs_f64() / reps as f64;
+    let t = Instant::now();
+    for _ in 0..reps {
+        std::hint::black_box(controls::mms_at(&merged, &eps, MatchOptions::default()).unwrap());
+    }
+    let prof = t.elapsed().as_secs_f64() / reps as f64;
+    let t = Instant::now();
+    for _ in 0..reps {
+        std::hint::black_box(compute_with(&merged, &[Measure::Cka], &mo).unwrap());
+    }
+    let cka = t.elapsed().as_secs_f64() / reps as f64;
+    let t = Instant::now();
+    let iv = cs
+        .bootstrap(100, 1, |s| {
+            let mut v = controls::mms_at(s, &eps, MatchOptions::default())?;
+            let m = compute_with(s, &[Measure::Cka], &mo)?;
+            v.push(m.cka_linear.unwrap_or(f64::NAN));
+            Ok(v)
+        })
+        .unwrap();
+    let boot = t.elapsed().as_secs_f64();
+    println!(
+        "n={n}+{n}: sum of {k} chunks {:.2} ms, mms_at {:.2} ms, cka {:.2} ms; bootstrap 100: {:.3} s ({} outputs)",
+        sum * 1e3,
+        prof * 1e3,
+        cka * 1e3,
+        boot,
+        iv.outputs.len()
+    );
+}
