@@ -16,8 +16,8 @@ Per size it prints the median of ``--repeats`` runs (single runs for the capped 
 
 * the statistics pass (``Accumulator().update(a, b).finish()``) against numpy's float64 Gram
   product of the joint matrix (``m.T @ m``);
-* the ε-profile (``Stats.profile()``, on a fresh ``Stats`` each time), ``max_match(0.25)`` on a
-  fresh ``Stats`` (it computes the profile) and after the profile (read from it), against numpy
+* the ε-profile (``Stats.profile()``, on a fresh ``Stats`` each time, copied before the clock
+  starts), ``max_match(0.25)`` on a fresh ``Stats`` (it computes the profile) and after the profile (read from it), against numpy
   doing the profile's factorisations of each side: Cholesky of the side's Gram block, the two
   triangular solves with the other side's columns (scipy when installed, ``numpy.linalg.solve``
   otherwise) and the inverse of the Gram block;
@@ -28,6 +28,11 @@ Per size it prints the median of ``--repeats`` runs (single runs for the capped 
 * one witness query (``Stats.simple_matches(0.5, neurons_a=[k])``), in a child process stopped
   after ``--witness-cap`` seconds.
 
+Processes: numpy's BLAS (the data's generation, the floor) runs in child processes, so that the
+process timing spanmatch runs nothing else; the data goes from the generating child to the
+others through .npy files in a temporary directory. (An earlier version timed the copy of the
+statistics, ``fresh``, with the profile: at 4096 + 4096 that copy alone added about 4 s.)
+
 Times are wall clock on whatever else the machine runs: say the load when quoting them.
 """
 
@@ -37,6 +42,7 @@ import argparse
 import multiprocessing as mp
 import os
 import statistics
+import tempfile
 import time
 from typing import Callable, Dict, List, Optional, Tuple
 
@@ -81,6 +87,20 @@ def fresh(stats: spanmatch.Stats) -> spanmatch.Stats:
     return spanmatch.Stats.from_flat(stats.to_flat())
 
 
+def timed_fresh(stats: spanmatch.Stats, fn: Callable[[spanmatch.Stats], object], repeats: int) -> Tuple[float, object]:
+    """Median wall time of ``repeats`` calls of ``fn`` on a fresh copy of ``stats`` each (the
+    copy made before the clock starts: at 4096 + 4096 it alone takes seconds), and the last
+    result."""
+    times, result = [], None
+    for _ in range(repeats):
+        s = fresh(stats)
+        t = time.perf_counter()
+        result = fn(s)
+        times.append(time.perf_counter() - t)
+        del s
+    return statistics.median(times), result
+
+
 def side_floor(g: np.ndarray, n: int) -> None:
     """numpy doing the profile's factorisations for both sides of the joint Gram matrix."""
     for lo, hi, olo, ohi in ((0, n, n, 2 * n), (n, 2 * n, 0, n)):
@@ -116,6 +136,44 @@ def measures_floor(g: np.ndarray, n: int, rows: int, sums: np.ndarray) -> Dict[s
     t = time.perf_counter()
     np.linalg.cholesky(c[:n, :n] + 1e-9 * np.trace(c[:n, :n]) / n * np.eye(n))
     out["Cholesky"] = time.perf_counter() - t
+    return out
+
+
+def _generate(n: int, folder: str) -> None:
+    """Child: writes the layer pair of ``n + n`` neurons to ``folder`` (a.npy, b.npy)."""
+    a, b = relu_layers(n)
+    np.save(os.path.join(folder, "a.npy"), a)
+    np.save(os.path.join(folder, "b.npy"), b)
+
+
+def _floor(n: int, folder: str, repeats: int, skip: List[str], queue: "mp.Queue[Dict[str, object]]") -> None:
+    """Child: numpy's floor of every part, on the pair in ``folder``."""
+    a, b = np.load(os.path.join(folder, "a.npy")), np.load(os.path.join(folder, "b.npy"))
+    rows = a.shape[0]
+    m = np.concatenate([a, b], axis=1)
+    del a, b
+    out: Dict[str, object] = {}
+    out["pass"], g = timed(lambda: m.T @ m, repeats)
+    sums = m.sum(axis=0)
+    del m
+    if "profile" not in skip:
+        out["profile"], _ = timed(lambda: side_floor(g, n), repeats)
+    if "measures" not in skip and "floor" not in skip:
+        out["measures"] = measures_floor(g, n, rows, sums)
+    queue.put(out)
+
+
+def in_child(target: Callable[..., None], *args: object, answers: bool = False) -> Optional[Dict[str, object]]:
+    """Runs ``target(*args)`` in a spawned child process. With ``answers``, ``target`` takes a
+    queue as its last argument and puts one dict on it, which is returned."""
+    ctx = mp.get_context("spawn")
+    queue: "mp.Queue[Dict[str, object]]" = ctx.Queue()
+    proc = ctx.Process(target=target, args=(*args, queue) if answers else args)
+    proc.start()
+    out = queue.get() if answers else None
+    proc.join()
+    if proc.exitcode != 0:
+        raise RuntimeError(f"{target.__name__} child failed (exit code {proc.exitcode})")
     return out
 
 
@@ -186,22 +244,25 @@ def main() -> None:
     print(f"spanmatch {spanmatch.__version__}, numpy {np.__version__}, {os.cpu_count()} CPUs, load {load:.2f}")
     print(f"medians of {args.repeats}; measures: {', '.join(names)}")
     for n in args.sizes:
-        a, b = relu_layers(n)
-        rows = a.shape[0]
-        print(f"\n== {n} + {n} neurons, {rows} rows ==")
-        t_pass, stats = timed(lambda: spanmatch.Accumulator().update(a, b).finish(), args.repeats)
-        m = np.concatenate([a, b], axis=1)
-        del a, b
-        t_np, g = timed(lambda: m.T @ m, args.repeats)
-        sums = m.sum(axis=0)
-        del m
+        with tempfile.TemporaryDirectory(prefix="bench-wide-") as folder:
+            in_child(_generate, n, folder)
+            a, b = np.load(os.path.join(folder, "a.npy")), np.load(os.path.join(folder, "b.npy"))
+            rows = a.shape[0]
+            print(f"\n== {n} + {n} neurons, {rows} rows ==")
+            t_pass, stats = timed(lambda: spanmatch.Accumulator().update(a, b).finish(), args.repeats)
+            del a, b
+            if "profile" not in skip:
+                t_prof, prof = timed_fresh(stats, lambda s: s.profile(), args.repeats)
+                t_mm, mm = timed_fresh(stats, lambda s: s.max_match(0.25), args.repeats)
+                stats.profile()
+                t_mm_after, _ = timed(lambda: stats.max_match(0.25), max(args.repeats, 10))
+            if "measures" not in skip:
+                t_meas, values = timed_fresh(stats, lambda s: s.measures(names), 1)
+            floor = in_child(_floor, n, folder, args.repeats, sorted(skip), answers=True) or {}
+        t_np = float(floor["pass"])  # type: ignore[arg-type]
         print(f"statistics pass          {t_pass:8.2f} s   numpy m.T @ m {t_np:8.2f} s   ratio {t_pass / t_np:5.2f}")
         if "profile" not in skip:
-            t_prof, prof = timed(lambda: fresh(stats).profile(), args.repeats)
-            t_mm, mm = timed(lambda: fresh(stats).max_match(0.25), args.repeats)
-            stats.profile()
-            t_mm_after, _ = timed(lambda: stats.max_match(0.25), max(args.repeats, 10))
-            t_floor, _ = timed(lambda: side_floor(g, n), args.repeats)
+            t_floor = float(floor["profile"])  # type: ignore[arg-type]
             print(
                 f"ε-profile                {t_prof:8.2f} s   numpy floor (per side: Cholesky, 2 triangular solves, inverse) "
                 f"{t_floor:8.2f} s   ratio {t_prof / t_floor:5.2f}"
@@ -209,17 +270,15 @@ def main() -> None:
             print(f"max_match(0.25) alone    {t_mm:8.2f} s   after the profile {t_mm_after * 1e3:8.3f} ms")
             print(f"  max_epsilon {prof.max_epsilon:.4f}, mms(0.25) {mm.mms:.3f}, mms(0.5) {prof.mms(0.5):.3f}")
         if "measures" not in skip:
-            t_meas, values = timed(lambda: fresh(stats).measures(names), 1)
             shown = ", ".join(f"{k} {v:.4f}" for k, v in values.items() if isinstance(v, float))[:160]
             line = f"all measures             {t_meas:8.2f} s"
-            if "floor" not in skip:
-                floor = measures_floor(g, n, rows, sums)
-                parts = "  ".join(f"{k} {v:.2f} s" for k, v in floor.items())
-                eig_svd = floor["eigh x2"] + floor["singular values"]
+            if "measures" in floor:
+                parts_t: Dict[str, float] = floor["measures"]  # type: ignore[assignment]
+                parts = "  ".join(f"{k} {v:.2f} s" for k, v in parts_t.items())
+                eig_svd = parts_t["eigh x2"] + parts_t["singular values"]
                 line += f"   numpy: {parts}   ratio to eigh x2 + singular values {t_meas / eig_svd:5.2f}"
             print(line)
             print(f"  {shown}")
-        del g
         if "simple" not in skip:
             print(f"simple matches at 0.5    {capped('simple', n, args.simple_cap)}")
         if "witness" not in skip:
