@@ -7,8 +7,9 @@ through a ReLU). Then, alternating, ``REPEATS`` times each:
 * spanmatch: ``Stats.measures`` with every measure name;
 * the floor: numpy (LAPACK) and scipy doing the same factorisations from the same centred
   blocks — one ``eigh`` per side, the rotation ``B = Vxᵀ Cxy Vy``, ``eigh`` of the CCA Gram
-  ``M Mᵀ`` (with vectors, for PWCCA) and its projection, ``eigvalsh`` of the SVCCA, Procrustes
-  and shape Gram matrices, and two ``linear_sum_assignment`` (one-to-one, permutation
+  ``M Mᵀ`` (with vectors, for PWCCA) and its projection, ``eigvalsh`` of the SVCCA Gram (the
+  leading directions that explain 99% of each side's variance, as the measure keeps; an earlier
+  version kept half the directions, which under-counted it), Procrustes and shape Gram matrices, and two ``linear_sum_assignment`` (one-to-one, permutation
   Procrustes). Per-stage medians are printed.
 
 The medians and their ratio (spanmatch / floor) are printed; the load on the machine is printed
@@ -70,6 +71,13 @@ def centred_blocks(stats: spanmatch.Stats) -> Tuple[np.ndarray, np.ndarray, np.n
     return c[:n1, :n1], c[n1:, n1:], c[:n1, n1:]
 
 
+def keep_99(ascending: np.ndarray) -> int:
+    """How many leading eigenvalues (of an ascending list) make up 99% of their sum: SVCCA's
+    rule (``SVCCA_KEEP_VARIANCE`` in the engine)."""
+    desc = ascending[::-1]
+    return int(min(np.searchsorted(np.cumsum(desc), 0.99 * desc.sum()) + 1, desc.size))
+
+
 def floor(cxx: np.ndarray, cyy: np.ndarray, cxy: np.ndarray) -> Dict[str, float]:
     """Seconds of each factorisation stage, done with numpy/scipy."""
     out: Dict[str, float] = {}
@@ -92,9 +100,12 @@ def floor(cxx: np.ndarray, cyy: np.ndarray, cxy: np.ndarray) -> Dict[str, float]
     m = b[-kx:, -ky:] * sx[:, None] * sy[None, :]
     rho2, u = np.linalg.eigh(m @ m.T)
     _ = (u.T * np.sqrt(lx[-kx:])) @ vx[:, -kx:].T
-    ks = max(kx // 2, 1)
-    np.linalg.eigvalsh(m[-ks:, -ks:] @ m[-ks:, -ks:].T)
     lap("cca")
+    # SVCCA: the leading directions explaining 99% of each side's variance (the measure's rule).
+    ks, ls = keep_99(lx[-kx:]), keep_99(ly[-ky:])
+    sv = m[-ks:, -ls:]
+    np.linalg.eigvalsh(sv @ sv.T if ks <= ls else sv.T @ sv)
+    lap("svcca")
     np.linalg.eigvalsh(cxy @ cxy.T)
     lap("procrustes")
     dx = 0.5 + 0.5 / np.sqrt(np.maximum(lx / lx.mean(), 1e-300))
