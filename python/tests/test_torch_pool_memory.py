@@ -245,7 +245,7 @@ _RSS_SCRIPT = textwrap.dedent(
     from torch import nn
     import spanmatch.torch as smt
     torch.set_num_threads(1)
-    L, W, budget = 12, 200, 40 << 20
+    L, W, batches, kw = json.loads(sys.argv[1])
     def make(seed, width):
         torch.manual_seed(seed)
         mods = [nn.Linear(16, width), nn.ReLU()]
@@ -253,57 +253,40 @@ _RSS_SCRIPT = textwrap.dedent(
             mods += [nn.Linear(width, width), nn.ReLU()]
         return nn.Sequential(*mods)
     g = torch.Generator().manual_seed(0)
-    data = [torch.randn(100, 16, generator=g) for _ in range(6)]
-    smt.compare(make(0, 8), make(1, 8), data[:2], cross=True, progress=False)  # warm-up: same code, tiny
+    data = [torch.randn(100, 16, generator=g) for _ in range(batches)]
+    smt.compare(make(0, 8), make(1, 8), data[:2], progress=False, **kw)  # warm-up: same code, tiny
     a, b = make(0, W), make(1, W)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    r = smt.compare(a, b, data, cross=True, progress=False, max_memory=budget)
+    r = smt.compare(a, b, data, progress=False, **kw)
     rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     m = r.memory
-    print(json.dumps({"delta": (rss1 - rss0) * 1024, "budget": budget, "passes": m.passes,
+    print(json.dumps({"delta": (rss1 - rss0) * 1024, "passes": m.passes, "statistics": m.per_layer,
                       "joint": m.cross_joint, "unbudgeted": m.per_layer + m.cross_full}))
     """
 )
+
+
+def _peak_over_warm_process(layers: int, width: int, batches: int, **kw: object) -> dict:
+    """Runs :data:`_RSS_SCRIPT` in a subprocess: ``compare`` of two MLPs of ``layers`` ReLU
+    layers of ``width`` neurons with ``kw``; its peak RSS over the warm process, and memory."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    arg = json.dumps([layers, width, batches, kw])
+    out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, arg], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def test_cross_peak_memory_stays_within_max_memory():
     """12 + 12 layers of 200 neurons: one joint Gram matrix would take 176 MB, the cross
     blocks and per-layer statistics 67 MB; with max_memory = 40 MB the comparison runs in
     several passes and its peak RSS (over the warm process) stays near 40 MB."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    m = json.loads(out.stdout.strip().splitlines()[-1])
+    budget = 40 << 20
+    m = _peak_over_warm_process(12, 200, 6, cross=True, max_memory=budget)
+    m["budget"] = budget
     assert m["joint"] > 4 * m["budget"] and m["unbudgeted"] > 1.5 * m["budget"]
     assert m["passes"] > 1
     # 10% for one batch of activations and the allocator's slack (measured: 43 MB).
     assert m["delta"] < 1.25 * m["budget"], m
-
-
-_RSS_LAYERS_SCRIPT = textwrap.dedent(
-    """
-    import json, resource
-    import torch
-    from torch import nn
-    import spanmatch.torch as smt
-    torch.set_num_threads(1)
-    L, W = 8, 1024
-    def make(seed, width):
-        torch.manual_seed(seed)
-        mods = [nn.Linear(16, width), nn.ReLU()]
-        for _ in range(L - 1):
-            mods += [nn.Linear(width, width), nn.ReLU()]
-        return nn.Sequential(*mods)
-    g = torch.Generator().manual_seed(0)
-    data = [torch.randn(100, 16, generator=g) for _ in range(4)]
-    smt.compare(make(0, 8), make(1, 8), data[:2], center=False, progress=False)  # warm-up, tiny
-    a, b = make(0, W), make(1, W)
-    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    r = smt.compare(a, b, data, center=False, progress=False)
-    rss1 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"delta": (rss1 - rss0) * 1024, "statistics": r.memory.per_layer}))
-    """
-)
 
 
 def test_per_layer_peak_memory_holds_the_statistics_about_once():
@@ -313,9 +296,6 @@ def test_per_layer_peak_memory_holds_the_statistics_about_once():
     Stats are made) and copied into the engine's form one layer at a time; before, four copies
     of every pair were alive at once (measured: 1.6x the statistics now, 3.4x before; 13.2 GB
     for a GPT-2-small pair whose statistics take 3.9 GB)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-c", _RSS_LAYERS_SCRIPT], capture_output=True, text=True, env=env, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    m = json.loads(out.stdout.strip().splitlines()[-1])
+    m = _peak_over_warm_process(8, 1024, 4, center=False)
     assert m["statistics"] > 8 * 33e6
     assert m["delta"] < 2.0 * m["statistics"], m

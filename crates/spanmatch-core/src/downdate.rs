@@ -345,14 +345,11 @@ impl SideState {
                 self.alive_probes -= 1;
             }
         }
-        let slots = |st: &Self| -> Vec<usize> {
-            members
-                .iter()
-                .map(|&i| st.member_slot[i])
-                .filter(|&s| s != NONE && st.member_alive[s])
-                .collect()
-        };
-        let mut rb = slots(self);
+        let rb: Vec<usize> = members
+            .iter()
+            .map(|&i| self.member_slot[i])
+            .filter(|&s| s != NONE && self.member_alive[s])
+            .collect();
         if rb.is_empty() {
             return Ok(());
         }
@@ -366,11 +363,8 @@ impl SideState {
             self.sin2.iter_mut().for_each(|s| *s = 1.0);
             return Ok(());
         }
-        if self.must_flush(rb.len()) {
-            self.flush(false)?;
-            // (The flush may have moved the slots.)
-            rb = slots(self);
-        }
+        // (`peel_rounds` flushes before a removal would take the pending set past FLUSH_AT.)
+        debug_assert!(!self.must_flush(rb.len()), "flush before removing");
         let (k, b) = (self.pend.len(), rb.len());
         let q = self.ct.nrows();
         // Z_b = L_R⁻¹ H[R, rb]: the removed members' components on the pending directions.
