@@ -44,14 +44,20 @@ def batches():
     return [(torch.randn(n, 3, 8, 8, generator=g), torch.zeros(n)) for n in SIZES]
 
 
+def _with_baseline(kw):
+    """The scenario's keyword arguments, with ``baseline_pair`` made into two fresh models."""
+    kw = dict(kw)
+    if kw.pop("baseline_pair", False):
+        kw["baseline"] = (make(2), make(3))
+    return kw
+
+
 def run(data, cross: bool, **kw):
     import warnings
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if kw.pop("baseline_pair", False):
-            kw["baseline"] = (make(2), make(3))
-        return smt.compare(make(0), make(1), data, cross=cross, progress=False, **kw)
+        return smt.compare(make(0), make(1), data, cross=cross, progress=False, **_with_baseline(kw))
 
 
 CONTROLS = dict(baseline_pair=True, null="rotate", null_draws=4, bootstrap=30, simple=0.5, top_inputs=3, seed=1)
@@ -67,23 +73,41 @@ SCENARIOS = {
     "top-empty-rank": ([[], list(range(7))], False, dict(top_inputs=4)),
     # Every pair compared (pool), in several passes within max_memory.
     "cross-pool-budget": ([[0, 2, 4, 6], [1, 3, 5]], True, dict(pool="mean", max_memory=188_000)),
+    # A NaN in rank 1's shard (NAN_BATCH): at its first batch (before the ranks agree on the
+    # layers), and later in the pass. Every rank must stop with an error, none wait.
+    "nan-first": ([[0, 1, 2], [-1, 3, 4]], False, {}),
+    "nan-later": ([[0, 1, 2], [3, -1, 4]], False, {}),
 }
+
+NAN_BATCH = -1  # shard entry: a batch of NaN images
+
+
+def nan_batch():
+    return (torch.full((4, 3, 8, 8), float("nan")), torch.zeros(4))
 
 
 def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
     """Runs every scenario in one process group (one spawn for the whole module)."""
+    import warnings
+
+    warnings.simplefilter("ignore")
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
     try:
         data = batches()
         for name, (shards, cross, kw) in SCENARIOS.items():
-            mine = [data[i] for i in shards[rank]]
+            mine = [nan_batch() if i == NAN_BATCH else data[i] for i in shards[rank]]
+            a, b = make(0), make(1)
+            before = [p.detach().clone() for p in (*a.parameters(), *b.parameters())]
             try:
-                r = run(mine, cross, **kw)
+                r = smt.compare(a, b, mine, cross=cross, progress=False, **_with_baseline(kw))
                 out = r.to_dict()
                 out["passes"] = r.memory.passes
-            except ValueError as e:
-                out = {"error": str(e)}
+            except (ValueError, RuntimeError) as e:
+                out = {"error": f"{type(e).__name__}: {e}"}
+            out["models_unchanged"] = all(
+                torch.equal(x, y) for x, y in zip(before, (*a.parameters(), *b.parameters()))
+            ) and not any(m._forward_hooks for m in (*a.modules(), *b.modules()))
             with open(os.path.join(out_dir, f"{name}.rank{rank}.json"), "w") as f:
                 json.dump(out, f)
     finally:
@@ -163,6 +187,21 @@ def test_ddp_equals_single_process(scenario, ranks):
             )
         if "measures" in kw:
             assert "one_to_one" in c0["measures"]
+
+
+@pytest.mark.parametrize("scenario", ["nan-first", "nan-later"])
+def test_ddp_a_failing_rank_stops_every_rank(scenario, ranks):
+    """Rank 1 meets a NaN: it raises the NaN error (naming the model, layer and batch), rank 0
+    a RuntimeError naming rank 1 and that message, both at once (before, rank 0 waited in the
+    next collective until gloo's timeout); both leave their models as they were, and the
+    process group goes on to the next scenario."""
+    r0, r1 = ranks[scenario]
+    batch = {"nan-first": 0, "nan-later": 1}[scenario]
+    assert r1["error"].startswith("ValueError: non-finite value nan in the output of module"), r1
+    assert f"model a on rank 1: batch {batch}," in r1["error"], r1
+    assert r0["error"].startswith("RuntimeError: rank 1 failed during the pass"), r0
+    assert r1["error"].split(": ", 1)[1] in r0["error"]
+    assert r0["models_unchanged"] and r1["models_unchanged"]
 
 
 def test_ddp_no_batch_anywhere(ranks):

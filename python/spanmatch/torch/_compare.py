@@ -254,10 +254,12 @@ class _Run:
         one_shot = it is self.data
         bar = self._bar(0, 1)
         try:
-            first = next(it, _END)
-            if first is not _END:
-                self._batch(first, first_models)
-                self._tick(bar)
+            first: Any = _END
+            with self._ranks_stop_together():
+                first = next(it, _END)
+                if first is not _END:
+                    self._batch(first, first_models)
+                    self._tick(bar)
             mine = None if first is _END else self._meta()
             if self.use_dist:
                 ref = _distributed.agree(mine)
@@ -280,15 +282,16 @@ class _Run:
                 )
             self._start_units(0)
             cap.discovering = False
-            if first is not _END:
-                self._advance_chunks(0)
-                cap.replay()
             local = 1 if first is not _END else 0
-            for batch in it:
-                self._advance_chunks(local)
-                self._batch(batch, first_models)
-                self._tick(bar)
-                local += 1
+            with self._ranks_stop_together():
+                if first is not _END:  # the first batch's activations, kept while discovering
+                    self._advance_chunks(0)
+                    cap.replay()
+                for batch in it:
+                    self._advance_chunks(local)
+                    self._batch(batch, first_models)
+                    self._tick(bar)
+                    local += 1
         finally:
             if bar is not None:
                 bar.close()
@@ -306,13 +309,29 @@ class _Run:
             models = self.plan.passes[index].models()
             bar = self._bar(index, len(self.plan.passes))
             try:
-                for batch in self.data:
-                    self._batch(batch, models)
-                    self._tick(bar)
+                with self._ranks_stop_together():
+                    for batch in self.data:
+                        self._batch(batch, models)
+                        self._tick(bar)
             finally:
                 if bar is not None:
                     bar.close()
             self._end_pass(index)
+
+    @contextlib.contextmanager
+    def _ranks_stop_together(self) -> Iterator[None]:
+        """Under torch.distributed, an exception inside the block (a NaN in this rank's shard,
+        say) is held until the block's end, where every rank learns whether any failed and all
+        of them raise (:func:`_distributed.raise_if_any_failed`); alone, it is raised as is."""
+        if not self.use_dist:
+            yield
+            return
+        error: Optional[Exception] = None
+        try:
+            yield
+        except Exception as e:
+            error = e
+        _distributed.raise_if_any_failed(error)
 
     def _meta(self) -> Dict[str, Any]:
         cap = self.cap

@@ -35,6 +35,21 @@ def gather(obj: Any) -> List[Any]:
     return out
 
 
+def raise_if_any_failed(error: Optional[BaseException]) -> None:
+    """Every rank calls this at the same point of the pass, with the exception it caught since
+    the last such point (or None). If any rank failed, every rank raises: the failed ones their
+    own exception, the others a ``RuntimeError`` naming the first failed rank and its message.
+    Without it a rank that failed (a NaN in its shard, say) would leave the others waiting in
+    the next collective until the process group's timeout."""
+    msgs = gather(None if error is None else f"{type(error).__name__}: {error}")
+    if error is not None:
+        raise error
+    failed = [(r, m) for r, m in enumerate(msgs) if m is not None]
+    if failed:
+        r, m = failed[0]
+        raise RuntimeError(f"rank {r} failed during the pass, so every rank stops: {m}")
+
+
 def agree(mine: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     """The description of the layers that every rank uses: the first rank's that saw a batch.
     Raises ``ValueError`` when no rank saw a batch, or two ranks ran other layers."""
