@@ -16,15 +16,15 @@ Example::
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
-from ._api import Accumulator, Stats, analyse, flat_length
+from ._api import Accumulator, Stats, _chunk_bounds, analyse, flat_length
 from ._options import Options, options_from
 from ._result import Result
 
-__all__ = ["compare", "stats"]
+__all__ = ["chunk_stats", "compare", "stats"]
 
 
 def _chunk_flat(xa: np.ndarray, xb: np.ndarray, layout: str) -> np.ndarray:
@@ -32,14 +32,9 @@ def _chunk_flat(xa: np.ndarray, xb: np.ndarray, layout: str) -> np.ndarray:
     return Accumulator(layout).update(np.asarray(xa), np.asarray(xb)).to_flat()
 
 
-def stats(xa: Any, xb: Any, layout: str = "nchw", split_every: int = 8) -> Stats:
-    """The finished statistics of two dask arrays chunked along the rows (the first axis).
-
-    Both arrays must have the same number of inputs and the same chunks along the first axis;
-    other axes are brought to one chunk each. Returns a :class:`spanmatch.Stats` equal to one
-    in-memory pass (up to summation order, about 1e-15 relative).
-    """
-    import dask
+def _checked(xa: Any, xb: Any) -> Tuple[Any, Any]:
+    """The two arrays checked (dask arrays, same inputs) and rechunked: the same row chunks,
+    one chunk along every other axis."""
     import dask.array as da
 
     if not (isinstance(xa, da.Array) and isinstance(xb, da.Array)):
@@ -58,20 +53,61 @@ def stats(xa: Any, xb: Any, layout: str = "nchw", split_every: int = 8) -> Stats
         xb = xb.rechunk({0: xa.chunks[0]})
     xa = xa.rechunk({i: -1 for i in range(1, xa.ndim)})
     xb = xb.rechunk({i: -1 for i in range(1, xb.ndim)})
-    if split_every < 2:
-        raise ValueError(f"split_every must be at least 2, got {split_every}")
-    ba = xa.to_delayed().ravel()
-    bb = xb.to_delayed().ravel()
-    # The widths (hence the flat length): from one tiny local accumulator of the same shapes.
+    return xa, xb
+
+
+def _widths(xa: Any, xb: Any, layout: str) -> Tuple[int, int]:
+    """(n1, n2): from one tiny local accumulator of the same shapes."""
     probe = Accumulator(layout)
     probe.update(np.zeros((1,) + xa.shape[1:], np.float32), np.zeros((1,) + xb.shape[1:], np.float32))
-    length = flat_length(probe.n1, probe.n2)
+    return int(probe.n1), int(probe.n2)  # type: ignore[arg-type]
+
+
+def _lazy_flat(xa: Any, xb: Any, layout: str, split_every: int, length: int) -> Any:
+    """The flat statistics of two checked arrays, as a lazy dask array: one accumulator per row
+    chunk, summed by a tree reduction ``split_every`` at a time."""
+    import dask
+    import dask.array as da
+
     parts = [
         da.from_delayed(dask.delayed(_chunk_flat)(pa, pb, layout), shape=(length,), dtype=np.float64)
-        for pa, pb in zip(ba, bb)
+        for pa, pb in zip(xa.to_delayed().ravel(), xb.to_delayed().ravel())
     ]
-    total = da.stack(parts).sum(axis=0, split_every=split_every).compute()
-    return Stats.from_flat(total, probe.n1, probe.n2)
+    return da.stack(parts).sum(axis=0, split_every=split_every)
+
+
+def stats(xa: Any, xb: Any, layout: str = "nchw", split_every: int = 8) -> Stats:
+    """The finished statistics of two dask arrays chunked along the rows (the first axis).
+
+    Both arrays must have the same number of inputs and the same chunks along the first axis;
+    other axes are brought to one chunk each. Returns a :class:`spanmatch.Stats` equal to one
+    in-memory pass (up to summation order, about 1e-15 relative).
+    """
+    if split_every < 2:
+        raise ValueError(f"split_every must be at least 2, got {split_every}")
+    xa, xb = _checked(xa, xb)
+    n1, n2 = _widths(xa, xb, layout)
+    total = _lazy_flat(xa, xb, layout, split_every, flat_length(n1, n2)).compute()
+    return Stats.from_flat(total, n1, n2)
+
+
+def chunk_stats(xa: Any, xb: Any, chunks: int, layout: str = "nchw", split_every: int = 8) -> List[Stats]:
+    """The statistics of ``chunks`` runs of consecutive inputs (input i in chunk ⌊i·chunks/N⌋,
+    the engine's rule, whatever the arrays' own row chunks), all computed in one Dask graph:
+    what the bootstrap resamples. Their sum is :func:`stats`."""
+    import dask
+
+    if split_every < 2:
+        raise ValueError(f"split_every must be at least 2, got {split_every}")
+    xa, xb = _checked(xa, xb)
+    n = int(xa.shape[0])
+    if not 1 <= chunks <= n:
+        raise ValueError(f"{chunks} chunks for the bootstrap, but {n} inputs; use between 1 and {n} chunks")
+    n1, n2 = _widths(xa, xb, layout)
+    length = flat_length(n1, n2)
+    bounds = _chunk_bounds(n, chunks)
+    lazy = [_lazy_flat(xa[lo:hi], xb[lo:hi], layout, split_every, length) for lo, hi in zip(bounds, bounds[1:])]
+    return [Stats.from_flat(v, n1, n2) for v in dask.compute(*lazy)]
 
 
 def compare(
@@ -89,14 +125,18 @@ def compare(
     One accumulator per chunk on the workers, a tree reduction of the flat statistics
     (``split_every`` at a time), one analysis on the client. ``options`` and the keyword
     arguments are those of :func:`spanmatch.compare` (a :class:`spanmatch.Options` and/or its
-    fields). ``bootstrap`` is not available here (it needs per-chunk statistics of consecutive
-    inputs; use :func:`spanmatch.compare` or :func:`spanmatch.analyse` with ``chunks=``).
+    fields). With ``bootstrap``, the statistics of ``chunks`` runs of consecutive inputs are
+    computed in the same Dask graph (:func:`chunk_stats`) and the intervals equal
+    :func:`spanmatch.compare`'s on the same arrays and seed.
     """
     opts = options_from(options, kwargs, "spanmatch.dask.compare", extra=("layout", "split_every", "name"))
-    if opts.bootstrap is not None:
-        raise ValueError(
-            "spanmatch.dask.compare: bootstrap needs per-chunk statistics of consecutive inputs; "
-            "compute them with spanmatch.dask.stats on slices and pass them to spanmatch.analyse(chunks=...)"
-        )
-    st = stats(xa, xb, layout=layout, split_every=split_every)
-    return analyse({name: st}, opts, shapes={name: (xa.shape, xb.shape)}, layout=layout, front="dask")
+    shapes = {name: (xa.shape, xb.shape)}
+    if opts.bootstrap is None:
+        st = stats(xa, xb, layout=layout, split_every=split_every)
+        return analyse({name: st}, opts, shapes=shapes, layout=layout, front="dask")
+    parts = chunk_stats(xa, xb, int(opts.chunks), layout=layout, split_every=split_every)
+    total = np.zeros_like(parts[0].to_flat())
+    for p in parts:  # in chunk order, as the numpy front merges them
+        total += p.to_flat()
+    st = Stats.from_flat(total, parts[0].n1, parts[0].n2)
+    return analyse({name: st}, opts, shapes=shapes, layout=layout, front="dask", chunks={name: parts})

@@ -65,3 +65,29 @@ def test_dask_errors(client) -> None:
         spanmatch.dask.compare(da.from_array(a), da.from_array(b[:99]))
     with pytest.raises(TypeError, match="expected two dask arrays"):
         spanmatch.dask.compare(a, b)
+
+
+def test_dask_bootstrap_equals_the_numpy_front(client) -> None:
+    """bootstrap on Dask: chunks of consecutive inputs by the engine's rule (not the arrays' own
+    row chunks of 700), the same intervals as spanmatch.compare on the same arrays and seed."""
+    a, b = planted(rows=3001, shared=8, private=5, noise=0.2, seed=4)
+    xa, xb = da.from_array(a, chunks=(700, -1)), da.from_array(b, chunks=(700, -1))
+    kw = dict(eps=(0.2, 0.5), measures=("cka",), bootstrap=40, chunks=9, seed=3)
+    ri = spanmatch.dask.compare(xa, xb, **kw)["layer"].intervals
+    mi = spanmatch.compare(a, b, **kw)["layer"].intervals
+    assert (ri["resamples"], ri["chunks"], ri["seed"], ri["level"]) == (40, 9, mi["seed"], mi["level"])
+    assert ri["mms"] == mi["mms"]
+    measures = [k for k in mi if k not in ("level", "resamples", "chunks", "seed", "mms")]
+    assert sorted(measures) == sorted(k for k in ri if k not in ("level", "resamples", "chunks", "seed", "mms"))
+    assert "cka_linear" in measures
+    for k in measures:
+        assert ri[k]["lo"] == pytest.approx(mi[k]["lo"], abs=1e-12), k
+        assert ri[k]["hi"] == pytest.approx(mi[k]["hi"], abs=1e-12), k
+    # A real interval, not a point; and the chunks' sum is the whole data.
+    assert mi["cka_linear"]["hi"] > mi["cka_linear"]["lo"] + 1e-4
+    parts = spanmatch.dask.chunk_stats(xa, xb, 9)
+    bounds = [(c * 3001 + 8) // 9 for c in range(9)] + [3001]
+    assert [p.rows for p in parts] == [hi - lo for lo, hi in zip(bounds, bounds[1:])]
+    assert sum(p.rows for p in parts) == 3001
+    with pytest.raises(ValueError, match="3002 chunks for the bootstrap, but 3001 inputs"):
+        spanmatch.dask.chunk_stats(xa, xb, 3002)
