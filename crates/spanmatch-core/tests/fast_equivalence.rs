@@ -10,55 +10,6 @@ use spanmatch_core::simple::{reference_simple_matches, simple_matches, SimpleOpt
 use spanmatch_core::{MatchProblem, Peeler, Side};
 use std::ops::ControlFlow;
 
-/// Blocks of shared dimension 1..=4 (`extra` more neurons on A than the dimension), `unrelated`
-/// independent neurons per side, `dups` exact duplicates of earlier A neurons, optional ReLU.
-#[allow(clippy::too_many_arguments)]
-fn planted(
-    rng: &mut SplitMix64,
-    rows: usize,
-    blocks: usize,
-    extra: usize,
-    unrelated: usize,
-    dups: usize,
-    noise: f64,
-    relu_data: bool,
-) -> (Acts, Acts) {
-    let mut xs = Vec::new();
-    let mut ys = Vec::new();
-    for b in 0..blocks {
-        let d = 1 + (b * 7 + 3) % 4;
-        let basis = randn(rng, rows, d);
-        let mut xa = &basis * randn(rng, d, d + extra);
-        let mut yb = &basis * randn(rng, d, d);
-        for j in 0..xa.ncols() {
-            for i in 0..rows {
-                xa[(i, j)] += noise * rng.normal();
-            }
-        }
-        for j in 0..yb.ncols() {
-            for i in 0..rows {
-                yb[(i, j)] += noise * rng.normal();
-            }
-        }
-        xs.push(xa);
-        ys.push(yb);
-    }
-    xs.push(randn(rng, rows, unrelated));
-    ys.push(randn(rng, rows, unrelated));
-    let mut x = hcat(&xs.iter().collect::<Vec<_>>());
-    let y = hcat(&ys.iter().collect::<Vec<_>>());
-    if dups > 0 {
-        let n = x.ncols();
-        let dup = faer::Mat::from_fn(rows, dups, |i, j| x[(i, (j * 5) % n)]);
-        x = hcat(&[&x, &dup]);
-    }
-    if relu_data {
-        (relu(&x), relu(&y))
-    } else {
-        (x, y)
-    }
-}
-
 fn max_threshold_difference(p: &MatchProblem) -> f64 {
     let (fast, slow) = (p.profile(), p.profile_reference());
     let diff = |a: &[Option<f64>], b: &[Option<f64>]| -> f64 {
@@ -92,7 +43,7 @@ fn profile_thresholds_equal_reference() {
         (100, 0, 6, 4, 0.02, true),
     ];
     for (c, &(blocks, extra, unrelated, dups, noise, relu_data)) in cases.iter().enumerate() {
-        let (x, y) = planted(
+        let (x, y) = shared_blocks(
             &mut rng, 600, blocks, extra, unrelated, dups, noise, relu_data,
         );
         let p = problem_of(&x, &y);
@@ -110,7 +61,7 @@ fn profile_thresholds_equal_reference() {
 fn profile_is_bitwise_repeatable() {
     // Large enough for the profile's matrix-vector products to be split over threads.
     let mut rng = SplitMix64::new(1204);
-    let (x, y) = planted(&mut rng, 900, 130, 0, 20, 0, 0.01, false);
+    let (x, y) = shared_blocks(&mut rng, 900, 130, 0, 20, 0, 0.01, false);
     let p = problem_of(&x, &y);
     let bits =
         |t: &[Option<f64>]| -> Vec<Option<u64>> { t.iter().map(|v| v.map(f64::to_bits)).collect() };
@@ -146,7 +97,7 @@ fn profile_of_realistic_relu_layers_equals_reference() {
 fn batched_max_match_equals_sequential_peeling() {
     let mut rng = SplitMix64::new(1203);
     for c in 0..6 {
-        let (x, y) = planted(&mut rng, 300, 8 + 4 * c, c % 2, 6, c % 3, 0.02, c >= 3);
+        let (x, y) = shared_blocks(&mut rng, 300, 8 + 4 * c, c % 2, 6, c % 3, 0.02, c >= 3);
         let p = problem_of(&x, &y);
         for &eps in &[0.0, 0.1, 0.3, 0.6] {
             let mut fast = Peeler::new(&p, p.live_a(), p.live_b());
@@ -172,7 +123,7 @@ fn simple_matches_equal_reference_match_for_match() {
         (100, 0, 6, 0, 0.01, false, &[0.25]),
     ];
     for (c, &(blocks, extra, unrelated, dups, noise, relu_data, epss)) in cases.iter().enumerate() {
-        let (x, y) = planted(
+        let (x, y) = shared_blocks(
             &mut rng, 500, blocks, extra, unrelated, dups, noise, relu_data,
         );
         let p = problem_of(&x, &y);
@@ -205,7 +156,7 @@ fn simple_matches_equal_reference_match_for_match() {
 fn v_minimal_equals_sequential_for_every_neuron_and_random_orders() {
     let mut rng = SplitMix64::new(1205);
     for c in 0..4 {
-        let (x, y) = planted(&mut rng, 200, 6 + c, c % 2, 4, c % 2, 0.02, c % 2 == 1);
+        let (x, y) = shared_blocks(&mut rng, 200, 6 + c, c % 2, 4, c % 2, 0.02, c % 2 == 1);
         let p = problem_of(&x, &y);
         for &eps in &[0.05, 0.3] {
             let mut full = Peeler::new(&p, p.live_a(), p.live_b());
@@ -236,7 +187,7 @@ fn random_planted(rng: &mut SplitMix64, n: usize) -> MatchProblem {
     let noise = [0.0, 0.01, 0.03][pick(rng, 3)];
     let relu_data = pick(rng, 2) == 1;
     let rows = (3 * n).max(40);
-    let (x, y) = planted(rng, rows, blocks, extra, unrelated, dups, noise, relu_data);
+    let (x, y) = shared_blocks(rng, rows, blocks, extra, unrelated, dups, noise, relu_data);
     problem_of(&x, &y)
 }
 

@@ -40,38 +40,6 @@ fn structured_relu(
     (x, y)
 }
 
-/// Blocks of dimension 1..4 shared by the two nets; net A has `extra` more neurons per block
-/// than its dimension (nearly dependent on the others, up to `noise`).
-fn blocks(
-    rng: &mut SplitMix64,
-    n_blocks: usize,
-    rows: usize,
-    extra: usize,
-    noise: f64,
-) -> (Acts, Acts) {
-    let mut xs = Vec::new();
-    let mut ys = Vec::new();
-    for b in 0..n_blocks {
-        let d = 1 + (b * 7 + 3) % 4;
-        let basis = randn(rng, rows, d);
-        let mut xa = &basis * randn(rng, d, d + extra);
-        let mut yb = &basis * randn(rng, d, d);
-        for m in [&mut xa, &mut yb] {
-            for j in 0..m.ncols() {
-                for i in 0..rows {
-                    m[(i, j)] += noise * rng.normal();
-                }
-            }
-        }
-        xs.push(xa);
-        ys.push(yb);
-    }
-    (
-        hcat(&xs.iter().collect::<Vec<_>>()),
-        hcat(&ys.iter().collect::<Vec<_>>()),
-    )
-}
-
 fn max_diff(p: &Profile, q: &Profile) -> f64 {
     let d = |a: &[Option<f64>], b: &[Option<f64>]| -> f64 {
         a.iter()
@@ -101,7 +69,7 @@ fn downdated_profile_equals_the_span_trackers_on_relu_and_planted_layers() {
     // blocks with 1% noise.
     let (x, y) = structured_relu(&mut rng, 300, 1200, 37, 0.3);
     let relu = problem_of(&x, &y);
-    let (x, y) = blocks(&mut rng, 110, 900, 0, 0.01);
+    let (x, y) = shared_blocks(&mut rng, 900, 110, 0, 0, 0, 0.01, false);
     let planted = problem_of(&x, &y);
     // 520 + 520: from 1024 live neurons the two sides flush together, one thread each.
     let (x, y) = structured_relu(&mut rng, 520, 2080, 65, 0.3);
@@ -137,7 +105,7 @@ fn downdated_profile_is_exact_where_neurons_are_nearly_dependent() {
     // first ε tested); the downdated ones agree with the pre-blocking reference to 1e-10 and with
     // the SVD reference on the activations at every tested ε.
     let mut rng = SplitMix64::new(2102);
-    let (x, y) = blocks(&mut rng, 40, 500, 1, 0.003);
+    let (x, y) = shared_blocks(&mut rng, 500, 40, 1, 0, 0, 0.003, false);
     let p = problem_of(&x, &y);
     let new = p.profile();
     let d = max_diff(&new, &p.profile_reference());
@@ -165,7 +133,7 @@ fn downdated_profile_is_exact_where_neurons_are_nearly_dependent() {
 fn dependent_neurons_use_the_span_tracker() {
     // Exact duplicates (dependent members): the profile is the span tracker's, bit for bit.
     let mut rng = SplitMix64::new(2103);
-    let (x, y) = blocks(&mut rng, 30, 400, 0, 0.01);
+    let (x, y) = shared_blocks(&mut rng, 400, 30, 0, 0, 0, 0.01, false);
     let dup = Mat::from_fn(x.nrows(), 5, |i, j| x[(i, 3 * j)]);
     let x = hcat(&[&x, &dup]);
     let p = problem_of(&x, &y);
@@ -263,7 +231,7 @@ fn targeted_simple_matches_equal_the_full_search_restricted() {
     let mut rng = SplitMix64::new(2105);
     let cases: Vec<(&str, Acts, Acts, f64)> = vec![
         {
-            let (x, y) = blocks(&mut rng, 102, 700, 0, 0.01);
+            let (x, y) = shared_blocks(&mut rng, 700, 102, 0, 0, 0, 0.01, false);
             ("planted 256", x, y, 0.25)
         },
         {
@@ -271,7 +239,7 @@ fn targeted_simple_matches_equal_the_full_search_restricted() {
             ("relu 256", x, y, 0.5)
         },
         {
-            let (x, y) = blocks(&mut rng, 205, 1200, 0, 0.01);
+            let (x, y) = shared_blocks(&mut rng, 1200, 205, 0, 0, 0, 0.01, false);
             ("planted 512", x, y, 0.25)
         },
     ];

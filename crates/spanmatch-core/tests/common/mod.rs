@@ -102,3 +102,52 @@ pub fn problem_of(x: &Acts, y: &Acts) -> spanmatch_core::MatchProblem {
 pub fn random_orthogonal(rng: &mut SplitMix64, n: usize) -> Acts {
     randn(rng, n, n).qr().compute_Q()
 }
+
+/// Blocks of shared dimension 1..=4 (`extra` more neurons on A than the dimension), `unrelated`
+/// independent neurons per side, `dups` exact duplicates of earlier A neurons, optional ReLU.
+#[allow(clippy::too_many_arguments)]
+pub fn shared_blocks(
+    rng: &mut SplitMix64,
+    rows: usize,
+    blocks: usize,
+    extra: usize,
+    unrelated: usize,
+    dups: usize,
+    noise: f64,
+    relu_data: bool,
+) -> (Acts, Acts) {
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for b in 0..blocks {
+        let d = 1 + (b * 7 + 3) % 4;
+        let basis = randn(rng, rows, d);
+        let mut xa = &basis * randn(rng, d, d + extra);
+        let mut yb = &basis * randn(rng, d, d);
+        for j in 0..xa.ncols() {
+            for i in 0..rows {
+                xa[(i, j)] += noise * rng.normal();
+            }
+        }
+        for j in 0..yb.ncols() {
+            for i in 0..rows {
+                yb[(i, j)] += noise * rng.normal();
+            }
+        }
+        xs.push(xa);
+        ys.push(yb);
+    }
+    xs.push(randn(rng, rows, unrelated));
+    ys.push(randn(rng, rows, unrelated));
+    let mut x = hcat(&xs.iter().collect::<Vec<_>>());
+    let y = hcat(&ys.iter().collect::<Vec<_>>());
+    if dups > 0 {
+        let n = x.ncols();
+        let dup = Mat::from_fn(rows, dups, |i, j| x[(i, (j * 5) % n)]);
+        x = hcat(&[&x, &dup]);
+    }
+    if relu_data {
+        (relu(&x), relu(&y))
+    } else {
+        (x, y)
+    }
+}
