@@ -18,6 +18,7 @@ import spanmatch  # noqa: E402
 import spanmatch.torch as smt  # noqa: E402
 
 from test_torch import SmallCNN, TokenNet, by_hand, loader, no_hooks, random_seqs, token_batches  # noqa: E402
+from test_torch import _tiny_bert as tiny_bert, _tiny_gpt2 as tiny_gpt2  # noqa: E402
 
 EPS = (0.15, 0.2, 0.25, 0.3, 0.5)
 
@@ -143,23 +144,6 @@ class AttnNet(nn.Module):
     def forward(self, x):
         h = self.inp(x)
         return self.act(self.norm(self.attn(h, h, h)[0]))
-
-
-def tiny_bert():
-    transformers = pytest.importorskip("transformers")
-    cfg = transformers.BertConfig(
-        vocab_size=40, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=20, max_position_embeddings=32,
-    )
-    return transformers.BertModel(cfg)
-
-
-def tiny_gpt2():
-    transformers = pytest.importorskip("transformers")
-    cfg = transformers.GPT2Config(
-        vocab_size=40, n_embd=16, n_layer=2, n_head=2, n_positions=32, bos_token_id=0, eos_token_id=0
-    )
-    return transformers.GPT2Model(cfg)
 
 
 # ------------------------------------------------------------------------------------------
