@@ -31,42 +31,16 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import _torch_common as common  # noqa: E402
+
 
 # ----------------------------------------------------------------------------- models, data
 
 
 def vgg16(width: float = 1.0, seed: int = 0):
-    import torch
-    from torch import nn
-
-    torch.manual_seed(seed)
-    cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"]
-    layers, c = [], 3
-    for v in cfg:
-        if v == "M":
-            layers.append(nn.MaxPool2d(2))
-        else:
-            w = int(v * width)
-            layers += [nn.Conv2d(c, w, 3, padding=1), nn.ReLU(inplace=True)]
-            c = w
-    h = int(512 * width)
-    model = nn.Sequential(
-        nn.Sequential(*layers),
-        nn.Flatten(),
-        nn.Linear(c, h),
-        nn.ReLU(inplace=True),
-        nn.Linear(h, h),
-        nn.ReLU(inplace=True),
-        nn.Linear(h, 10),
-    )
-    for m in model.modules():  # the paper's initialisation
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
-    return model
+    """VGG-16, CIFAR variant, the paper's initialisation (``_torch_common.vgg``)."""
+    return common.vgg("vgg16", width, seed)
 
 
 def resnet18(seed: int):
