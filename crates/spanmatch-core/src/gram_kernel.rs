@@ -18,7 +18,7 @@
 
 use faer::linalg::matmul::triangular::{matmul, BlockStructure};
 use faer::{Accum, MatMut, MatRef, Par};
-use std::os::raw::c_int;
+use std::os::raw::{c_char, c_int};
 use std::sync::OnceLock;
 
 /// Which implementation accumulates Gram matrices.
@@ -30,7 +30,7 @@ pub enum GramBackend {
     Faer,
 }
 
-type Dsyrk = unsafe extern "C" fn(
+pub(crate) type Dsyrk = unsafe extern "C" fn(
     c_int,
     c_int,
     c_int,
@@ -58,12 +58,57 @@ type Ssyrk = unsafe extern "C" fn(
     c_int,
 );
 
+/// `cblas_dgemm`.
+pub(crate) type Dgemm = unsafe extern "C" fn(
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    c_int,
+    f64,
+    *const f64,
+    c_int,
+    *const f64,
+    c_int,
+    f64,
+    *mut f64,
+    c_int,
+);
+
+/// LAPACK's `dsyevd_` (Fortran calling convention: every argument by pointer).
+pub(crate) type Dsyevd = unsafe extern "C" fn(
+    *const c_char,
+    *const c_char,
+    *const c_int,
+    *mut f64,
+    *const c_int,
+    *mut f64,
+    *mut f64,
+    *const c_int,
+    *mut c_int,
+    *const c_int,
+    *mut c_int,
+);
+
+/// The dense kernels the measures take from the loaded library (see `crate::dense`): all three
+/// or none.
+#[derive(Clone, Copy)]
+pub(crate) struct Lapack {
+    pub dsyrk: Dsyrk,
+    pub dgemm: Dgemm,
+    pub dsyevd: Dsyevd,
+}
+
 struct Blas {
     // Keeps the library mapped for the life of the process.
     _lib: libloading::Library,
     dsyrk: Dsyrk,
     /// `cblas_ssyrk`, when the library has it (every OpenBLAS build does).
     ssyrk: Option<Ssyrk>,
+    /// `cblas_dgemm` and LAPACK's `dsyevd_`, when the library has them (Debian's and the usual
+    /// OpenBLAS builds include LAPACK).
+    lapack: Option<Lapack>,
 }
 
 static BLAS: OnceLock<Option<Blas>> = OnceLock::new();
@@ -77,6 +122,12 @@ pub fn init() -> GramBackend {
     } else {
         GramBackend::Faer
     }
+}
+
+/// The library's dense kernels for the measures, when it is loaded and has them (`None` under
+/// `SPANMATCH_BLAS=faer`). The function pointers stay valid for the life of the process.
+pub(crate) fn lapack() -> Option<Lapack> {
+    BLAS.get_or_init(load).as_ref().and_then(|b| b.lapack)
 }
 
 #[cfg(feature = "openblas")]
@@ -104,10 +155,25 @@ fn load() -> Option<Blas> {
             let ssyrk = unsafe { lib.get::<Ssyrk>(b"cblas_ssyrk\0") }
                 .ok()
                 .map(|f| *f);
+            // SAFETY: `cblas_dgemm` and `dsyevd_` have these signatures in every CBLAS and
+            // LAPACK implementation (LAPACK: 32-bit integers, as in Debian's libopenblas0).
+            let dgemm = unsafe { lib.get::<Dgemm>(b"cblas_dgemm\0") }
+                .ok()
+                .map(|f| *f);
+            let dsyevd = unsafe { lib.get::<Dsyevd>(b"dsyevd_\0") }.ok().map(|f| *f);
+            let lapack = match (dgemm, dsyevd) {
+                (Some(dgemm), Some(dsyevd)) => Some(Lapack {
+                    dsyrk,
+                    dgemm,
+                    dsyevd,
+                }),
+                _ => None,
+            };
             return Some(Blas {
                 _lib: lib,
                 dsyrk,
                 ssyrk,
+                lapack,
             });
         }
     }

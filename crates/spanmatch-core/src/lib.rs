@@ -21,6 +21,7 @@
 //!    (simple matches and verification build on it).
 
 pub mod controls;
+mod dense;
 mod downdate;
 mod error;
 pub mod gram_kernel;

@@ -3,6 +3,7 @@
 use crate::gram_kernel::{syrk_lower, syrk_lower_f32};
 use crate::CoreError;
 use faer::Mat;
+use std::ops::Range;
 
 /// Values before the vectors in [`GramAccumulator::to_flat`]: n1, n2, rows, Σa², Σab, Σb².
 const FLAT_HEADER: usize = 6;
@@ -629,10 +630,33 @@ impl JointStats {
     /// The Gram matrix of the column-centred data, `Gram - s sᵀ / rows`.
     pub fn centered_gram(&self) -> Mat<f64> {
         let n = self.n1 + self.n2;
+        self.centered_block(0..n, 0..n)
+    }
+
+    /// The block `rows x cols` of [`centered_gram`](Self::centered_gram), equal to it entry for
+    /// entry, without building the whole matrix.
+    pub fn centered_block(&self, rows: Range<usize>, cols: Range<usize>) -> Mat<f64> {
         let d = self.rows.max(1) as f64;
-        Mat::from_fn(n, n, |i, j| {
-            self.gram[(i, j)] - self.sums[i] * self.sums[j] / d
-        })
+        let sums = &self.sums[rows.clone()];
+        let mut out = Mat::<f64>::zeros(rows.len(), cols.len());
+        for (k, j) in cols.enumerate() {
+            let g = &self
+                .gram
+                .col(j)
+                .try_as_col_major()
+                .expect("column-major")
+                .as_slice()[rows.clone()];
+            let dst = out
+                .col_mut(k)
+                .try_as_col_major_mut()
+                .expect("column-major")
+                .as_slice_mut();
+            let sj = self.sums[j];
+            for ((o, &gij), &si) in dst.iter_mut().zip(g).zip(sums) {
+                *o = gij - si * sj / d;
+            }
+        }
+        out
     }
 }
 

@@ -5,7 +5,7 @@
 //! leading `k x l` block of B, k and l the numerical ranks); SVCCA's matrix is the leading block
 //! of M; PWCCA's canonical variates come from the eigenvectors of `M Mᵀ` (or `Mᵀ M`).
 
-use super::linalg::{left_singular, singular_values, Eigen};
+use super::linalg::{left_singular, singular_values, Backend, Eigen};
 use super::{Factors, Measures, Parts, CCA_RANK_TOL, SVCCA_KEEP_VARIANCE};
 use crate::JointStats;
 use faer::Mat;
@@ -97,13 +97,13 @@ pub(super) fn fill_cca_pwcca(
     let side_a = parts.n1 <= parts.n2;
     let fit = if pwcca {
         let fitted = if side_a {
-            left_singular(m.as_ref())
+            left_singular(m.as_ref(), parts.backend)
         } else {
-            left_singular(m.transpose())
+            left_singular(m.transpose(), parts.backend)
         };
         fitted.map(|(rho, u)| (rho, Some(u)))
     } else {
-        singular_values(m.as_ref()).map(|rho| (rho, None))
+        singular_values(m.as_ref(), parts.backend).map(|rho| (rho, None))
     };
     let Some((mut rho, u)) = fit else {
         out.notes
@@ -117,7 +117,11 @@ pub(super) fn fill_cca_pwcca(
         let e = if side_a { &f.ex } else { &f.ey };
         let k = e.rank;
         let scaled = Mat::from_fn(u.ncols(), k, |i, r| u[(r, i)] * e.values[r].sqrt());
-        let proj = scaled * e.vectors.get(.., ..k).transpose();
+        let proj = crate::dense::product(
+            scaled.as_ref(),
+            e.vectors.get(.., ..k).transpose(),
+            parts.backend,
+        );
         fill_pwcca(&proj, &rho, out);
     }
     if cca {
@@ -131,9 +135,9 @@ pub(super) fn fill_cca_pwcca(
 
 /// Fills `svcca` and `svcca_dims` (both sides of positive rank): the canonical correlations of
 /// the leading principal directions, i.e. of the leading block of M.
-pub(super) fn fill_svcca(f: &Factors, m: &Mat<f64>, out: &mut Measures) {
+pub(super) fn fill_svcca(f: &Factors, m: &Mat<f64>, backend: Backend, out: &mut Measures) {
     let (k, l) = (svcca_keep(&f.ex), svcca_keep(&f.ey));
-    match singular_values(m.get(..k, ..l)) {
+    match singular_values(m.get(..k, ..l), backend) {
         Some(mut rho) if !rho.is_empty() => {
             clamp(&mut rho);
             out.svcca = Some(mean(&rho));

@@ -61,11 +61,18 @@ fn centred_product(
     let tr_q: f64 = q.clone().map(|i| g[(i, i)]).sum();
     let mq_wp: f64 = q.clone().map(|i| mu(i) * w_p[i]).sum();
     let mp_wq: f64 = p.clone().map(|i| mu(i) * w_q[i]).sum();
-    let quad: f64 = p
+    // Σ_i Σ_j μ_i g_ij μ_j, column by column (the Gram matrix is column-major).
+    let mu_p: Vec<f64> = p.clone().map(mu).collect();
+    let quad: f64 = q
         .clone()
-        .map(|i| {
-            let row: f64 = q.clone().map(|j| g[(i, j)] * mu(j)).sum();
-            mu(i) * row
+        .map(|j| {
+            let col = &g
+                .col(j)
+                .try_as_col_major()
+                .expect("column-major")
+                .as_slice()[p.clone()];
+            let dot: f64 = col.iter().zip(&mu_p).map(|(x, m)| x * m).sum();
+            dot * mu(j)
         })
         .sum();
     cd - 2.0 * mq_wp - 2.0 * mp_wq + beta * tr_p + alpha * tr_q + 4.0 * quad

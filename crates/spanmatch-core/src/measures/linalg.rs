@@ -2,11 +2,12 @@
 //! singular values (and, for PWCCA, singular vectors) computed from the symmetric eigenproblem of
 //! the smaller Gram matrix `M Mᵀ` or `Mᵀ M` instead of a general SVD.
 //!
-//! faer does the work (see docs/decisions.md for the measurement against OpenBLAS's LAPACK).
+//! The kernels come from `crate::dense`: OpenBLAS's LAPACK when loaded, faer otherwise.
 
 use super::CCA_RANK_TOL;
-use faer::linalg::matmul::triangular::{matmul, BlockStructure};
-use faer::{Accum, Mat, MatRef, Par, Side};
+pub(crate) use crate::dense::Backend;
+use crate::dense::{gram_lower, sym_eigen};
+use faer::{Mat, MatRef};
 
 /// Eigenvalues of a Gram matrix `M Mᵀ` at or below `GRAM_NOISE · n · λ_max` (n its order) are set
 /// to zero before square roots are taken: they are below the resolution of the squared problem
@@ -34,13 +35,9 @@ impl Eigen {
 }
 
 /// Eigendecomposition of the symmetric `c` (lower triangle read); `None` if the solver fails.
-pub(crate) fn eigen(c: MatRef<'_, f64>) -> Option<Eigen> {
-    let p = c.nrows();
-    let evd = c.self_adjoint_eigen(Side::Lower).ok()?;
-    let asc: Vec<f64> = evd.S().column_vector().iter().copied().collect();
-    let u = evd.U();
-    let values: Vec<f64> = asc.iter().rev().copied().collect();
-    let vectors = Mat::from_fn(p, p, |r, j| u[(r, p - 1 - j)]);
+pub(crate) fn eigen(c: MatRef<'_, f64>, backend: Backend) -> Option<Eigen> {
+    let (values, vectors) = sym_eigen(c, true, backend)?;
+    let vectors = vectors?;
     let lmax = values.first().copied().unwrap_or(0.0).max(0.0);
     let rank = values
         .iter()
@@ -51,24 +48,6 @@ pub(crate) fn eigen(c: MatRef<'_, f64>) -> Option<Eigen> {
         vectors,
         rank,
     })
-}
-
-/// The lower triangle of `m mᵀ` (`m` is r x c), computed as a triangular product.
-fn gram_lower(m: MatRef<'_, f64>) -> Mat<f64> {
-    let r = m.nrows();
-    let mut g = Mat::<f64>::zeros(r, r);
-    matmul(
-        g.as_mut(),
-        BlockStructure::TriangularLower,
-        Accum::Replace,
-        m,
-        BlockStructure::Rectangular,
-        m.transpose(),
-        BlockStructure::Rectangular,
-        1.0,
-        Par::rayon(0),
-    );
-    g
 }
 
 /// Square roots of Gram eigenvalues (descending), with the [`GRAM_NOISE`] floor.
@@ -83,35 +62,36 @@ fn roots(desc: impl Iterator<Item = f64>, order: usize) -> Vec<f64> {
 
 /// The `min(r, c)` singular values of `m`, in decreasing order, from the eigenvalues of the
 /// smaller Gram matrix (see [`GRAM_NOISE`]). `None` if the eigensolver fails.
-pub(crate) fn singular_values(m: MatRef<'_, f64>) -> Option<Vec<f64>> {
+pub(crate) fn singular_values(m: MatRef<'_, f64>, backend: Backend) -> Option<Vec<f64>> {
     let k = m.nrows().min(m.ncols());
     if k == 0 {
         return Some(Vec::new());
     }
     let g = if m.nrows() <= m.ncols() {
-        gram_lower(m)
+        gram_lower(m, backend)
     } else {
-        gram_lower(m.transpose())
+        gram_lower(m.transpose(), backend)
     };
-    let asc = g.self_adjoint_eigenvalues(Side::Lower).ok()?;
-    Some(roots(asc.into_iter().rev(), k))
+    let (desc, _) = sym_eigen(g.as_ref(), false, backend)?;
+    Some(roots(desc.into_iter(), k))
 }
 
 /// The `min(r, c)` largest singular values of `m` (decreasing) and the matching left singular
 /// vectors (columns of an `r x min(r, c)` matrix), from the eigendecomposition of `m mᵀ`.
-pub(crate) fn left_singular(m: MatRef<'_, f64>) -> Option<(Vec<f64>, Mat<f64>)> {
+pub(crate) fn left_singular(m: MatRef<'_, f64>, backend: Backend) -> Option<(Vec<f64>, Mat<f64>)> {
     let (r, c) = (m.nrows(), m.ncols());
     let k = r.min(c);
     if k == 0 {
         return Some((Vec::new(), Mat::zeros(r, 0)));
     }
-    let g = gram_lower(m);
-    let evd = g.self_adjoint_eigen(Side::Lower).ok()?;
-    let asc: Vec<f64> = evd.S().column_vector().iter().copied().collect();
-    let u = evd.U();
-    let sigma = roots(asc.iter().rev().take(k).copied(), r);
-    let vectors = Mat::from_fn(r, k, |i, j| u[(i, r - 1 - j)]);
-    Some((sigma, vectors))
+    let g = gram_lower(m, backend);
+    let (desc, u) = sym_eigen(g.as_ref(), true, backend)?;
+    let mut u = u?;
+    let sigma = roots(desc.into_iter().take(k), r);
+    if k < r {
+        u = u.get(.., ..k).to_owned();
+    }
+    Some((sigma, u))
 }
 
 #[cfg(test)]
@@ -127,31 +107,41 @@ mod tests {
                 .wrapping_add(1442695040888963407);
             ((state >> 11) as f64 / (1u64 << 53) as f64) - 0.5
         };
-        for (r, c) in [(7, 7), (5, 9), (9, 4), (1, 3)] {
+        for ((r, c), (name, be)) in [(7, 7), (5, 9), (9, 4), (1, 3)]
+            .into_iter()
+            .flat_map(|size| {
+                crate::dense::all_backends()
+                    .into_iter()
+                    .map(move |b| (size, b))
+            })
+        {
             let m = Mat::from_fn(r, c, |_, _| rnd());
             let want = m.singular_values().unwrap();
-            let got = singular_values(m.as_ref()).unwrap();
+            let got = singular_values(m.as_ref(), be).unwrap();
             assert_eq!(got.len(), want.len());
             for (g, w) in got.iter().zip(&want) {
-                assert!((g - w).abs() < 1e-12, "{r}x{c}: {g} vs {w}");
+                assert!((g - w).abs() < 1e-12, "{name} {r}x{c}: {g} vs {w}");
             }
-            let (s, u) = left_singular(m.as_ref()).unwrap();
+            let (s, u) = left_singular(m.as_ref(), be).unwrap();
+            assert_eq!(u.ncols(), r.min(c));
             for (g, w) in s.iter().zip(&want) {
-                assert!((g - w).abs() < 1e-12);
+                assert!((g - w).abs() < 1e-12, "{name}");
             }
             // m mᵀ u = σ² u
             let mmt = &m * m.transpose();
             for j in 0..s.len() {
                 let lhs = &mmt * u.col(j);
                 for i in 0..r {
-                    assert!((lhs[i] - s[j] * s[j] * u[(i, j)]).abs() < 1e-12);
+                    assert!((lhs[i] - s[j] * s[j] * u[(i, j)]).abs() < 1e-12, "{name}");
                 }
             }
         }
         // A rank-1 matrix: the zero singular values come out as exact zeros.
         let m = Mat::from_fn(6, 6, |i, j| (i + 1) as f64 * (j as f64 - 2.5));
-        let s = singular_values(m.as_ref()).unwrap();
-        assert!(s[0] > 1.0);
-        assert!(s[1..].iter().all(|&v| v == 0.0), "{s:?}");
+        for (name, be) in crate::dense::all_backends() {
+            let s = singular_values(m.as_ref(), be).unwrap();
+            assert!(s[0] > 1.0);
+            assert!(s[1..].iter().all(|&v| v == 0.0), "{name}: {s:?}");
+        }
     }
 }

@@ -6,7 +6,7 @@ use super::{Measures, Parts};
 /// `ν = ‖X̃ᵀỸ‖_* / (‖X̃‖_F ‖Ỹ‖_F)`, clamped to [0, 1], or a note when undefined. The singular
 /// values of `Cxy` come from the smaller Gram matrix (see `linalg::GRAM_NOISE`).
 pub(super) fn nuclear_ratio(parts: &Parts, out: &mut Measures) -> Option<f64> {
-    let Some(sv) = singular_values(parts.cxy.as_ref()) else {
+    let Some(sv) = singular_values(parts.cxy.as_ref(), parts.backend) else {
         out.notes
             .push("procrustes: undefined, the eigenvalue solver did not converge".to_string());
         return None;

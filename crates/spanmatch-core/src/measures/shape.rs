@@ -1,7 +1,7 @@
 //! The generalized shape metric of Williams et al. (2021) (netrep's `LinearMetric(alpha)` with the
 //! angular score), from the shared factors.
 
-use super::linalg::singular_values;
+use super::linalg::{singular_values, Backend};
 use super::{Factors, Measures};
 
 /// The partial-whitening weights `d_i = α + (1 − α) λ̃_i^{-1/2}` of one side (λ̃ the eigenvalues
@@ -34,6 +34,7 @@ pub(super) fn fill(
     alpha: f64,
     rho: Option<&[f64]>,
     procrustes_nu: Option<f64>,
+    backend: Backend,
     out: &mut Measures,
 ) {
     let cos = if alpha == 1.0 && procrustes_nu.is_some() {
@@ -49,7 +50,8 @@ pub(super) fn fill(
         let s = faer::Mat::from_fn(f.b.nrows(), f.b.ncols(), |i, j| {
             f.b[(i, j)] * scale * dx[i] * dy[j]
         });
-        singular_values(s.as_ref()).map(|sv| sv.iter().sum::<f64>() / (nx.sqrt() * ny.sqrt()))
+        singular_values(s.as_ref(), backend)
+            .map(|sv| sv.iter().sum::<f64>() / (nx.sqrt() * ny.sqrt()))
     };
     match cos {
         Some(c) if c.is_finite() => {
