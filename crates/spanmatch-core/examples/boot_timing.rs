@@ -59,6 +59,10 @@ fn main() {
         })
         .unwrap();
     let boot = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    cs.bootstrap(100, 1, |s| Ok(vec![s.gram[(0, 0)]])).unwrap();
+    let sums_only = t.elapsed().as_secs_f64();
+    println!("bootstrap 100 of the sums alone: {sums_only:.3} s");
     println!(
         "n={n}+{n}: sum of {k} chunks {:.2} ms, mms_at {:.2} ms, cka {:.2} ms; bootstrap 100: {:.3} s ({} outputs)",
         sum * 1e3,

@@ -724,15 +724,49 @@ impl ChunkedStats {
         self.weighted_sum(&vec![1; self.chunks.len()])
     }
 
-    /// `Σ_k counts[k] · chunk_k`, summed in chunk order.
+    /// `Σ_k counts[k] · chunk_k`, summed in chunk order (from zero, chunks with count 0
+    /// skipped).
     fn weighted_sum(&self, counts: &[u64]) -> JointStats {
         let mut out = GramAccumulator::new(self.n1, self.n2).finish();
-        for (chunk, &c) in self.chunks.iter().zip(counts) {
-            if c > 0 {
-                add_scaled(&mut out, chunk, c);
+        self.weighted_sum_into(counts, &mut out);
+        out
+    }
+
+    /// [`weighted_sum`](Self::weighted_sum) into `out` (statistics of the same shape, whose
+    /// values are overwritten): the bootstrap reuses one per task. The Gram matrix is summed on
+    /// its lower triangle, column by column over the chunks, then mirrored; per entry the
+    /// additions are those of adding whole matrices chunk after chunk, so the values are the
+    /// same bit for bit, for half the arithmetic and no fresh memory (16 chunks at 256 + 256,
+    /// 100 resamples of the sums alone on 2 cores: 0.12 s before, 0.067 s; `examples/boot_timing.rs`).
+    fn weighted_sum_into(&self, counts: &[u64], out: &mut JointStats) {
+        let n = self.n1 + self.n2;
+        debug_assert_eq!((out.n1, out.n2), (self.n1, self.n2));
+        let used: Vec<(&JointStats, f64)> = self
+            .chunks
+            .iter()
+            .zip(counts)
+            .filter(|(_, &c)| c > 0)
+            .map(|(chunk, &c)| (chunk, c as f64))
+            .collect();
+        for j in 0..n {
+            let dst = &mut col_slice_mut(&mut out.gram, j)[j..];
+            dst.fill(0.0);
+            for (chunk, w) in &used {
+                let src = &col_slice(&chunk.gram, j)[j..];
+                dst.iter_mut().zip(src).for_each(|(d, s)| *d += w * s);
             }
         }
-        out
+        mirror_lower(&mut out.gram);
+        out.rows = 0;
+        out.sums.fill(0.0);
+        out.moments.weighted_by_a.fill(0.0);
+        out.moments.weighted_by_b.fill(0.0);
+        (out.moments.aa, out.moments.ab, out.moments.bb) = (0.0, 0.0, 0.0);
+        for (chunk, &c) in self.chunks.iter().zip(counts) {
+            if c > 0 {
+                add_scaled_vectors(out, chunk, c);
+            }
+        }
     }
 
     /// Percentile bootstrap over chunks at level [`BOOTSTRAP_LEVEL`] (95 %): see
@@ -775,14 +809,18 @@ impl ChunkedStats {
         let point = f(&self.merged())?;
         let results: Vec<Result<Vec<f64>, CoreError>> = (0..resamples)
             .into_par_iter()
-            .map(|r| {
-                let mut rng = stream(TAG_BOOT, seed, r as u64);
-                let mut counts = vec![0u64; k];
-                for _ in 0..k {
-                    counts[rng.random_range(0..k as u64) as usize] += 1;
-                }
-                f(&self.weighted_sum(&counts))
-            })
+            .map_init(
+                || GramAccumulator::new(self.n1, self.n2).finish(),
+                |sum, r| {
+                    let mut rng = stream(TAG_BOOT, seed, r as u64);
+                    let mut counts = vec![0u64; k];
+                    for _ in 0..k {
+                        counts[rng.random_range(0..k as u64) as usize] += 1;
+                    }
+                    self.weighted_sum_into(&counts, sum);
+                    f(sum)
+                },
+            )
             .collect();
         let mut values: Vec<Vec<f64>> = vec![Vec::with_capacity(resamples); point.len()];
         for (resample, r) in results.into_iter().enumerate() {
@@ -873,6 +911,21 @@ fn col_slice_mut(m: &mut Mat<f64>, j: usize) -> &mut [f64] {
         .as_slice_mut()
 }
 
+/// Copies the lower triangle of the square `m` onto its upper triangle, in tiles.
+fn mirror_lower(m: &mut Mat<f64>) {
+    const TILE: usize = 32;
+    let n = m.nrows();
+    for bj in (0..n).step_by(TILE) {
+        for bi in (bj..n).step_by(TILE) {
+            for j in bj..(bj + TILE).min(n) {
+                for i in bi.max(j + 1)..(bi + TILE).min(n) {
+                    m[(j, i)] = m[(i, j)];
+                }
+            }
+        }
+    }
+}
+
 /// `dst += c · src` on every statistic (shapes already checked).
 fn add_scaled(dst: &mut JointStats, src: &JointStats, c: u64) {
     let w = c as f64;
@@ -883,6 +936,12 @@ fn add_scaled(dst: &mut JointStats, src: &JointStats, c: u64) {
             .zip(s)
             .for_each(|(d, s)| *d += w * s);
     }
+    add_scaled_vectors(dst, src, c);
+}
+
+/// `dst += c · src` on every statistic but the Gram matrix.
+fn add_scaled_vectors(dst: &mut JointStats, src: &JointStats, c: u64) {
+    let w = c as f64;
     let add = |d: &mut [f64], s: &[f64]| d.iter_mut().zip(s).for_each(|(d, s)| *d += w * s);
     add(&mut dst.sums, &src.sums);
     add(&mut dst.moments.weighted_by_a, &src.moments.weighted_by_a);
@@ -914,8 +973,21 @@ mod tests {
             vec![5, 0, 0, 0, 0],
             vec![1, 1, 1, 1, 1],
         ];
+        // The bootstrap reuses one output per task: a reused output gives the same values.
+        let mut reused = cs.weighted_sum(&[3, 0, 0, 1, 1]);
         for c in &counts {
             let s = cs.weighted_sum(c);
+            cs.weighted_sum_into(c, &mut reused);
+            assert_eq!(reused.rows, s.rows);
+            assert_eq!(reused.sums, s.sums);
+            assert_eq!(reused.moments, s.moments);
+            for j in 0..n1 + n2 {
+                assert_eq!(
+                    col_slice(&reused.gram, j),
+                    col_slice(&s.gram, j),
+                    "column {j}"
+                );
+            }
             let n = n1 + n2;
             for j in 0..n {
                 for i in 0..n {
