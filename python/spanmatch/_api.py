@@ -125,18 +125,20 @@ class Stats:
 
         A sum also adds up the two widths in the header: pass ``n1`` and ``n2`` to restore them.
         """
-        v = np.array(flat, dtype="<f8", copy=True).reshape(-1)
+        v = np.require(flat, dtype=np.float64, requirements=["C", "A"]).reshape(-1)
         if n1 is not None and n2 is not None:
             if len(v) < 2:
                 raise ValueError(f"from_flat: {len(v)} values, too few for statistics")
-            v[0], v[1] = int(n1), int(n2)
-        return Stats(_native.Stats.from_state(v.tobytes()))
+            if (v[0], v[1]) != (int(n1), int(n2)):
+                v = v.copy()  # (the caller's array is left as it was)
+                v[0], v[1] = int(n1), int(n2)
+        return Stats(_native.Stats.from_flat(v))
 
     def to_flat(self) -> np.ndarray:
         """The exact statistics as one float64 vector of :func:`flat_length` values: a header
         ``(n1, n2, rows, Σa², Σab, Σb²)``, the column sums, the two row-norm-weighted sums and
         the Gram matrix. Vectors of disjoint inputs add up element-wise past the two widths."""
-        return np.frombuffer(bytes(self._native.state()), dtype="<f8").copy()
+        return self._native.flat()
 
     @property
     def n1(self) -> int:
@@ -344,8 +346,7 @@ class Accumulator:
         first update it raises ``ValueError`` (the widths are not known yet)."""
         if self.n1 is None:
             raise ValueError("to_flat: the accumulator has no statistics yet (no update)")
-        # state(): one layout byte, then the flat statistics.
-        return np.frombuffer(bytes(self._native.state())[1:], dtype="<f8").copy()
+        return self._native.flat()
 
     def finish(self) -> Stats:
         """The finished statistics (the accumulator stays usable)."""

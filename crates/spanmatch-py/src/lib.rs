@@ -8,7 +8,8 @@
 
 use numpy::ndarray::ArrayViewD;
 use numpy::{
-    IntoPyArray, PyArray1, PyArray2, PyReadonlyArrayDyn, PyUntypedArray, PyUntypedArrayMethods,
+    IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArrayDyn,
+    PyUntypedArray, PyUntypedArrayMethods,
 };
 use pyo3::exceptions::{PyFileNotFoundError, PyTypeError, PyValueError};
 use pyo3::prelude::*;
@@ -796,6 +797,25 @@ impl PyAccumulator {
         Ok(PyBytes::new(py, &bytes))
     }
 
+    /// Adds the pending rows, returns the flat statistics (as `flat()`) and empties the
+    /// accumulator, keeping its memory and widths: the end of one bootstrap chunk and the
+    /// start of the next. `None` before the first update.
+    fn take_flat<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyArray1<f64>>>> {
+        py.detach(|| self.flush())?;
+        Ok(self.acc.as_mut().map(|a| {
+            let flat = a.to_flat();
+            a.clear();
+            flat.into_pyarray(py)
+        }))
+    }
+
+    /// The flat statistics (see `Stats.to_flat`) as a float64 array, `None` before the first
+    /// update; the pending rows are added first. One copy (the bytes of `state()` took four).
+    fn flat<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyArray1<f64>>>> {
+        py.detach(|| self.flush())?;
+        Ok(self.acc.as_ref().map(|a| a.to_flat().into_pyarray(py)))
+    }
+
     /// Rebuilds an accumulator from `state()`.
     #[staticmethod]
     fn from_state(state: &[u8]) -> PyResult<Self> {
@@ -1110,6 +1130,21 @@ impl PyStats {
     /// Exact state as bytes.
     fn state<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &flat_bytes(&self.acc))
+    }
+
+    /// The flat statistics as a float64 array (one copy).
+    fn flat<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        self.acc.to_flat().into_pyarray(py)
+    }
+
+    /// Statistics from a flat float64 array (`flat()`, or a sum of such arrays with the widths
+    /// restored): one copy.
+    #[staticmethod]
+    fn from_flat(flat: PyReadonlyArray1<'_, f64>) -> PyResult<Self> {
+        let v = flat.as_slice().map_err(|_| {
+            PyValueError::new_err("from_flat: the array is not contiguous (pass a contiguous copy)")
+        })?;
+        Ok(Self::new(GramAccumulator::from_flat(v).map_err(core_err)?))
     }
 
     /// Rebuilds statistics from `state()`.

@@ -295,9 +295,13 @@ class NativePair:
         return self.acc.to_flat()
 
     def end_chunk(self) -> None:
-        """Files the current chunk's statistics and starts the next one."""
-        self.chunk_flats.append(self._current_flat())
-        self.acc = Accumulator("nhwc", precision=self.precision)
+        """Files the current chunk's statistics and starts the next one in the same memory
+        (a fresh accumulator per chunk faulted in new pages each time)."""
+        assert self.acc is not None, "the pass is closed"
+        flat = self.acc._native.take_flat()
+        if flat is None:  # nothing accumulated (this rank, this chunk)
+            flat = self._current_flat()
+        self.chunk_flats.append(flat)
 
     def close(self, chunks_total: int) -> None:
         """End of the pass (see :meth:`Blocks.close`). The engine's accumulator is released:
