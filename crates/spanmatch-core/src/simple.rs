@@ -184,11 +184,15 @@ const STATE_COMPACT_AT: (usize, usize) = (3, 4);
 /// ...and a trial only below this one: trials do not each redo the same compaction.
 const TRIAL_COMPACT_AT: (usize, usize) = (1, 4);
 /// Longest run of candidates tried at once. Runs double after each accepted run; on layers
-/// where most candidates end up rejected (large minimal matches) a long failed run costs a
-/// large cascade and its halvings, and capping the runs measured faster there (512+512 ReLU,
-/// ε 0.5: 26 s at 16 against 35 s uncapped) for a small cost on planted blocks (4.2 s
-/// against 3.9 s at ε 0.25).
-const MAX_RUN: usize = 16;
+/// where most candidates end up rejected (large minimal matches, as on ReLU layers) a failed
+/// run costs a larger cascade and then its halving, so short runs win there. Measured in one
+/// session (docs/benchmarks.md, round 3 third session), all simple matches at ε 0.5 on the
+/// issue's 1024 + 1024 ReLU data: cap 32: 133.5 s, 16: 122–126 s, 8: 121 s, 4: 115 s,
+/// 2: 112 s, 1: 100 s; 512 + 512 ReLU: 16: 8.3 s, 2: 6.7 s, 1: 6.0 s. Planted blocks, where
+/// most candidates are accepted, pay for short runs at 512 + 512 (ε 0.25: 2.3 s at 16, 2.4 s
+/// at 2, 2.6 s at 1) and not measurably at 1024 + 1024 (28.7 / 30.2 / 29.2 s). 2 keeps most
+/// of the gain and the group testing (a run of two, halved on failure).
+const MAX_RUN: usize = 2;
 
 /// Callback of [`Search`]: a group of neurons and their common v-minimal match.
 type Emit<'a> = dyn Fn(Vec<Neuron>, (Vec<usize>, Vec<usize>)) + Sync + 'a;
