@@ -5,26 +5,11 @@
 use faer::linalg::matmul::matmul;
 use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
 use faer::{Accum, Mat, Par};
+use spanmatch_core::gram_kernel::Dgemm;
 use spanmatch_core::rng::SplitMix64;
 use std::os::raw::c_int;
 use std::time::Instant;
 
-type Dgemm = unsafe extern "C" fn(
-    c_int,
-    c_int,
-    c_int,
-    c_int,
-    c_int,
-    c_int,
-    f64,
-    *const f64,
-    c_int,
-    *const f64,
-    c_int,
-    f64,
-    *mut f64,
-    c_int,
-);
 type Dtrsm = unsafe extern "C" fn(
     c_int,
     c_int,

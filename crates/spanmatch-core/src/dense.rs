@@ -1,24 +1,23 @@
-//! The dense kernels of the measures: symmetric eigenproblems, Gram matrices `M Mᵀ` and matrix
-//! products. OpenBLAS with its LAPACK (`dsyevd`, `cblas_dsyrk`, `cblas_dgemm`), loaded at run
-//! time like the Gram kernel of the statistics pass, when the library is present and has them;
-//! faer otherwise, or under `SPANMATCH_BLAS=faer`.
+//! The dense kernels of the measures: Gram matrices `M Mᵀ` and matrix products from OpenBLAS
+//! (`cblas_dsyrk`, `cblas_dgemm`), loaded at run time like the Gram kernel of the statistics
+//! pass, when the library is present (faer otherwise, or under `SPANMATCH_BLAS=faer`); symmetric
+//! eigenproblems from faer (see [`sym_eigen`] for why not LAPACK).
 //!
-//! Measured on the 2-core VM at 4096 (`examples/eig_speed.rs`, `examples/blas_speed.rs`, quiet
-//! machine, docs/benchmarks.md): full eigendecomposition 5.0 s (`dsyevd`) against 6.1 s (faer),
-//! eigenvalues only 2.5 s against 3.3 s, a product 0.87 s against 1.14 s. (An earlier
-//! measurement on a loaded machine had them within noise, docs/decisions.md.) The two give the
+//! Measured on the 2-core VM (`examples/blas_speed.rs`, docs/benchmarks.md): a product at 4096
+//! takes 0.87 s with OpenBLAS against 1.14 s with faer on both cores of a quiet machine, and
+//! they stay close beside a busy process (at 2048: 0.21 s against 0.18 s). The two give the
 //! same results up to rounding; each is deterministic on a given machine.
 
-use crate::gram_kernel::{self, Lapack};
+use crate::gram_kernel::{self, DenseKernels};
 use faer::linalg::matmul::triangular::{matmul as tri_matmul, BlockStructure};
 use faer::{Accum, Mat, MatRef, Par, Side};
 use std::os::raw::c_int;
 
-/// Which library computes the measures' dense kernels.
+/// Which library computes the measures' products and Gram matrices.
 #[derive(Clone, Copy)]
 pub(crate) enum Backend {
     /// OpenBLAS / LAPACK, loaded at run time.
-    Lapack(Lapack),
+    OpenBlas(DenseKernels),
     /// faer.
     Faer,
 }
@@ -26,7 +25,7 @@ pub(crate) enum Backend {
 impl Backend {
     /// The faster one available: LAPACK when loaded, faer otherwise.
     pub fn best() -> Self {
-        gram_kernel::lapack().map_or(Backend::Faer, Backend::Lapack)
+        gram_kernel::dense_kernels().map_or(Backend::Faer, Backend::OpenBlas)
     }
 }
 
@@ -35,16 +34,32 @@ const NO_TRANS: c_int = 111;
 const TRANS: c_int = 112;
 const LOWER: c_int = 122;
 
-/// A column-major view of `m` for BLAS: (pointer, transposed, leading dimension), or `None`
-/// when neither stride is 1 (the caller copies).
-fn blas_view(m: MatRef<'_, f64>) -> Option<(*const f64, bool, c_int)> {
-    let (r, c) = (m.nrows(), m.ncols());
-    if m.row_stride() == 1 && m.col_stride() >= r.max(1) as isize {
-        Some((m.as_ptr(), false, m.col_stride() as c_int))
-    } else if m.col_stride() == 1 && m.row_stride() >= c.max(1) as isize {
-        Some((m.as_ptr(), true, m.row_stride() as c_int))
-    } else {
-        None
+/// A matrix as BLAS reads it: in place when one of its strides is 1 (column-major, or a
+/// transposed column-major matrix), otherwise a column-major copy.
+enum Operand<'a> {
+    View(MatRef<'a, f64>),
+    Copy(Mat<f64>),
+}
+
+impl<'a> Operand<'a> {
+    fn new(m: MatRef<'a, f64>) -> Self {
+        let (r, c) = (m.nrows(), m.ncols());
+        let col_major = m.row_stride() == 1 && m.col_stride() >= r.max(1) as isize;
+        let row_major = m.col_stride() == 1 && m.row_stride() >= c.max(1) as isize;
+        if col_major || row_major {
+            Operand::View(m)
+        } else {
+            Operand::Copy(m.to_owned())
+        }
+    }
+
+    /// (pointer, transposed, leading dimension) of the column-major matrix BLAS reads.
+    fn raw(&self) -> (*const f64, bool, c_int) {
+        match self {
+            Operand::View(m) if m.row_stride() == 1 => (m.as_ptr(), false, m.col_stride() as c_int),
+            Operand::View(m) => (m.as_ptr(), true, m.row_stride() as c_int),
+            Operand::Copy(m) => (m.as_ptr(), false, m.col_stride() as c_int),
+        }
     }
 }
 
@@ -56,15 +71,9 @@ pub(crate) fn gram_lower(m: MatRef<'_, f64>, backend: Backend) -> Mat<f64> {
         return g;
     }
     match backend {
-        Backend::Lapack(l) => {
-            let owned;
-            let (ptr, trans, ld) = match blas_view(m) {
-                Some(v) => v,
-                None => {
-                    owned = m.to_owned();
-                    (owned.as_ptr(), false, owned.col_stride() as c_int)
-                }
-            };
+        Backend::OpenBlas(l) => {
+            let m = Operand::new(m);
+            let (ptr, trans, ld) = m.raw();
             let ldg = g.col_stride() as c_int;
             // SAFETY: `ptr` addresses an r x c matrix (c x r when `trans`) with leading dimension
             // `ld`, alive for the call; `g` is r x r with leading dimension `ldg`; dsyrk writes
@@ -109,22 +118,9 @@ pub(crate) fn product(a: MatRef<'_, f64>, b: MatRef<'_, f64>, backend: Backend) 
         return c;
     }
     match backend {
-        Backend::Lapack(l) => {
-            let (oa, ob);
-            let (pa, ta, lda) = match blas_view(a) {
-                Some(v) => v,
-                None => {
-                    oa = a.to_owned();
-                    (oa.as_ptr(), false, oa.col_stride() as c_int)
-                }
-            };
-            let (pb, tb, ldb) = match blas_view(b) {
-                Some(v) => v,
-                None => {
-                    ob = b.to_owned();
-                    (ob.as_ptr(), false, ob.col_stride() as c_int)
-                }
-            };
+        Backend::OpenBlas(l) => {
+            let (a, b) = (Operand::new(a), Operand::new(b));
+            let ((pa, ta, lda), (pb, tb, ldb)) = (a.raw(), b.raw());
             let ldc = c.col_stride() as c_int;
             // SAFETY: as in `gram_lower`: each operand is a column-major matrix (transposed when
             // flagged) with its leading dimension, alive for the call; c is m x n.
@@ -156,115 +152,36 @@ pub(crate) fn product(a: MatRef<'_, f64>, b: MatRef<'_, f64>, backend: Backend) 
 
 /// Eigenvalues of the symmetric `c` (lower triangle read), in decreasing order, and with
 /// `vectors` the matching unit eigenvectors as columns. `None` if the solver fails.
-pub(crate) fn sym_eigen(
-    c: MatRef<'_, f64>,
-    vectors: bool,
-    backend: Backend,
-) -> Option<(Vec<f64>, Option<Mat<f64>>)> {
+///
+/// Always faer's solver: LAPACK's `dsyevd` through OpenBLAS was faster on a quiet machine (5.0 s
+/// against 6.1 s at 4096) but collapses when other processes keep the cores busy (at 1024: 1.0 s
+/// against faer's 0.2 s beside one busy process, 26 s against 0.3 s beside two), because the
+/// tridiagonal reduction synchronises OpenBLAS's threads thousands of times; the products above
+/// are large single calls and hold up (docs/decisions.md).
+pub(crate) fn sym_eigen(c: MatRef<'_, f64>, vectors: bool) -> Option<(Vec<f64>, Option<Mat<f64>>)> {
     let p = c.nrows();
     if p == 0 {
         return Some((Vec::new(), vectors.then(|| Mat::zeros(0, 0))));
     }
-    match backend {
-        Backend::Lapack(l) => lapack_eigen(l, c, vectors),
-        Backend::Faer => {
-            if vectors {
-                let evd = c.self_adjoint_eigen(Side::Lower).ok()?;
-                let s = evd.S().column_vector();
-                let u = evd.U();
-                let values: Vec<f64> = (0..p).map(|j| s[p - 1 - j]).collect();
-                Some((values, Some(Mat::from_fn(p, p, |r, j| u[(r, p - 1 - j)]))))
-            } else {
-                let mut v = c.self_adjoint_eigenvalues(Side::Lower).ok()?;
-                v.reverse();
-                Some((v, None))
-            }
-        }
+    if vectors {
+        let evd = c.self_adjoint_eigen(Side::Lower).ok()?;
+        let s = evd.S().column_vector();
+        let u = evd.U();
+        let values: Vec<f64> = (0..p).map(|j| s[p - 1 - j]).collect();
+        Some((values, Some(Mat::from_fn(p, p, |r, j| u[(r, p - 1 - j)]))))
+    } else {
+        let mut v = c.self_adjoint_eigenvalues(Side::Lower).ok()?;
+        v.reverse();
+        Some((v, None))
     }
-}
-
-fn lapack_eigen(
-    l: Lapack,
-    c: MatRef<'_, f64>,
-    vectors: bool,
-) -> Option<(Vec<f64>, Option<Mat<f64>>)> {
-    let p = c.nrows();
-    let n = c_int::try_from(p).ok()?;
-    let mut a = c.to_owned();
-    let lda = a.col_stride() as c_int;
-    let mut w = vec![0.0; p];
-    let jobz: &[u8; 1] = if vectors { b"V" } else { b"N" };
-    let uplo = b"L";
-    let mut info: c_int = 0;
-    let query: c_int = -1;
-    let mut work_size = [0.0f64];
-    let mut iwork_size: [c_int; 1] = [0];
-    // SAFETY: a workspace query (lwork = liwork = -1) writes the optimal sizes to the two
-    // one-element arrays and reads only the scalars.
-    unsafe {
-        (l.dsyevd)(
-            jobz.as_ptr().cast(),
-            uplo.as_ptr().cast(),
-            &n,
-            a.as_ptr_mut(),
-            &lda,
-            w.as_mut_ptr(),
-            work_size.as_mut_ptr(),
-            &query,
-            iwork_size.as_mut_ptr(),
-            &query,
-            &mut info,
-        );
-    }
-    if info != 0 {
-        return None;
-    }
-    let lwork = c_int::try_from(work_size[0].ceil() as i64).ok()?.max(1);
-    let liwork = iwork_size[0].max(1);
-    let mut work = vec![0.0f64; lwork as usize];
-    let mut iwork: Vec<c_int> = vec![0; liwork as usize];
-    // SAFETY: `a` is p x p with leading dimension `lda`, `w` holds p values, and the workspaces
-    // have the sizes the query asked for; dsyevd writes only these.
-    unsafe {
-        (l.dsyevd)(
-            jobz.as_ptr().cast(),
-            uplo.as_ptr().cast(),
-            &n,
-            a.as_ptr_mut(),
-            &lda,
-            w.as_mut_ptr(),
-            work.as_mut_ptr(),
-            &lwork,
-            iwork.as_mut_ptr(),
-            &liwork,
-            &mut info,
-        );
-    }
-    if info != 0 || w.iter().any(|v| !v.is_finite()) {
-        return None;
-    }
-    w.reverse();
-    if !vectors {
-        return Some((w, None));
-    }
-    // Decreasing order: reverse the columns in place.
-    for j in 0..p / 2 {
-        let (left, right) = a.as_mut().split_at_col_mut(p - 1 - j);
-        let mut x = left.col_mut(j);
-        let mut y = right.col_mut(0);
-        for r in 0..p {
-            std::mem::swap(&mut x[r], &mut y[r]);
-        }
-    }
-    Some((w, Some(a)))
 }
 
 /// Every backend available in this process (faer, and LAPACK when loaded), named, for tests.
 #[cfg(test)]
 pub(crate) fn all_backends() -> Vec<(&'static str, Backend)> {
     let mut v = vec![("faer", Backend::Faer)];
-    if let Some(l) = gram_kernel::lapack() {
-        v.push(("lapack", Backend::Lapack(l)));
+    if let Some(l) = gram_kernel::dense_kernels() {
+        v.push(("openblas", Backend::OpenBlas(l)));
     }
     v
 }
@@ -322,11 +239,15 @@ mod tests {
     #[test]
     fn eigen_reconstructs_the_matrix_in_decreasing_order() {
         let m = random(40, 31, 3);
-        let c = gram_lower(m.transpose(), Backend::Faer);
-        let full = Mat::from_fn(31, 31, |i, j| c[(i.max(j), i.min(j))]);
+        let full = {
+            let c = gram_lower(m.transpose(), Backend::Faer);
+            Mat::from_fn(31, 31, |i, j| c[(i.max(j), i.min(j))])
+        };
+        // The Gram matrix from each backend, decomposed.
         let mut all = Vec::new();
         for (name, be) in all_backends() {
-            let (values, vectors) = sym_eigen(c.as_ref(), true, be).unwrap();
+            let c = gram_lower(m.transpose(), be);
+            let (values, vectors) = sym_eigen(c.as_ref(), true).unwrap();
             let u = vectors.unwrap();
             assert!(values.windows(2).all(|w| w[0] >= w[1]), "{name}: order");
             let recon = &u
@@ -334,7 +255,7 @@ mod tests {
                 * u.transpose();
             let err = (&recon - &full).norm_max();
             assert!(err < 1e-10 * values[0], "{name}: reconstruction {err}");
-            let (only, none) = sym_eigen(c.as_ref(), false, be).unwrap();
+            let (only, none) = sym_eigen(c.as_ref(), false).unwrap();
             assert!(none.is_none());
             for (x, y) in only.iter().zip(&values) {
                 assert!((x - y).abs() < 1e-10 * values[0], "{name}: values only");

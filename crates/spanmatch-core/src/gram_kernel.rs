@@ -18,7 +18,7 @@
 
 use faer::linalg::matmul::triangular::{matmul, BlockStructure};
 use faer::{Accum, MatMut, MatRef, Par};
-use std::os::raw::{c_char, c_int};
+use std::os::raw::c_int;
 use std::sync::OnceLock;
 
 /// Which implementation accumulates Gram matrices.
@@ -30,7 +30,9 @@ pub enum GramBackend {
     Faer,
 }
 
-pub(crate) type Dsyrk = unsafe extern "C" fn(
+/// `cblas_dsyrk` (public for the examples that compare libraries).
+#[doc(hidden)]
+pub type Dsyrk = unsafe extern "C" fn(
     c_int,
     c_int,
     c_int,
@@ -59,7 +61,8 @@ type Ssyrk = unsafe extern "C" fn(
 );
 
 /// `cblas_dgemm`.
-pub(crate) type Dgemm = unsafe extern "C" fn(
+#[doc(hidden)]
+pub type Dgemm = unsafe extern "C" fn(
     c_int,
     c_int,
     c_int,
@@ -76,28 +79,11 @@ pub(crate) type Dgemm = unsafe extern "C" fn(
     c_int,
 );
 
-/// LAPACK's `dsyevd_` (Fortran calling convention: every argument by pointer).
-pub(crate) type Dsyevd = unsafe extern "C" fn(
-    *const c_char,
-    *const c_char,
-    *const c_int,
-    *mut f64,
-    *const c_int,
-    *mut f64,
-    *mut f64,
-    *const c_int,
-    *mut c_int,
-    *const c_int,
-    *mut c_int,
-);
-
-/// The dense kernels the measures take from the loaded library (see `crate::dense`): all three
-/// or none.
+/// The dense kernels the measures take from the loaded library (see `crate::dense`).
 #[derive(Clone, Copy)]
-pub(crate) struct Lapack {
+pub(crate) struct DenseKernels {
     pub dsyrk: Dsyrk,
     pub dgemm: Dgemm,
-    pub dsyevd: Dsyevd,
 }
 
 struct Blas {
@@ -106,9 +92,9 @@ struct Blas {
     dsyrk: Dsyrk,
     /// `cblas_ssyrk`, when the library has it (every OpenBLAS build does).
     ssyrk: Option<Ssyrk>,
-    /// `cblas_dgemm` and LAPACK's `dsyevd_`, when the library has them (Debian's and the usual
-    /// OpenBLAS builds include LAPACK).
-    lapack: Option<Lapack>,
+    /// `cblas_dsyrk` and `cblas_dgemm` for the measures, when the library has `cblas_dgemm`
+    /// (every CBLAS does).
+    dense: Option<DenseKernels>,
 }
 
 static BLAS: OnceLock<Option<Blas>> = OnceLock::new();
@@ -126,8 +112,8 @@ pub fn init() -> GramBackend {
 
 /// The library's dense kernels for the measures, when it is loaded and has them (`None` under
 /// `SPANMATCH_BLAS=faer`). The function pointers stay valid for the life of the process.
-pub(crate) fn lapack() -> Option<Lapack> {
-    BLAS.get_or_init(load).as_ref().and_then(|b| b.lapack)
+pub(crate) fn dense_kernels() -> Option<DenseKernels> {
+    BLAS.get_or_init(load).as_ref().and_then(|b| b.dense)
 }
 
 #[cfg(feature = "openblas")]
@@ -155,25 +141,15 @@ fn load() -> Option<Blas> {
             let ssyrk = unsafe { lib.get::<Ssyrk>(b"cblas_ssyrk\0") }
                 .ok()
                 .map(|f| *f);
-            // SAFETY: `cblas_dgemm` and `dsyevd_` have these signatures in every CBLAS and
-            // LAPACK implementation (LAPACK: 32-bit integers, as in Debian's libopenblas0).
-            let dgemm = unsafe { lib.get::<Dgemm>(b"cblas_dgemm\0") }
+            // SAFETY: `cblas_dgemm` has this C signature in every CBLAS implementation.
+            let dense = unsafe { lib.get::<Dgemm>(b"cblas_dgemm\0") }
                 .ok()
-                .map(|f| *f);
-            let dsyevd = unsafe { lib.get::<Dsyevd>(b"dsyevd_\0") }.ok().map(|f| *f);
-            let lapack = match (dgemm, dsyevd) {
-                (Some(dgemm), Some(dsyevd)) => Some(Lapack {
-                    dsyrk,
-                    dgemm,
-                    dsyevd,
-                }),
-                _ => None,
-            };
+                .map(|f| DenseKernels { dsyrk, dgemm: *f });
             return Some(Blas {
                 _lib: lib,
                 dsyrk,
                 ssyrk,
-                lapack,
+                dense,
             });
         }
     }

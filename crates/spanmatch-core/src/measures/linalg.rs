@@ -2,7 +2,8 @@
 //! singular values (and, for PWCCA, singular vectors) computed from the symmetric eigenproblem of
 //! the smaller Gram matrix `M Mᵀ` or `Mᵀ M` instead of a general SVD.
 //!
-//! The kernels come from `crate::dense`: OpenBLAS's LAPACK when loaded, faer otherwise.
+//! The kernels come from `crate::dense`: products and Gram matrices from OpenBLAS when loaded
+//! (faer otherwise), eigenproblems from faer.
 
 use super::CCA_RANK_TOL;
 pub(crate) use crate::dense::Backend;
@@ -35,8 +36,8 @@ impl Eigen {
 }
 
 /// Eigendecomposition of the symmetric `c` (lower triangle read); `None` if the solver fails.
-pub(crate) fn eigen(c: MatRef<'_, f64>, backend: Backend) -> Option<Eigen> {
-    let (values, vectors) = sym_eigen(c, true, backend)?;
+pub(crate) fn eigen(c: MatRef<'_, f64>) -> Option<Eigen> {
+    let (values, vectors) = sym_eigen(c, true)?;
     let vectors = vectors?;
     let lmax = values.first().copied().unwrap_or(0.0).max(0.0);
     let rank = values
@@ -72,7 +73,7 @@ pub(crate) fn singular_values(m: MatRef<'_, f64>, backend: Backend) -> Option<Ve
     } else {
         gram_lower(m.transpose(), backend)
     };
-    let (desc, _) = sym_eigen(g.as_ref(), false, backend)?;
+    let (desc, _) = sym_eigen(g.as_ref(), false)?;
     Some(roots(desc.into_iter(), k))
 }
 
@@ -85,7 +86,7 @@ pub(crate) fn left_singular(m: MatRef<'_, f64>, backend: Backend) -> Option<(Vec
         return Some((Vec::new(), Mat::zeros(r, 0)));
     }
     let g = gram_lower(m, backend);
-    let (desc, u) = sym_eigen(g.as_ref(), true, backend)?;
+    let (desc, u) = sym_eigen(g.as_ref(), true)?;
     let mut u = u?;
     let sigma = roots(desc.into_iter().take(k), r);
     if k < r {
