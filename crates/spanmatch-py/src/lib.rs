@@ -967,14 +967,13 @@ impl PyStats {
         Ok(cached)
     }
 
+    /// The reduced problem of these statistics. The symmetric Gram matrix is built without the
+    /// GIL (0.3 s at 4096 + 4096), and checked for non-finite values once, by the problem (the
+    /// profile reads nothing else).
     fn problem(&self, py: Python<'_>, dead: &str, tol: Option<f64>) -> PyResult<MatchProblem> {
         let options = matching(dead, tol)?;
-        let joint = self.joint();
-        py.detach(|| {
-            joint.check_finite()?;
-            MatchProblem::from_stats(joint, options)
-        })
-        .map_err(core_err)
+        py.detach(|| MatchProblem::from_stats(self.joint(), options))
+            .map_err(core_err)
     }
 }
 
