@@ -348,6 +348,12 @@ class Accumulator:
             raise ValueError("to_flat: the accumulator has no statistics yet (no update)")
         return self._native.flat()
 
+    def _take_flat(self) -> Optional[np.ndarray]:
+        """:meth:`to_flat`, then empties the accumulator in place (same widths, same memory):
+        the end of one bootstrap chunk and the start of the next. ``None`` before the first
+        update. (For the package's fronts.)"""
+        return self._native.take_flat()
+
     def finish(self) -> Stats:
         """The finished statistics (the accumulator stays usable)."""
         return Stats(self._native.finish())

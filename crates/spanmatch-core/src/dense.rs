@@ -16,14 +16,14 @@ use std::os::raw::c_int;
 /// Which library computes the measures' products and Gram matrices.
 #[derive(Clone, Copy)]
 pub(crate) enum Backend {
-    /// OpenBLAS / LAPACK, loaded at run time.
+    /// OpenBLAS, loaded at run time.
     OpenBlas(DenseKernels),
     /// faer.
     Faer,
 }
 
 impl Backend {
-    /// The faster one available: LAPACK when loaded, faer otherwise.
+    /// The faster one available: OpenBLAS when loaded, faer otherwise.
     pub fn best() -> Self {
         gram_kernel::dense_kernels().map_or(Backend::Faer, Backend::OpenBlas)
     }
@@ -150,33 +150,39 @@ pub(crate) fn product(a: MatRef<'_, f64>, b: MatRef<'_, f64>, backend: Backend) 
     c
 }
 
-/// Eigenvalues of the symmetric `c` (lower triangle read), in decreasing order, and with
-/// `vectors` the matching unit eigenvectors as columns. `None` if the solver fails.
+/// Eigenvalues of the symmetric `c` (lower triangle read), in decreasing order, with the
+/// matching unit eigenvectors as columns. `None` if the solver fails.
 ///
 /// Always faer's solver: LAPACK's `dsyevd` through OpenBLAS was faster on a quiet machine (5.0 s
 /// against 6.1 s at 4096) but collapses when other processes keep the cores busy (at 1024: 1.0 s
 /// against faer's 0.2 s beside one busy process, 26 s against 0.3 s beside two), because the
 /// tridiagonal reduction synchronises OpenBLAS's threads thousands of times; the products above
-/// are large single calls and hold up (docs/decisions.md).
-pub(crate) fn sym_eigen(c: MatRef<'_, f64>, vectors: bool) -> Option<(Vec<f64>, Option<Mat<f64>>)> {
+/// are large single calls and hold up (docs/decisions.md). The same holds for
+/// [`sym_eigenvalues`].
+pub(crate) fn sym_eigen(c: MatRef<'_, f64>) -> Option<(Vec<f64>, Mat<f64>)> {
     let p = c.nrows();
     if p == 0 {
-        return Some((Vec::new(), vectors.then(|| Mat::zeros(0, 0))));
+        return Some((Vec::new(), Mat::zeros(0, 0)));
     }
-    if vectors {
-        let evd = c.self_adjoint_eigen(Side::Lower).ok()?;
-        let s = evd.S().column_vector();
-        let u = evd.U();
-        let values: Vec<f64> = (0..p).map(|j| s[p - 1 - j]).collect();
-        Some((values, Some(Mat::from_fn(p, p, |r, j| u[(r, p - 1 - j)]))))
-    } else {
-        let mut v = c.self_adjoint_eigenvalues(Side::Lower).ok()?;
-        v.reverse();
-        Some((v, None))
-    }
+    let evd = c.self_adjoint_eigen(Side::Lower).ok()?;
+    let s = evd.S().column_vector();
+    let u = evd.U();
+    let values: Vec<f64> = (0..p).map(|j| s[p - 1 - j]).collect();
+    Some((values, Mat::from_fn(p, p, |r, j| u[(r, p - 1 - j)])))
 }
 
-/// Every backend available in this process (faer, and LAPACK when loaded), named, for tests.
+/// Eigenvalues of the symmetric `c` (lower triangle read), in decreasing order (faer, see
+/// [`sym_eigen`]). `None` if the solver fails.
+pub(crate) fn sym_eigenvalues(c: MatRef<'_, f64>) -> Option<Vec<f64>> {
+    if c.nrows() == 0 {
+        return Some(Vec::new());
+    }
+    let mut v = c.self_adjoint_eigenvalues(Side::Lower).ok()?;
+    v.reverse();
+    Some(v)
+}
+
+/// Every backend available in this process (faer, and OpenBLAS when loaded), named, for tests.
 #[cfg(test)]
 pub(crate) fn all_backends() -> Vec<(&'static str, Backend)> {
     let mut v = vec![("faer", Backend::Faer)];
@@ -247,16 +253,14 @@ mod tests {
         let mut all = Vec::new();
         for (name, be) in all_backends() {
             let c = gram_lower(m.transpose(), be);
-            let (values, vectors) = sym_eigen(c.as_ref(), true).unwrap();
-            let u = vectors.unwrap();
+            let (values, u) = sym_eigen(c.as_ref()).unwrap();
             assert!(values.windows(2).all(|w| w[0] >= w[1]), "{name}: order");
             let recon = &u
                 * Mat::from_fn(31, 31, |i, j| if i == j { values[i] } else { 0.0 })
                 * u.transpose();
             let err = (&recon - &full).norm_max();
             assert!(err < 1e-10 * values[0], "{name}: reconstruction {err}");
-            let (only, none) = sym_eigen(c.as_ref(), false).unwrap();
-            assert!(none.is_none());
+            let only = sym_eigenvalues(c.as_ref()).unwrap();
             for (x, y) in only.iter().zip(&values) {
                 assert!((x - y).abs() < 1e-10 * values[0], "{name}: values only");
             }

@@ -298,7 +298,7 @@ class NativePair:
         """Files the current chunk's statistics and starts the next one in the same memory
         (a fresh accumulator per chunk faulted in new pages each time)."""
         assert self.acc is not None, "the pass is closed"
-        flat = self.acc._native.take_flat()
+        flat = self.acc._take_flat()
         if flat is None:  # nothing accumulated (this rank, this chunk)
             flat = self._current_flat()
         self.chunk_flats.append(flat)

@@ -7,7 +7,7 @@
 
 use super::CCA_RANK_TOL;
 pub(crate) use crate::dense::Backend;
-use crate::dense::{gram_lower, sym_eigen};
+use crate::dense::{gram_lower, sym_eigen, sym_eigenvalues};
 use faer::{Mat, MatRef};
 
 /// Eigenvalues of a Gram matrix `M Mᵀ` at or below `GRAM_NOISE · n · λ_max` (n its order) are set
@@ -37,8 +37,7 @@ impl Eigen {
 
 /// Eigendecomposition of the symmetric `c` (lower triangle read); `None` if the solver fails.
 pub(crate) fn eigen(c: MatRef<'_, f64>) -> Option<Eigen> {
-    let (values, vectors) = sym_eigen(c, true)?;
-    let vectors = vectors?;
+    let (values, vectors) = sym_eigen(c)?;
     let lmax = values.first().copied().unwrap_or(0.0).max(0.0);
     let rank = values
         .iter()
@@ -73,7 +72,7 @@ pub(crate) fn singular_values(m: MatRef<'_, f64>, backend: Backend) -> Option<Ve
     } else {
         gram_lower(m.transpose(), backend)
     };
-    let (desc, _) = sym_eigen(g.as_ref(), false)?;
+    let desc = sym_eigenvalues(g.as_ref())?;
     Some(roots(desc.into_iter(), k))
 }
 
@@ -86,8 +85,7 @@ pub(crate) fn left_singular(m: MatRef<'_, f64>, backend: Backend) -> Option<(Vec
         return Some((Vec::new(), Mat::zeros(r, 0)));
     }
     let g = gram_lower(m, backend);
-    let (desc, u) = sym_eigen(g.as_ref(), true)?;
-    let mut u = u?;
+    let (desc, mut u) = sym_eigen(g.as_ref())?;
     let sigma = roots(desc.into_iter().take(k), r);
     if k < r {
         u = u.get(.., ..k).to_owned();
