@@ -1,12 +1,16 @@
 //! What one bootstrap resample costs at VGG widths (issue 18 item 7): the weighted sum of the
-//! chunks' statistics, the mms at five ε (one profile) and CKA, then 100 resamples.
+//! chunks' statistics, the mms at five ε (one profile) and CKA, then 100 resamples (each peeled
+//! in the full data's removal order, as the engine does, and without an order).
 //!
-//! `cargo run --release -p spanmatch-core --example boot_timing -- [N]` (N neurons per net,
-//! default 256; 16 chunks of 4N rows of ReLU data sharing an N/2-dimensional latent).
+//! `cargo run --release -p spanmatch-core --example boot_timing -- [N] [profile|ordered|null]`
+//! (N neurons per net, default 256; 16 chunks of 4N rows of ReLU data sharing an
+//! N/2-dimensional latent). `profile`/`ordered`: 1000 profiles of the full data only, without and
+//! with its order; `null`: one rotation-null draw peeled without an order and with the unrotated
+//! pair's.
 use spanmatch_core::controls::ChunkedStats;
 use spanmatch_core::measures::{compute_with, Measure, MeasureOptions};
 use spanmatch_core::rng::SplitMix64;
-use spanmatch_core::{controls, JointStats, MatchOptions};
+use spanmatch_core::{controls, JointStats, MatchOptions, RemovalOrder};
 use std::time::Instant;
 
 fn main() {
@@ -34,6 +38,51 @@ fn main() {
     let mo = MeasureOptions::default();
     let merged = cs.merged();
     let reps = 50;
+    let order = RemovalOrder::from_profile(
+        &spanmatch_core::MatchProblem::new(&merged, MatchOptions::default())
+            .unwrap()
+            .profile(),
+    );
+    if std::env::args().nth(2).as_deref() == Some("null") {
+        // A rotation-null draw peeled with and without the unrotated pair's order of A.
+        let r = controls::rotate_b(&merged, 7);
+        let a_only = RemovalOrder {
+            a: order.a.clone(),
+            b: Vec::new(),
+        };
+        for (name, o) in [
+            ("none", None),
+            ("observed", Some(&order)),
+            ("A only", Some(&a_only)),
+        ] {
+            let t = Instant::now();
+            for _ in 0..200 {
+                std::hint::black_box(match o {
+                    Some(o) => controls::mms_at_ordered(&r, &eps, MatchOptions::default(), o),
+                    None => controls::mms_at(&r, &eps, MatchOptions::default()),
+                })
+                .unwrap();
+            }
+            println!(
+                "null draw, order {name}: {:.3} ms",
+                t.elapsed().as_secs_f64() * 5.0
+            );
+        }
+        return;
+    }
+    if let Some(mode @ ("profile" | "ordered")) = std::env::args().nth(2).as_deref() {
+        // Only the profiles (for a profiler): 1000 of them.
+        let t = Instant::now();
+        for _ in 0..1000 {
+            std::hint::black_box(if mode == "ordered" {
+                controls::mms_at_ordered(&merged, &eps, MatchOptions::default(), &order).unwrap()
+            } else {
+                controls::mms_at(&merged, &eps, MatchOptions::default()).unwrap()
+            });
+        }
+        println!("{mode}: {:.3} ms", t.elapsed().as_secs_f64());
+        return;
+    }
     let t = Instant::now();
     for _ in 0..reps {
         std::hint::black_box(cs.merged());
@@ -49,22 +98,34 @@ fn main() {
         std::hint::black_box(compute_with(&merged, &[Measure::Cka], &mo).unwrap());
     }
     let cka = t.elapsed().as_secs_f64() / reps as f64;
-    let t = Instant::now();
-    let iv = cs
-        .bootstrap(100, 1, |s| {
-            let mut v = controls::mms_at(s, &eps, MatchOptions::default())?;
-            let m = compute_with(s, &[Measure::Cka], &mo)?;
-            v.push(m.cka_linear.unwrap_or(f64::NAN));
-            Ok(v)
-        })
-        .unwrap();
-    let boot = t.elapsed().as_secs_f64();
+    // The bootstrap as the engine runs it (each resample peeled in the full data's order)
+    // and with the unordered profile.
+    let boot_with = |ordered: bool| {
+        let t = Instant::now();
+        let iv = cs
+            .bootstrap(100, 1, |s| {
+                let mut v = if ordered {
+                    controls::mms_at_ordered(s, &eps, MatchOptions::default(), &order)?
+                } else {
+                    controls::mms_at(s, &eps, MatchOptions::default())?
+                };
+                let m = compute_with(s, &[Measure::Cka], &mo)?;
+                v.push(m.cka_linear.unwrap_or(f64::NAN));
+                Ok(v)
+            })
+            .unwrap();
+        (t.elapsed().as_secs_f64(), iv)
+    };
+    let (boot_plain, plain) = boot_with(false);
+    let (boot, iv) = boot_with(true);
+    assert_eq!(iv.outputs.len(), plain.outputs.len());
+    println!("bootstrap 100, unordered profiles: {boot_plain:.3} s");
     let t = Instant::now();
     cs.bootstrap(100, 1, |s| Ok(vec![s.gram[(0, 0)]])).unwrap();
     let sums_only = t.elapsed().as_secs_f64();
     println!("bootstrap 100 of the sums alone: {sums_only:.3} s");
     println!(
-        "n={n}+{n}: sum of {k} chunks {:.2} ms, mms_at {:.2} ms, cka {:.2} ms; bootstrap 100: {:.3} s ({} outputs)",
+        "n={n}+{n}: sum of {k} chunks {:.2} ms, mms_at {:.2} ms, cka {:.2} ms; bootstrap 100 (ordered): {:.3} s ({} outputs)",
         sum * 1e3,
         prof * 1e3,
         cka * 1e3,

@@ -19,7 +19,10 @@
 
 use crate::measures::centred_row_norms;
 use crate::tolerance::check_epsilon;
-use crate::{CoreError, GramAccumulator, JointStats, MatchOptions, MatchProblem, RowNormMoments};
+use crate::{
+    CoreError, GramAccumulator, JointStats, MatchOptions, MatchProblem, RemovalOrder,
+    RowNormMoments,
+};
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::householder::{
     apply_block_householder_sequence_on_the_left_in_place_scratch,
@@ -281,6 +284,22 @@ pub fn mms_at(
         check_epsilon(e)?;
     }
     let profile = MatchProblem::new(stats, options)?.profile();
+    eps.iter().map(|&e| profile.mms(e)).collect()
+}
+
+/// [`mms_at`] with the neurons factorised in the reverse of an expected removal order
+/// ([`MatchProblem::profile_ordered`]): the same values up to rounding, about twice as fast
+/// when the order is close (a bootstrap resample peeled in the full data's order).
+pub fn mms_at_ordered(
+    stats: &JointStats,
+    eps: &[f64],
+    options: MatchOptions,
+    order: &RemovalOrder,
+) -> Result<Vec<f64>, CoreError> {
+    for &e in eps {
+        check_epsilon(e)?;
+    }
+    let profile = MatchProblem::new(stats, options)?.profile_ordered(order);
     eps.iter().map(|&e| profile.mms(e)).collect()
 }
 

@@ -71,7 +71,12 @@ fn par_for(work: usize) -> Par {
 
 /// `src[rows, cols]` as a new matrix, or only its lower triangle (the rest zero) with `lower`
 /// (column by column: each source column is read once).
-fn gather(src: MatRef<'_, f64>, rows: &[usize], cols: &[usize], lower: bool) -> Mat<f64> {
+pub(crate) fn gather(
+    src: MatRef<'_, f64>,
+    rows: &[usize],
+    cols: &[usize],
+    lower: bool,
+) -> Mat<f64> {
     let mut out = Mat::<f64>::zeros(rows.len(), cols.len());
     // Runs of consecutive source rows (removed neurons are sparse): (first output row, first
     // source row, length), each copied as one slice.
@@ -218,7 +223,7 @@ struct SideState {
 /// Numerical failure of the downdating pass (a Schur complement that is not positive
 /// definite): the caller falls back to the span tracker.
 #[derive(Debug)]
-struct Failed;
+pub(crate) struct Failed;
 
 impl SideState {
     /// The state for members `mem` and probes `prb` (indices into the joint Gram matrix), or
@@ -544,6 +549,38 @@ impl SideState {
     }
 }
 
+/// One side of a peeling pass in rounds (members of one net, probes of the other), by local
+/// index (position in the live lists the pass started with): the engines of [`run_rounds`].
+pub(crate) trait RoundSide: Send {
+    /// Current squared sine of local probe `p` (present) to the span of the present members.
+    fn sin2(&self, p: usize) -> f64;
+    /// Removes local members and local probes (present ones).
+    fn remove(&mut self, members: &[usize], probes: &[usize]) -> Result<(), Failed>;
+    /// Whether removing `b` more members needs a [`flush`](Self::flush) first.
+    fn must_flush(&self, _b: usize) -> bool {
+        false
+    }
+    /// Brings deferred work up to date (with `seq`, on the calling thread only).
+    fn flush(&mut self, _seq: bool) -> Result<(), Failed> {
+        Ok(())
+    }
+}
+
+impl RoundSide for SideState {
+    fn sin2(&self, p: usize) -> f64 {
+        SideState::sin2(self, p)
+    }
+    fn remove(&mut self, members: &[usize], probes: &[usize]) -> Result<(), Failed> {
+        SideState::remove(self, members, probes)
+    }
+    fn must_flush(&self, b: usize) -> bool {
+        SideState::must_flush(self, b)
+    }
+    fn flush(&mut self, seq: bool) -> Result<(), Failed> {
+        SideState::flush(self, seq)
+    }
+}
+
 /// The ε-profile's peeling pass (the rounds of `Peeler::peel_rounds`, same removals and
 /// sines) on the live neurons, or `None` when a side does not qualify for downdating or the
 /// downdating fails numerically. Returns the removals in order with each neuron's sine at the
@@ -562,7 +599,18 @@ pub(crate) fn peel_rounds(problem: &MatchProblem) -> Option<Vec<(Side, usize, f6
         || SideState::new(gram, &ja, &jb, Par::Seq),
         || SideState::new(gram, &jb, &ja, Par::Seq),
     );
-    let (mut sa, mut sb) = (sa?, sb?);
+    run_rounds(problem, sa?, sb?)
+}
+
+/// The rounds of the peeling pass over two sides' engines (side A: members A, probes B): each
+/// round removes either the farthest neuron (a new, lower level) or every neuron whose sine is
+/// at least the current level. `None` when an engine fails numerically.
+pub(crate) fn run_rounds<S: RoundSide>(
+    problem: &MatchProblem,
+    mut sa: S,
+    mut sb: S,
+) -> Option<Vec<(Side, usize, f64)>> {
+    let (la, lb) = (problem.live_a(), problem.live_b());
     let (na, nb) = (la.len(), lb.len());
     let mut alive_a = vec![true; na];
     let mut alive_b = vec![true; nb];

@@ -26,6 +26,7 @@ mod downdate;
 mod error;
 pub mod gram_kernel;
 pub mod measures;
+mod ordered;
 mod peel;
 mod problem;
 mod profile;
@@ -37,6 +38,7 @@ mod stats;
 pub mod tolerance;
 
 pub use error::CoreError;
+pub use ordered::RemovalOrder;
 pub use peel::{Peeler, Side};
 pub use problem::{DeadPolicy, MatchOptions, MatchProblem};
 pub use profile::{MaxMatch, PeelStep, Profile};

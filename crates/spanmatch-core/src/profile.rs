@@ -58,6 +58,16 @@ impl Profile {
         }
     }
 
+    /// The peeling pass with the members factorised in the reverse of an expected removal
+    /// order (`ordered.rs`), falling back to [`compute`](Self::compute) when a side does not
+    /// qualify.
+    pub(crate) fn compute_ordered(problem: &MatchProblem, order: &crate::RemovalOrder) -> Self {
+        match crate::ordered::peel_rounds(problem, order) {
+            Some(steps) => Self::from_removals(problem, steps),
+            None => Self::compute(problem),
+        }
+    }
+
     /// The peeling pass on the span tracker (the implementation before downdating, and the
     /// path for sides with nearly dependent members).
     pub(crate) fn compute_previous(problem: &MatchProblem) -> Self {

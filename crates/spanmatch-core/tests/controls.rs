@@ -7,12 +7,12 @@ use common::*;
 use faer::Mat;
 use spanmatch_core::controls::{
     centered, chunk_memory_bytes, chunk_of, chunk_range, draw_seed, haar_orthogonal, mms_at,
-    rotate_b, rotate_b_by, rotation_null, ChunkedAccumulator, ChunkedStats, ControlError,
-    Intervals, MAX_CHUNK_BYTES,
+    mms_at_ordered, rotate_b, rotate_b_by, rotation_null, ChunkedAccumulator, ChunkedStats,
+    ControlError, Intervals, MAX_CHUNK_BYTES,
 };
 use spanmatch_core::measures::{compute, Measure};
 use spanmatch_core::rng::SplitMix64;
-use spanmatch_core::{CoreError, JointStats, MatchOptions, MatchProblem};
+use spanmatch_core::{CoreError, JointStats, MatchOptions, MatchProblem, RemovalOrder};
 
 /// Agreement of two computations equal in exact arithmetic (relative to the quantity's scale).
 const SAME_TOL: f64 = 1e-10;
@@ -606,6 +606,34 @@ fn intervals_cover_the_full_value_and_are_seeded() {
     // Another seed gives other CKA endpoints.
     let other = cs.bootstrap(200, 8, &f).unwrap();
     assert_ne!((other.outputs[2].lo, other.outputs[2].hi), (cka.lo, cka.hi));
+}
+
+#[test]
+fn resamples_peeled_in_the_full_datas_order_give_the_same_intervals() {
+    // The engine peels each resample with the full data's removal order
+    // (`mms_at_ordered`): on ReLU layers with many distinct thresholds, every resample's mms at
+    // a fine grid of ε is that of the plain profile, so the intervals are the same.
+    let mut rng = SplitMix64::new(36);
+    let (x, y) = planted(&mut rng, 2400, 12, 20, 10, 10, 0.3);
+    let (x, y) = (relu(&x), relu(&y));
+    let cs = chunked(&x, &y, 12);
+    let eps: Vec<f64> = (1..20).map(|k| k as f64 / 20.0).collect();
+    let full = MatchProblem::new(&cs.merged(), MatchOptions::default())
+        .unwrap()
+        .profile();
+    let order = RemovalOrder::from_profile(&full);
+    assert_eq!(order.a.len() + order.b.len(), full.steps().len());
+    let plain = cs
+        .bootstrap(40, 3, |s| mms_at(s, &eps, MatchOptions::default()))
+        .unwrap();
+    let ordered = cs
+        .bootstrap(40, 3, |s| {
+            mms_at_ordered(s, &eps, MatchOptions::default(), &order)
+        })
+        .unwrap();
+    assert_eq!(plain, ordered);
+    // The resamples do differ: some interval is not a point.
+    assert!(plain.outputs.iter().any(|o| o.hi > o.lo), "{plain:?}");
 }
 
 #[test]

@@ -11,7 +11,7 @@ use spanmatch_core::rng::SplitMix64;
 use spanmatch_core::simple::{
     simple_matches, simple_matches_for, Neuron, SimpleMatches, SimpleOptions,
 };
-use spanmatch_core::{MatchProblem, Profile, Side};
+use spanmatch_core::{MatchProblem, Profile, RemovalOrder, Side};
 use std::ops::ControlFlow;
 
 /// Structured ReLU layers: `rows` samples, a shared latent subspace of rank `rank` read by each
@@ -97,6 +97,74 @@ fn downdated_profile_equals_the_span_trackers_on_relu_and_planted_layers() {
     assert!(prof.mms(0.25).unwrap() < prof.mms(0.6).unwrap());
 }
 
+/// The removals (side, neuron) of a profile, in order.
+fn removals(p: &Profile) -> Vec<(Side, usize)> {
+    p.steps().iter().map(|s| (s.side, s.neuron)).collect()
+}
+
+#[test]
+fn ordered_profile_equals_the_profile_whatever_the_order() {
+    // The factorisation order only changes the cost: on ReLU, planted and nearly dependent
+    // layers, with the exact order, its reverse, a shuffle, no order at all, and (the
+    // bootstrap's case) a row resample peeled in the full data's order, the thresholds are
+    // those of `profile` to 1e-10, the maximum matches identical, and on the ReLU layers
+    // (no ties) the removal sequence too.
+    let mut rng = SplitMix64::new(2105);
+    let (rx, ry) = structured_relu(&mut rng, 300, 1200, 37, 0.3);
+    let (px, py) = shared_blocks(&mut rng, 900, 110, 0, 0, 0, 0.01, false);
+    let (nx, ny) = shared_blocks(&mut rng, 500, 40, 1, 0, 0, 0.003, false);
+    // Rows drawn with replacement from the ReLU layers.
+    let pick: Vec<usize> = (0..rx.nrows())
+        .map(|_| (rng.uniform() * rx.nrows() as f64) as usize % rx.nrows())
+        .collect();
+    let (bx, by) = (
+        Mat::from_fn(pick.len(), rx.ncols(), |i, j| rx[(pick[i], j)]),
+        Mat::from_fn(pick.len(), ry.ncols(), |i, j| ry[(pick[i], j)]),
+    );
+    let relu = problem_of(&rx, &ry);
+    let full_order = RemovalOrder::from_profile(&relu.profile());
+    let cases = [
+        ("relu", relu, None),
+        ("planted", problem_of(&px, &py), None),
+        ("nearly dependent", problem_of(&nx, &ny), None),
+        ("resample", problem_of(&bx, &by), Some(full_order)),
+    ];
+    for (name, p, given) in cases {
+        let want = p.profile();
+        let exact = RemovalOrder::from_profile(&want);
+        let reversed = RemovalOrder {
+            a: exact.a.iter().rev().cloned().collect(),
+            b: exact.b.iter().rev().cloned().collect(),
+        };
+        let mut shuffled = exact.clone();
+        for v in [&mut shuffled.a, &mut shuffled.b] {
+            for i in (1..v.len()).rev() {
+                let j = (rng.uniform() * (i + 1) as f64) as usize % (i + 1);
+                v.swap(i, j);
+            }
+        }
+        let mut orders = vec![
+            ("exact", exact),
+            ("reversed", reversed),
+            ("shuffled", shuffled),
+            ("none", RemovalOrder::default()),
+        ];
+        if let Some(g) = given {
+            orders.push(("full data's", g));
+        }
+        for (how, order) in &orders {
+            let got = p.profile_ordered(order);
+            let d = max_diff(&got, &want);
+            assert!(d <= 1e-10, "{name}, {how} order: {d:e}");
+            assert!(same_matches(&got, &want), "{name}, {how} order");
+            // (Planted blocks end in exact ties, one neuron per side, broken by rounding.)
+            if name == "relu" || name == "resample" {
+                assert_eq!(removals(&got), removals(&want), "{name}, {how} order");
+            }
+        }
+    }
+}
+
 #[test]
 fn downdated_profile_is_exact_where_neurons_are_nearly_dependent() {
     // One neuron more than the block's dimension on net A, noise 0.3%: each extra neuron is within
@@ -142,6 +210,10 @@ fn dependent_neurons_use_the_span_tracker() {
         |t: &[Option<f64>]| -> Vec<Option<u64>> { t.iter().map(|v| v.map(f64::to_bits)).collect() };
     assert_eq!(bits(new.thresholds_a()), bits(prev.thresholds_a()));
     assert_eq!(bits(new.thresholds_b()), bits(prev.thresholds_b()));
+    // The ordered engine does not qualify either: the same fallback, the same bits.
+    let ordered = p.profile_ordered(&RemovalOrder::from_profile(&new));
+    assert_eq!(bits(ordered.thresholds_a()), bits(prev.thresholds_a()));
+    assert_eq!(bits(ordered.thresholds_b()), bits(prev.thresholds_b()));
     assert!(max_diff(&new, &p.profile_reference()) <= 1e-10);
 }
 

@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 use spanmatch_core::controls::{self, ChunkedStats};
 use spanmatch_core::measures::{self, Measure, MeasureOptions, Measures};
 use spanmatch_core::simple::simple_matches;
-use spanmatch_core::{JointStats, MatchProblem, Peeler, Profile};
+use spanmatch_core::{JointStats, MatchProblem, Peeler, Profile, RemovalOrder};
 use std::ops::ControlFlow;
 
 /// Step of the ε grid on which the ε-profile curve is sampled (reports and figures).
@@ -132,11 +132,14 @@ fn control_measure_options(options: &Options) -> MeasureOptions {
 }
 
 /// Bootstrap intervals over the chunks: mms at every ε and every number of the requested
-/// measures (a resample where a number is undefined counts as missing for it).
+/// measures (a resample where a number is undefined counts as missing for it). Each resample's
+/// profile factorises the neurons in the reverse of `order`, the full data's removal order
+/// (the same profile, about half the time per resample: `MatchProblem::profile_ordered`).
 fn intervals(
     chunks: &ChunkedStats,
     resamples: usize,
     options: &Options,
+    order: &RemovalOrder,
 ) -> Result<IntervalsRecord> {
     let wanted = fields::fields_for(&options.measures);
     let measure_options = control_measure_options(options);
@@ -144,7 +147,7 @@ fn intervals(
     let eps = &options.eps;
     let iv = chunks
         .bootstrap(resamples, options.bootstrap_seed(), |s| {
-            let mut v = controls::mms_at(s, eps, matching)?;
+            let mut v = controls::mms_at_ordered(s, eps, matching, order)?;
             if !wanted.is_empty() {
                 let m = measures::compute_with(s, &options.measures, &measure_options).ok();
                 v.extend(wanted.iter().map(|f| {
@@ -387,13 +390,18 @@ fn analyse_stats(
     } else {
         None
     };
+    let problem = MatchProblem::from_stats(joint, matching)?;
+    let profile = problem.profile();
     let intervals = match (options.bootstrap, chunks) {
-        (Some(resamples), Some(c)) => Some(intervals(c, resamples, options)?),
+        (Some(resamples), Some(c)) => Some(intervals(
+            c,
+            resamples,
+            options,
+            &RemovalOrder::from_profile(&profile),
+        )?),
         (Some(_), None) => bail!("bootstrap: needs the statistics of chunks of the inputs"),
         (None, _) => None,
     };
-    let problem = MatchProblem::from_stats(joint, matching)?;
-    let profile = problem.profile();
     let curve = if options.curve {
         profile_curve(&profile)?
     } else {
