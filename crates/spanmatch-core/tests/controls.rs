@@ -614,7 +614,7 @@ fn resamples_peeled_in_the_full_datas_order_give_the_same_intervals() {
     // (`mms_at_ordered`): on ReLU layers with many distinct thresholds, every resample's mms at
     // a fine grid of ε is that of the plain profile, so the intervals are the same.
     let mut rng = SplitMix64::new(36);
-    let (x, y) = planted(&mut rng, 2400, 12, 20, 10, 10, 0.3);
+    let (x, y) = planted(&mut rng, 2400, 24, 60, 20, 20, 0.3);
     let (x, y) = (relu(&x), relu(&y));
     let cs = chunked(&x, &y, 12);
     let eps: Vec<f64> = (1..20).map(|k| k as f64 / 20.0).collect();
