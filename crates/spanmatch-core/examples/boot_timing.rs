@@ -71,16 +71,46 @@ fn main() {
         return;
     }
     if let Some(mode @ ("profile" | "ordered")) = std::env::args().nth(2).as_deref() {
-        // Only the profiles (for a profiler): 1000 of them.
-        let t = Instant::now();
-        for _ in 0..1000 {
-            std::hint::black_box(if mode == "ordered" {
-                controls::mms_at_ordered(&merged, &eps, MatchOptions::default(), &order).unwrap()
-            } else {
-                controls::mms_at(&merged, &eps, MatchOptions::default()).unwrap()
-            });
+        // Only the profiles (for a profiler): 1000 of them, of the full data and of one
+        // resample of the chunks (the full data's order for both).
+        let drawn: Vec<JointStats> = (0..k)
+            .map(|_| cs.chunks()[(rng.uniform() * k as f64) as usize % k].clone())
+            .collect();
+        let resample = ChunkedStats::new(drawn).unwrap().merged();
+        {
+            // Rotations per deletion of side A with the full data's order on the resample.
+            let rp = spanmatch_core::MatchProblem::new(&resample, MatchOptions::default())
+                .unwrap()
+                .profile();
+            let ro = RemovalOrder::from_profile(&rp);
+            let n = order.a.len();
+            let mut pos = vec![0usize; n];
+            for (r, &v) in order.a.iter().enumerate() {
+                pos[v] = n - 1 - r;
+            }
+            let mut alive = vec![true; n];
+            let mut rot = 0usize;
+            for &v in &ro.a {
+                let p = pos[v];
+                rot += (p + 1..n).filter(|&q| alive[q]).count();
+                alive[p] = false;
+            }
+            println!(
+                "side A: {n} deletions, {rot} rotations ({:.1} per deletion)",
+                rot as f64 / n as f64
+            );
         }
-        println!("{mode}: {:.3} ms", t.elapsed().as_secs_f64());
+        for (what, stats) in [("full data", &merged), ("a resample", &resample)] {
+            let t = Instant::now();
+            for _ in 0..1000 {
+                std::hint::black_box(if mode == "ordered" {
+                    controls::mms_at_ordered(stats, &eps, MatchOptions::default(), &order).unwrap()
+                } else {
+                    controls::mms_at(stats, &eps, MatchOptions::default()).unwrap()
+                });
+            }
+            println!("{mode}, {what}: {:.3} ms", t.elapsed().as_secs_f64());
+        }
         return;
     }
     let t = Instant::now();

@@ -87,13 +87,15 @@ pub(crate) fn gather(
             _ => runs.push((i, r, 1)),
         }
     }
+    // A permuted order (`ordered.rs`) makes runs of about one row: then entry by entry.
+    let by_runs = runs.len() * 8 <= rows.len();
     for (c, &j) in cols.iter().enumerate() {
         let first = if lower { c } else { 0 };
         let s = src.col(j);
         let d = out.col_mut(c).try_as_col_major_mut().expect("column-major");
         let d = d.as_slice_mut();
         match s.try_as_col_major() {
-            Some(s) => {
+            Some(s) if by_runs => {
                 let s = s.as_slice();
                 for &(i0, r0, len) in &runs {
                     if i0 + len <= first {
@@ -101,6 +103,12 @@ pub(crate) fn gather(
                     }
                     let skip = first.saturating_sub(i0);
                     d[i0 + skip..i0 + len].copy_from_slice(&s[r0 + skip..r0 + len]);
+                }
+            }
+            Some(s) => {
+                let s = s.as_slice();
+                for (d, &r) in d[first..].iter_mut().zip(&rows[first..]) {
+                    *d = s[r];
                 }
             }
             None => {
@@ -629,28 +637,25 @@ pub(crate) fn run_rounds<S: RoundSide>(
                     .collect(),
             )
         };
-        let (mut ra, mut rb) = above(level);
-        if ra.is_empty() && rb.is_empty() {
-            // The farthest neuron (ties: A first, then the lower position).
-            let mut best: Option<f64> = None;
-            for l in (0..na).filter(|&l| alive_a[l]) {
-                let s = sine_a(l);
-                if best.is_none_or(|b| s > b) {
-                    best = Some(s);
-                }
+        // The farthest present neuron; when none is at the current level any more, it sets a
+        // new, lower one (the same rounds as scanning for the level first).
+        let mut best: Option<f64> = None;
+        for s in (0..na)
+            .filter(|&l| alive_a[l])
+            .map(sine_a)
+            .chain((0..nb).filter(|&l| alive_b[l]).map(sine_b))
+        {
+            if best.is_none_or(|b| s > b) {
+                best = Some(s);
             }
-            for l in (0..nb).filter(|&l| alive_b[l]) {
-                let s = sine_b(l);
-                if best.is_none_or(|b| s > b) {
-                    best = Some(s);
-                }
-            }
-            let Some(s) = best else {
-                break;
-            };
-            level = s;
-            (ra, rb) = above(level);
         }
+        let Some(best) = best else {
+            break;
+        };
+        if best < level {
+            level = best;
+        }
+        let (ra, rb) = above(level);
         for &l in &ra {
             steps.push((Side::A, la[l], sine_a(l)));
             alive_a[l] = false;

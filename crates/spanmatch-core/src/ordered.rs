@@ -85,8 +85,27 @@ fn two_cols(m: &mut Mat<f64>, u: usize, v: usize) -> (&mut [f64], &mut [f64]) {
     (a.as_slice_mut(), b.as_slice_mut())
 }
 
-/// `(x, y) ← (c x + s y, c y − s x)` elementwise.
+/// `(x, y) ← (c x + s y, c y − s x)` elementwise (AVX2 where the CPU has it: the same
+/// arithmetic, no fused multiply-adds, so the same bits either way).
 fn rotate(x: &mut [f64], y: &mut [f64], c: f64, s: f64) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2.
+            return unsafe { rotate_avx2(x, y, c, s) };
+        }
+    }
+    rotate_body(x, y, c, s)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn rotate_avx2(x: &mut [f64], y: &mut [f64], c: f64, s: f64) {
+    rotate_body(x, y, c, s)
+}
+
+#[inline(always)]
+fn rotate_body(x: &mut [f64], y: &mut [f64], c: f64, s: f64) {
     for (a, b) in x.iter_mut().zip(y.iter_mut()) {
         let (p, q) = (*a, *b);
         *a = c * p + s * q;
@@ -107,10 +126,21 @@ struct OrderedSide {
     cols: Vec<usize>,
     /// Directions still in the span, increasing; `cols[i]` has nonzeros in `rows[..=i]`.
     rows: Vec<usize>,
+    /// Local probe -> row of `pt` (`NONE` once dropped).
+    probe_slot: Vec<usize>,
+    /// By row of `pt`: present, squared norm, squared sine.
     probe_alive: Vec<bool>,
+    alive_probes: usize,
     probe_norm2: Vec<f64>,
     sin2: Vec<f64>,
 }
+
+/// Absent slot.
+const NONE: usize = usize::MAX;
+
+/// The probes' rows are compacted when fewer than half are present (and at least this many
+/// rows are allocated): the rotations then stop carrying removed probes.
+const COMPACT_PROBES_MIN: usize = 32;
 
 impl OrderedSide {
     /// The state for members `mem` and probes `prb` (indices into the joint Gram matrix),
@@ -190,10 +220,33 @@ impl OrderedSide {
             member_pos,
             cols: (0..m).collect(),
             rows: (0..m).collect(),
+            probe_slot: (0..q).collect(),
             probe_alive: vec![true; q],
+            alive_probes: q,
             probe_norm2,
             sin2,
         })
+    }
+
+    /// Drops the removed probes' rows of `pt` and their entries.
+    fn compact_probes(&mut self) {
+        let keep: Vec<usize> = (0..self.pt.nrows())
+            .filter(|&r| self.probe_alive[r])
+            .collect();
+        let mut new_of = vec![NONE; self.pt.nrows()];
+        for (new, &old) in keep.iter().enumerate() {
+            new_of[old] = new;
+        }
+        for slot in self.probe_slot.iter_mut() {
+            if *slot != NONE {
+                *slot = new_of[*slot];
+            }
+        }
+        let all: Vec<usize> = (0..self.pt.ncols()).collect();
+        self.pt = gather(self.pt.as_ref(), &keep, &all, false);
+        self.probe_norm2 = keep.iter().map(|&r| self.probe_norm2[r]).collect();
+        self.sin2 = keep.iter().map(|&r| self.sin2[r]).collect();
+        self.probe_alive = vec![true; keep.len()];
     }
 
     /// Deletes the member at factor position `c` (present).
@@ -206,7 +259,8 @@ impl OrderedSide {
             let (col, u, v) = (self.cols[j], self.rows[j - 1], self.rows[j]);
             let (lu, lv) = two_cols(&mut self.l, u, v);
             let (x, y) = (lu[col], lv[col]);
-            let r = x.hypot(y);
+            // (Entries of a Cholesky factor of activation Gram matrices: no overflow.)
+            let r = (x * x + y * y).sqrt();
             let (cs, sn) = (x / r, y / r);
             rotate(&mut lu[col..end], &mut lv[col..end], cs, sn);
             lv[col] = 0.0;
@@ -215,12 +269,16 @@ impl OrderedSide {
         }
         // The last direction has left the span: its coordinates are lost.
         let lost = self.rows[k - 1];
-        let pl = self.pt.col(lost);
-        for (p, (s2, &n2)) in self.sin2.iter_mut().zip(&self.probe_norm2).enumerate() {
-            if self.probe_alive[p] && n2 > 0.0 {
-                let v = pl[p];
-                *s2 = (*s2 + v * v / n2).min(1.0);
-            }
+        // (Every row, present or not: a removed probe's sine is never read again, and live
+        // probes have positive norms.)
+        let pl = self.pt.col(lost).try_as_col_major().expect("column-major");
+        for ((s2, &n2), &v) in self
+            .sin2
+            .iter_mut()
+            .zip(&self.probe_norm2)
+            .zip(pl.as_slice())
+        {
+            *s2 = (*s2 + v * v / n2).min(1.0);
         }
         self.cols.remove(s);
         self.rows.pop();
@@ -233,12 +291,20 @@ impl OrderedSide {
 
 impl RoundSide for OrderedSide {
     fn sin2(&self, p: usize) -> f64 {
-        self.sin2[p]
+        self.sin2[self.probe_slot[p]]
     }
 
     fn remove(&mut self, members: &[usize], probes: &[usize]) -> Result<(), Failed> {
         for &p in probes {
-            self.probe_alive[p] = false;
+            let slot = self.probe_slot[p];
+            if slot != NONE && self.probe_alive[slot] {
+                self.probe_alive[slot] = false;
+                self.alive_probes -= 1;
+            }
+        }
+        let rows = self.pt.nrows();
+        if rows >= COMPACT_PROBES_MIN && 2 * self.alive_probes < rows {
+            self.compact_probes();
         }
         // The last positions first: each deletion rotates only the members after it.
         let mut pos: Vec<usize> = members.iter().map(|&i| self.member_pos[i]).collect();
